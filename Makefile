@@ -1,0 +1,30 @@
+# Quickstart: `make demo` and `make test` on a fresh machine. Both create .venv, install torch
+# 2.13.0 (the CPU wheel from local disk where one is provided, the CUDA build on a GPU machine) and
+# diffalign, then run.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.diffalign-installed
+PIP := $(BIN)/python -m pip
+PYTEST_ARGS ?=
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt torch torchvision
+	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -c "import torch, diffalign; print('diffalign ready: torch', torch.__version__)"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/diffalign demo
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache outputs

@@ -1,0 +1,479 @@
+"""The one interface trainers, rewards and evaluation jobs use to drive a diffusers model family.
+
+A ``PipelineAdapter`` wraps a real diffusers pipeline object (``self.pipe``) and exposes the pieces
+of it a training algorithm needs, in a family-neutral vocabulary:
+
+- conditioning: ``encode_prompt`` -> :class:`PromptEmbeds` (batched, cacheable);
+- latents: ``encode_pixels`` / ``decode_latents`` (pixels are float RGB in [0, 1]);
+- the training distribution: ``sample_timesteps``, ``sample_noise``, ``add_noise``,
+  ``training_target``; ``forward`` is the conditioned network call;
+- sampling for online trainers: ``sampling_scheduler`` + ``sampler_step`` (which also returns the
+  log-probability of the step) + ``guided_forward`` (classifier-free guidance) and the ``rollout``
+  loop built from them;
+- LoRA via peft (``add_lora``; ``reference()`` runs the same network with adapters disabled),
+  ``save_lora`` (``pytorch_lora_weights.safetensors`` that the family's diffusers pipeline loads with
+  ``load_lora_weights``) and ``save_pretrained`` (a full pipeline folder);
+- ``set_attention_backend`` (``sdpa`` default, ``xformers``, ``flash``) and gradient checkpointing.
+
+Timesteps are always the network's own timestep values: integers in [0, T) for DDPM-family models
+(SD, SDXL, CogVideoX) and ``sigma * 1000`` floats for rectified-flow models (SD3), as diffusers'
+schedulers produce them. Family specifics live only in the subclasses.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Sequence
+
+import torch
+
+from diffalign.pipelines.conditioning import PromptEmbeds
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+
+
+@dataclass
+class Rollout:
+    """A sampled trajectory, as the online trainers store it (see ``PipelineAdapter.rollout``).
+
+    ``latents``: [B, S+1, *latent_shape], the state before each step and the final one;
+    ``timesteps``: [S] the network timesteps used at each step; ``log_probs``: [B, S] the
+    log-probability of each transition under the sampling policy (fp32);
+    ``images``: decoded final samples, float RGB in [0, 1] (``None`` when not decoded).
+    """
+
+    latents: torch.Tensor
+    timesteps: torch.Tensor
+    log_probs: torch.Tensor
+    images: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class PipelineAdapter(ABC):
+    """Base class of the per-family adapters. Subclasses set the class attributes and implement the
+    abstract methods; everything else is shared."""
+
+    #: short family name used in configs and the registry ("sd", "sdxl", "sd3", "cogvideox").
+    family: ClassVar[str]
+    #: the diffusers pipeline class this family wraps.
+    pipeline_class: ClassVar[type]
+    #: attribute name of the trained network on the pipeline ("unet" or "transformer").
+    denoiser_name: ClassVar[str] = "unet"
+    #: default peft LoRA target modules on the denoiser.
+    default_lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
+    #: modality of the pixels the family produces: "image" or "video".
+    modality: ClassVar[str] = "image"
+    #: key layout of saved LoRA weights: "diffusers" (the UNet scripts' ``lora.down/up`` layout) or
+    #: "peft" (``lora_A/B``, what diffusers' DiT scripts save and their loaders expect: SD3, CogVideoX).
+    lora_key_format: ClassVar[str] = "diffusers"
+
+    def __init__(self, pipe, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+        if not isinstance(pipe, self.pipeline_class):
+            raise TypeError(
+                f"{type(self).__name__} wraps {self.pipeline_class.__name__}, got {type(pipe).__name__}"
+            )
+        self.pipe = pipe
+        if device is not None or dtype is not None:
+            pipe.to(device=device, dtype=dtype)
+        self.attention_backend = "sdpa"
+        self._lora_config: dict[str, Any] | None = None
+        # What ``forward`` calls: the denoiser itself, or a wrapper of it (DDP/FSDP from accelerate)
+        # bound by a trainer, or temporarily a frozen reference copy (full fine-tuning).
+        self._network: torch.nn.Module | None = None
+        self._reference_network: torch.nn.Module | None = None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        torch_dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        **kwargs,
+    ) -> "PipelineAdapter":
+        """Load the family's diffusers pipeline from a hub id or a local diffusers folder.
+
+        Uses the real ``from_pretrained`` path, so ``HF_HUB_OFFLINE``/``local_files_only``,
+        ``revision``, ``variant`` and ``cache_dir`` behave as in diffusers.
+        """
+        from diffalign.pipelines.loading import load_pipeline
+
+        pipe = load_pipeline(cls.pipeline_class, name_or_path, torch_dtype=torch_dtype, **kwargs)
+        return cls(pipe, device=device)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return getattr(self.pipe, self.denoiser_name)
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The module ``forward`` calls: ``denoiser`` unless a trainer bound a wrapper of it."""
+        return self._network if self._network is not None else self.denoiser
+
+    def bind_network(self, module: torch.nn.Module | None) -> None:
+        """Make ``forward`` call ``module`` (e.g. the accelerate-prepared, DDP-wrapped denoiser)."""
+        self._network = module
+
+    def set_reference_network(self, module: torch.nn.Module | None) -> None:
+        """A frozen copy of the denoiser that ``reference()`` runs (full fine-tuning)."""
+        self._reference_network = module
+
+    @property
+    def vae(self) -> torch.nn.Module:
+        return self.pipe.vae
+
+    @property
+    def device(self) -> torch.device:
+        return self.denoiser.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.denoiser.dtype
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.pipe.scheduler.config.num_train_timesteps)
+
+    # ------------------------------------------------------------------ conditioning
+    @abstractmethod
+    def encode_prompt(self, prompts: Sequence[str]) -> PromptEmbeds:
+        """Encode prompts (batched) into the conditioning the denoiser consumes. No CFG doubling."""
+
+    def encode_prompt_cached(self, prompts: Sequence[str], cache: dict[str, PromptEmbeds] | None) -> PromptEmbeds:
+        """``encode_prompt`` with a per-prompt memo (a plain dict the caller owns)."""
+        if cache is None:
+            return self.encode_prompt(prompts)
+        missing = [p for p in dict.fromkeys(prompts) if p not in cache]
+        if missing:
+            enc = self.encode_prompt(missing)
+            for i, p in enumerate(missing):
+                cache[p] = enc[i : i + 1].detach()
+        return PromptEmbeds.cat([cache[p] for p in prompts])
+
+    def encode_negative_prompt(self, negative_prompt: str | None, batch_size: int) -> PromptEmbeds:
+        """Unconditional embeddings for classifier-free guidance, as the family's pipeline makes them
+        (``None``: the pipeline default; the empty prompt unless a family overrides this)."""
+        return self.encode_prompt([negative_prompt or ""] * batch_size)
+
+    # ------------------------------------------------------------------ latents
+    @abstractmethod
+    def encode_pixels(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Float RGB in [0, 1] ([B,3,H,W]; video [B,F,3,H,W]) -> scaled latents the denoiser sees."""
+
+    @abstractmethod
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> float RGB in [0, 1], same layout as ``encode_pixels`` takes."""
+
+    @abstractmethod
+    def latent_shape(self, height: int, width: int, num_frames: int | None = None) -> tuple[int, ...]:
+        """Shape of one sample's latents (no batch dim) for an output of this size."""
+
+    # ------------------------------------------------------------------ training distribution
+    @abstractmethod
+    def sample_timesteps(
+        self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | None = None
+    ) -> torch.Tensor:
+        """Timesteps drawn from the family's training distribution, shape [batch_size]."""
+
+    def sample_noise(self, latents: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+
+    @abstractmethod
+    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """Forward-noise clean latents to the given timesteps."""
+
+    @abstractmethod
+    def training_target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the network is trained to predict (epsilon, v, or flow velocity)."""
+
+    @abstractmethod
+    def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: PromptEmbeds) -> torch.Tensor:
+        """The conditioned network forward; returns a prediction shaped like ``noisy_latents``."""
+
+    @staticmethod
+    def per_sample_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Squared error averaged over every non-batch element, in fp32: shape [B]."""
+        err = (prediction.float() - target.float()) ** 2
+        return err.reshape(err.shape[0], -1).mean(dim=1)
+
+    def training_errors(
+        self,
+        latents: torch.Tensor,
+        cond: PromptEmbeds,
+        *,
+        noise: torch.Tensor | None = None,
+        timesteps: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The whole training-step path: noise, timesteps, forward, target -> per-sample error [B].
+
+        Returns ``(errors, parts)`` where ``parts`` holds ``noise``, ``timesteps``, ``prediction``
+        and ``target`` for callers that need them.
+        """
+        if noise is None:
+            noise = self.sample_noise(latents, generator)
+        if timesteps is None:
+            timesteps = self.sample_timesteps(latents.shape[0], generator, device=latents.device)
+        noisy = self.add_noise(latents, noise, timesteps)
+        pred = self.forward(noisy, timesteps, cond)
+        target = self.training_target(latents, noise, timesteps)
+        return self.per_sample_error(pred, target), {
+            "noise": noise,
+            "timesteps": timesteps,
+            "prediction": pred,
+            "target": target,
+        }
+
+    # ------------------------------------------------------------------ sampling
+    @abstractmethod
+    def sampling_scheduler(self, num_inference_steps: int):
+        """A fresh scheduler for sampling with ``set_timesteps`` already called."""
+
+    @abstractmethod
+    def sampler_step(
+        self,
+        scheduler,
+        model_output: torch.Tensor,
+        timestep: torch.Tensor | int | float,
+        sample: torch.Tensor,
+        *,
+        noise_level: float | None = None,
+        prev_sample: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One stochastic sampler step and its log-probability [B] (fp32, mean over non-batch dims).
+
+        UNet families: DDIM with ``eta = noise_level`` (> 0). Flow families: the flow SDE step with
+        ``noise_level`` as Flow-GRPO's ``a`` (0 gives the Euler ODE step). When ``prev_sample`` is
+        given it is not resampled and the log-probability is that of ``prev_sample``.
+        """
+
+    def initial_latents(
+        self,
+        batch_size: int,
+        height: int,
+        width: int,
+        *,
+        num_frames: int | None = None,
+        generator: torch.Generator | None = None,
+        scheduler=None,
+    ) -> torch.Tensor:
+        shape = (batch_size, *self.latent_shape(height, width, num_frames))
+        x = torch.randn(shape, generator=generator, device="cpu" if generator is None else generator.device)
+        x = x.to(device=self.device, dtype=self.dtype)
+        sigma = getattr(scheduler, "init_noise_sigma", 1.0) if scheduler is not None else 1.0
+        return x * sigma
+
+    def guided_forward(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor | int | float,
+        cond: PromptEmbeds,
+        uncond: PromptEmbeds | None = None,
+        guidance_scale: float = 1.0,
+    ) -> torch.Tensor:
+        """Network output with classifier-free guidance (one batched forward when guiding)."""
+        b = latents.shape[0]
+        t = torch.as_tensor(timestep, device=latents.device)
+        if t.ndim == 0:
+            t = t.expand(b)
+        if uncond is None or guidance_scale == 1.0:
+            return self.forward(latents, t, cond)
+        out = self.forward(torch.cat([latents, latents]), torch.cat([t, t]), PromptEmbeds.cat([uncond, cond]))
+        out_u, out_c = out.chunk(2)
+        return out_u + guidance_scale * (out_c - out_u)
+
+    def rollout(
+        self,
+        prompts: Sequence[str] | PromptEmbeds,
+        *,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 1.0,
+        noise_level: float | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        generator: torch.Generator | None = None,
+        negative_prompt: str | None = None,
+        decode: bool = True,
+        latents: torch.Tensor | None = None,
+    ) -> Rollout:
+        """Sample with ``sampler_step`` at every step, recording the trajectory and log-probs."""
+        cond = prompts if isinstance(prompts, PromptEmbeds) else self.encode_prompt(list(prompts))
+        b = len(cond)
+        uncond = self.encode_negative_prompt(negative_prompt, b) if guidance_scale != 1.0 else None
+        height = height or self.default_resolution()
+        width = width or self.default_resolution()
+        scheduler = self.sampling_scheduler(num_inference_steps)
+        x = latents if latents is not None else self.initial_latents(
+            b, height, width, num_frames=num_frames, generator=generator, scheduler=scheduler
+        )
+        states, logps, ts = [x], [], []
+        for t in scheduler.timesteps:
+            model_in = scheduler.scale_model_input(x, t) if hasattr(scheduler, "scale_model_input") else x
+            out = self.guided_forward(model_in, t, cond, uncond, guidance_scale)
+            x, logp = self.sampler_step(scheduler, out, t, x, noise_level=noise_level, generator=generator)
+            states.append(x)
+            logps.append(logp)
+            ts.append(torch.as_tensor(t))
+        images = self.decode_latents(x) if decode else None
+        return Rollout(
+            latents=torch.stack(states, dim=1),
+            timesteps=torch.stack(ts),
+            log_probs=torch.stack(logps, dim=1),
+            images=images,
+        )
+
+    def default_resolution(self) -> int:
+        """Default output side in pixels (the network's sample size times the VAE factor)."""
+        return int(self.pipe.default_sample_size * self.pipe.vae_scale_factor)
+
+    def generate(self, prompts: Sequence[str] | str, **kwargs):
+        """Plain inference through the real diffusers pipeline ``__call__`` (drop-in behaviour)."""
+        return self.pipe(prompt=prompts, **kwargs)
+
+    # ------------------------------------------------------------------ LoRA (peft)
+    def add_lora(
+        self,
+        rank: int = 8,
+        alpha: float | None = None,
+        target_modules: Sequence[str] | None = None,
+        init_lora_weights: str | bool = "gaussian",
+        dropout: float = 0.0,
+        adapter_name: str = "default",
+    ) -> list[torch.nn.Parameter]:
+        """Attach a peft LoRA adapter to the denoiser; freeze the rest; return trainable params."""
+        from peft import LoraConfig
+
+        alpha = float(rank if alpha is None else alpha)
+        targets = list(target_modules or self.default_lora_targets)
+        config = LoraConfig(
+            r=rank, lora_alpha=alpha, target_modules=targets, init_lora_weights=init_lora_weights,
+            lora_dropout=dropout,
+        )
+        self.freeze()
+        self.denoiser.add_adapter(config, adapter_name=adapter_name)
+        self._lora_config = {"rank": rank, "alpha": alpha, "target_modules": targets, "adapter_name": adapter_name}
+        params = [p for p in self.denoiser.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"LoRA targets {targets} matched no module of the {self.family} {self.denoiser_name}")
+        return params
+
+    @property
+    def has_lora(self) -> bool:
+        return self._lora_config is not None
+
+    def freeze(self) -> None:
+        for name in ("vae", "text_encoder", "text_encoder_2", "text_encoder_3", self.denoiser_name):
+            module = getattr(self.pipe, name, None)
+            if isinstance(module, torch.nn.Module):
+                module.requires_grad_(False)
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.denoiser.parameters() if p.requires_grad]
+
+    @contextlib.contextmanager
+    def reference(self) -> Iterator[None]:
+        """Run ``forward`` as the reference model inside the block: the frozen copy set with
+        ``set_reference_network`` (full fine-tuning), else the same network with LoRA disabled."""
+        if self._reference_network is not None:
+            previous = self._network
+            self._network = self._reference_network
+            try:
+                yield
+            finally:
+                self._network = previous
+            return
+        if not self.has_lora:
+            raise RuntimeError(
+                "reference() needs a LoRA adapter (the reference is the same network with adapters "
+                "disabled) or a frozen copy set with set_reference_network() for full fine-tuning."
+            )
+        self.denoiser.disable_adapters()
+        try:
+            yield
+        finally:
+            self.denoiser.enable_adapters()
+
+    def lora_state_dict(self) -> dict[str, torch.Tensor]:
+        """The adapter's weights in diffusers' key layout (what ``save_lora`` writes)."""
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        if not self.has_lora:
+            raise RuntimeError("no LoRA adapter attached; call add_lora() first")
+        sd = get_peft_model_state_dict(self.denoiser, adapter_name=self._lora_config["adapter_name"])
+        return convert_state_dict_to_diffusers(sd) if self.lora_key_format == "diffusers" else sd
+
+    def lora_metadata(self) -> dict[str, Any]:
+        cfg = self._lora_config or {}
+        return {"r": cfg.get("rank"), "lora_alpha": cfg.get("alpha"), "target_modules": cfg.get("target_modules")}
+
+    def save_lora(self, save_directory: str | os.PathLike, *, dtype: torch.dtype | None = None) -> str:
+        """Write ``pytorch_lora_weights.safetensors`` loadable by the family pipeline's
+        ``load_lora_weights``; returns the file path."""
+        state = self.lora_state_dict()
+        if dtype is not None:
+            state = {k: v.to(dtype) for k, v in state.items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        kwargs = {
+            f"{self.denoiser_name}_lora_layers": state,
+            f"{self.denoiser_name}_lora_adapter_metadata": self.lora_metadata(),
+        }
+        self.pipeline_class.save_lora_weights(str(save_directory), weight_name=LORA_WEIGHT_NAME, **kwargs)
+        return os.path.join(str(save_directory), LORA_WEIGHT_NAME)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *, merge_lora: bool = True, **kwargs) -> str:
+        """Write a full diffusers pipeline folder (LoRA merged into the weights when attached)."""
+        if self.has_lora and merge_lora:
+            import copy
+
+            from peft.tuners.tuners_utils import BaseTunerLayer
+
+            denoiser = copy.deepcopy(self.denoiser)
+            for module in denoiser.modules():
+                if isinstance(module, BaseTunerLayer):
+                    module.merge()
+            _strip_peft(denoiser)
+            original = self.denoiser
+            setattr(self.pipe, self.denoiser_name, denoiser)
+            try:
+                self.pipe.save_pretrained(str(save_directory), **kwargs)
+            finally:
+                setattr(self.pipe, self.denoiser_name, original)
+        else:
+            self.pipe.save_pretrained(str(save_directory), **kwargs)
+        return str(save_directory)
+
+    # ------------------------------------------------------------------ efficiency
+    def set_attention_backend(self, backend: str = "sdpa") -> None:
+        """Select the attention kernel: ``sdpa`` (default), ``xformers`` or ``flash``."""
+        from diffalign.pipelines.attention import set_attention_backend
+
+        set_attention_backend(self.denoiser, backend)
+        self.attention_backend = backend
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.denoiser.enable_gradient_checkpointing()
+
+    def to(self, device=None, dtype=None) -> "PipelineAdapter":
+        self.pipe.to(device=device, dtype=dtype)
+        return self
+
+
+def _strip_peft(module: torch.nn.Module) -> None:
+    """Replace merged peft LoRA layers by their base layers so the module saves like the original."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, child in list(module.named_children()):
+        if isinstance(child, BaseTunerLayer):
+            setattr(module, name, child.get_base_layer())
+        else:
+            _strip_peft(child)
+    for attr in ("peft_config", "_hf_peft_config_loaded"):
+        if attr in module.__dict__:
+            delattr(module, attr)

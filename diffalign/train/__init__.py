@@ -1,0 +1,1 @@
+"""Training: trainers, their configs, and the shared sampling kernels (``diffalign.train.samplers``)."""

@@ -1,0 +1,137 @@
+"""Atomic training checkpoints: ``OUT/checkpoints/step-000100/``.
+
+A checkpoint is written into a hidden temporary folder, flushed, then renamed into place in one
+``os.replace``; a crash while saving leaves the previous checkpoint untouched and only a stale
+``.tmp-*`` folder, which is ignored and cleaned up. Contents:
+
+- ``trainable.safetensors``: the trainable parameters by name (LoRA weights, or the full network);
+- ``optimizer.pt`` / ``lr_scheduler.pt``: their ``state_dict()`` (read back with
+  ``torch.load(weights_only=True)``);
+- ``state.json``: the global step and whatever small JSON state the trainer adds.
+
+Trainers draw every random number from generators seeded by ``(seed, step)`` and order data by
+``(seed, epoch)``, so restoring the step restores the randomness: resuming continues exactly.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^step-(\d+)$")
+TRAINABLE_FILE = "trainable.safetensors"
+STATE_FILE = "state.json"
+
+
+@dataclass
+class Checkpoint:
+    path: str
+    step: int
+
+
+def list_checkpoints(output_dir: str) -> list[Checkpoint]:
+    """Complete checkpoints under ``output_dir``, oldest first."""
+    root = os.path.join(output_dir, CHECKPOINT_DIR)
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for name in os.listdir(root):
+        m = _NAME.match(name)
+        if m and os.path.exists(os.path.join(root, name, STATE_FILE)):
+            found.append(Checkpoint(os.path.join(root, name), int(m.group(1))))
+    return sorted(found, key=lambda c: c.step)
+
+
+def resolve_resume(output_dir: str, resume: str | None) -> Checkpoint | None:
+    """``None``/``""`` -> no resume; ``"latest"`` -> newest complete checkpoint (or none yet);
+    a path -> that checkpoint folder (must be complete)."""
+    if not resume:
+        return None
+    if resume == "latest":
+        found = list_checkpoints(output_dir)
+        return found[-1] if found else None
+    path = os.path.abspath(resume)
+    if not os.path.exists(os.path.join(path, STATE_FILE)):
+        raise FileNotFoundError(f"resume={resume}: no {STATE_FILE} there, not a complete diffalign checkpoint")
+    with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
+        return Checkpoint(path, int(json.load(f)["step"]))
+
+
+def save_checkpoint(
+    output_dir: str,
+    step: int,
+    trainable: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer | None = None,
+    lr_scheduler: Any = None,
+    extra_state: dict[str, Any] | None = None,
+    keep_last: int | None = None,
+) -> str:
+    """Write a complete checkpoint for ``step`` atomically; prune to ``keep_last``; return its path."""
+    from safetensors.torch import save_file
+
+    root = os.path.join(output_dir, CHECKPOINT_DIR)
+    os.makedirs(root, exist_ok=True)
+    final = os.path.join(root, f"step-{step:06d}")
+    tmp = os.path.join(root, f".tmp-step-{step:06d}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, os.path.join(tmp, TRAINABLE_FILE))
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
+    if lr_scheduler is not None:
+        torch.save(lr_scheduler.state_dict(), os.path.join(tmp, "lr_scheduler.pt"))
+    with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
+        json.dump({"step": step, **(extra_state or {})}, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.exists(final):  # re-saving the same step: replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _remove_stale_tmp(root, keep=tmp)
+    if keep_last:
+        for old in list_checkpoints(output_dir)[:-keep_last]:
+            shutil.rmtree(old.path, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(
+    checkpoint: Checkpoint | str,
+    parameters: dict[str, torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer | None = None,
+    lr_scheduler: Any = None,
+) -> dict[str, Any]:
+    """Restore parameters (by name, strictly), optimizer and scheduler; return ``state.json``."""
+    from safetensors.torch import load_file
+
+    path = checkpoint.path if isinstance(checkpoint, Checkpoint) else str(checkpoint)
+    weights = load_file(os.path.join(path, TRAINABLE_FILE))
+    missing = sorted(set(parameters) - set(weights))
+    unexpected = sorted(set(weights) - set(parameters))
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {path} does not match the model being trained: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    with torch.no_grad():
+        for name, param in parameters.items():
+            param.copy_(weights[name].to(param.device, param.dtype))
+    if optimizer is not None and os.path.exists(os.path.join(path, "optimizer.pt")):
+        optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), weights_only=True, map_location="cpu"))
+    if lr_scheduler is not None and os.path.exists(os.path.join(path, "lr_scheduler.pt")):
+        lr_scheduler.load_state_dict(torch.load(os.path.join(path, "lr_scheduler.pt"), weights_only=True))
+    with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _remove_stale_tmp(root: str, keep: str) -> None:
+    for name in os.listdir(root):
+        p = os.path.join(root, name)
+        if name.startswith(".tmp-") and p != keep:
+            shutil.rmtree(p, ignore_errors=True)

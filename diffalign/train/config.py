@@ -1,0 +1,99 @@
+"""Config dataclasses shared by every trainer (TRL-style: one config per trainer on a shared base).
+
+A recipe YAML fills these (see ``recipes/``); any field can be overridden on the command line as
+``key=value`` with dotted paths (``optim.lr=1e-5``, ``lora.rank=16``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class ModelConfig:
+    #: hub id, local diffusers folder, or an embedded shapes pipeline: ``shapes-sd`` / ``shapes-sd3``.
+    pretrained: str = "shapes-sd"
+    #: model family (``sd``, ``sdxl``, ``sd3``, ``cogvideox``); detected from model_index.json if unset.
+    family: Optional[str] = None
+    revision: Optional[str] = None
+    variant: Optional[str] = None
+    #: dtype of the frozen weights (VAE, text encoders, base network): fp32 | fp16 | bf16.
+    weight_dtype: str = "fp32"
+    #: attention kernel: sdpa | xformers | flash.
+    attention: str = "sdpa"
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class LoraConfig:
+    #: train a peft LoRA (reference = adapters disabled); False = full fine-tuning of the network
+    #: (reference = a frozen copy).
+    enabled: bool = True
+    rank: int = 8
+    #: LoRA alpha; defaults to the rank (scale 1).
+    alpha: Optional[float] = None
+    #: module names on the denoiser; default: the family's attention projections.
+    target_modules: Optional[list[str]] = None
+    init: str = "gaussian"
+    dropout: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    #: adamw | adamw8bit (bitsandbytes) | adafactor (transformers)
+    optimizer: str = "adamw"
+    lr: float = 1e-5
+    #: multiply lr by the number of processes x gradient accumulation x per-device batch
+    #: (the official Diffusion-DPO launchers' convention).
+    scale_lr: bool = False
+    weight_decay: float = 1e-2
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    #: any diffusers.optimization scheduler name: constant, constant_with_warmup, linear, cosine, ...
+    lr_scheduler: str = "constant_with_warmup"
+    warmup_steps: int = 0
+
+
+@dataclass
+class ValidationConfig:
+    #: prompts sampled at fixed seeds every ``every_steps`` optimizer steps (0 = never).
+    prompts: list[str] = field(default_factory=list)
+    every_steps: int = 0
+    num_inference_steps: int = 20
+    guidance_scale: float = 5.0
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Fields every trainer has."""
+
+    output_dir: str = "outputs/run"
+    seed: int = 0
+    #: optimizer steps to train for.
+    max_steps: int = 100
+    #: examples per device per micro-batch (pairs for pairwise methods).
+    batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    #: no | fp16 | bf16 (autocast; trainable weights and all loss math stay fp32)
+    mixed_precision: str = "no"
+    allow_tf32: bool = True
+    #: save a checkpoint every N optimizer steps (0 = only at the end).
+    checkpointing_steps: int = 0
+    checkpoints_total_limit: Optional[int] = None
+    #: ``latest`` or a checkpoint folder; unset = start fresh.
+    resume: Optional[str] = None
+    #: any of jsonl (always on), tensorboard, wandb.
+    report_to: list[str] = field(default_factory=lambda: ["jsonl"])
+    #: what to write at the end: lora | pipeline | both (full fine-tuning: pipeline).
+    save: str = "lora"
+    #: torch threads on CPU (0 = torch's default).
+    num_threads: int = 0
+    progress_bar: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    extra: dict[str, Any] = field(default_factory=dict)

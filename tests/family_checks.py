@@ -1,0 +1,200 @@
+"""Checks every UNet family adapter must pass, shared by tests/test_pipeline_<family>.py.
+
+Each check builds on the family's tiny pipeline and compares the adapter with what the family's own
+diffusers pipeline does (``__call__``, ``load_lora_weights``, ``from_pretrained``).
+"""
+from __future__ import annotations
+
+import math
+
+import diffalign  # noqa: F401  (compat shim first)
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, DiffusionPipeline
+
+from diffalign.pipelines import LORA_WEIGHT_NAME, adapter_for, load_adapter
+from diffalign.pipelines.tiny import build_tiny_adapter, build_tiny_pipeline
+
+PROMPTS = ["a red circle left of a blue square", "two green triangles"]
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def sd_alphas_cumprod() -> np.ndarray:
+    """alphā_t of the SD scaled-linear schedule (betas 0.00085..0.012, T=1000), float64, no diffusers."""
+    betas = np.linspace(math.sqrt(0.00085), math.sqrt(0.012), 1000, dtype=np.float64) ** 2
+    return np.cumprod(1.0 - betas)
+
+
+def lora_adapter(family: str, seed: int = 0, **overrides):
+    """The tiny adapter with a rank-4, alpha-8 LoRA whose B matrices are random (so it matters)."""
+    adapter = build_tiny_adapter(family, seed=seed, **overrides)
+    params = adapter.add_lora(rank=4, alpha=8)
+    gen = seeded(123)
+    with torch.no_grad():
+        for name, p in adapter.denoiser.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+    return adapter, params
+
+
+def fixed_inputs(adapter, batch: int = 2, seed: int = 0):
+    latents = torch.randn(batch, *adapter.latent_shape(32, 32), generator=seeded(seed))
+    return latents, torch.tensor([900, 250][:batch])
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def check_training_step(family: str, **overrides) -> None:
+    adapter, lora_params = lora_adapter(family, **overrides)
+    cond = adapter.encode_prompt(PROMPTS)
+    pixels = torch.rand(2, 3, 32, 32, generator=seeded(1))
+    latents = adapter.encode_pixels(pixels, generator=seeded(2))
+    assert latents.shape == (2, *adapter.latent_shape(32, 32))
+    errors, parts = adapter.training_errors(latents, cond, generator=seeded(3))
+    assert errors.shape == (2,) and torch.isfinite(errors).all()
+    assert parts["timesteps"].dtype == torch.int64 and ((parts["timesteps"] >= 0) & (parts["timesteps"] < 1000)).all()
+    torch.testing.assert_close(errors, ((parts["prediction"] - parts["target"]) ** 2).mean(dim=(1, 2, 3)))
+    errors.mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_params)
+    frozen = [p for n, p in adapter.denoiser.named_parameters() if "lora_" not in n]
+    assert frozen and all(p.grad is None and not p.requires_grad for p in frozen)
+    # gradient checkpointing gives the same gradients
+    grads = [p.grad.clone() for p in lora_params]
+    adapter.denoiser.zero_grad(set_to_none=True)
+    adapter.enable_gradient_checkpointing()
+    again, _ = adapter.training_errors(latents, cond, noise=parts["noise"], timesteps=parts["timesteps"])
+    again.mean().backward()
+    torch.testing.assert_close(again, errors)
+    for g, p in zip(grads, lora_params):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
+def check_noise_and_target(family: str, prediction_type: str) -> None:
+    """add_noise and training_target against the closed forms with an independently computed schedule."""
+    adapter = build_tiny_adapter(family, prediction_type=prediction_type)
+    x0, noise = torch.randn(2, 4, 8, 8, generator=seeded(0)), torch.randn(2, 4, 8, 8, generator=seeded(1))
+    t = torch.tensor([999, 17])
+    ab = torch.tensor(sd_alphas_cumprod()[t.numpy()], dtype=torch.float32).view(-1, 1, 1, 1)
+    torch.testing.assert_close(adapter.add_noise(x0, noise, t), ab.sqrt() * x0 + (1 - ab).sqrt() * noise)
+    expected = {"epsilon": noise, "v_prediction": ab.sqrt() * noise - (1 - ab).sqrt() * x0}[prediction_type]
+    torch.testing.assert_close(adapter.training_target(x0, noise, t), expected)
+    # x0 recovered from the ideal prediction
+    torch.testing.assert_close(adapter.predict_original(expected, t, adapter.add_noise(x0, noise, t)), x0,
+                               rtol=1e-4, atol=1e-4)
+    ts = adapter.sample_timesteps(4000, generator=seeded(5))
+    assert ts.min() == 0 and ts.max() == 999 and abs(ts.float().mean().item() - 499.5) < 15
+
+
+def check_matches_pipeline_call(family: str, guidance_scale: float, **overrides) -> None:
+    """Adapter conditioning + guided forward + DDIM steps reproduce the pipeline's own __call__."""
+    adapter = build_tiny_adapter(family, **overrides)
+    pipe = adapter.pipe
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    start = torch.randn(1, *adapter.latent_shape(32, 32), generator=seeded(7))
+    expected = pipe(PROMPTS[0], latents=start.clone(), num_inference_steps=2, guidance_scale=guidance_scale,
+                    output_type="latent").images
+    cond = adapter.encode_prompt(PROMPTS[:1])
+    uncond = adapter.encode_negative_prompt(None, 1) if guidance_scale > 1 else None
+    sched = adapter.sampling_scheduler(2)
+    x = start.clone()
+    with torch.no_grad():
+        for t in sched.timesteps:
+            out = adapter.guided_forward(x, t, cond, uncond, guidance_scale)
+            x = sched.step(out, t, x, eta=0.0).prev_sample
+    torch.testing.assert_close(x, expected, rtol=1e-4, atol=1e-5)
+
+
+def check_sampler_step_and_rollout(family: str, **overrides) -> None:
+    adapter = build_tiny_adapter(family, **overrides)
+    cond = adapter.encode_prompt(PROMPTS)
+    sched = adapter.sampling_scheduler(4)
+    assert isinstance(sched, DDIMScheduler) and sched.timesteps.tolist() == [751, 501, 251, 1]
+    x = adapter.initial_latents(2, 32, 32, generator=seeded(0), scheduler=sched)
+    with torch.no_grad():
+        out = adapter.forward(x, sched.timesteps[0].expand(2), cond)
+        prev, lp = adapter.sampler_step(sched, out, sched.timesteps[0], x, generator=seeded(1))
+        prev2, lp2 = adapter.sampler_step(sched, out, sched.timesteps[0], x, prev_sample=prev)
+    assert prev.shape == x.shape and lp.shape == (2,) and torch.isfinite(lp).all()
+    assert torch.equal(lp, lp2)
+    # eta 1 (default) at t=751 -> 501: std^2 = (1-ab_p)/(1-ab_t) (1-ab_t/ab_p); density of a drawn point
+    ab = sd_alphas_cumprod()
+    std = math.sqrt((1 - ab[501]) / (1 - ab[751]) * (1 - ab[751] / ab[501]))
+    assert abs(lp.mean().item() - (-0.5 - math.log(std) - 0.5 * math.log(2 * math.pi))) < 0.05
+    with torch.no_grad():
+        roll = adapter.rollout(PROMPTS, num_inference_steps=3, guidance_scale=2.0, generator=seeded(2))
+    assert roll.latents.shape == (2, 4, *adapter.latent_shape(32, 32))
+    assert roll.log_probs.shape == (2, 3) and torch.isfinite(roll.log_probs).all()
+    assert roll.images.shape == (2, 3, 32, 32) and 0 <= roll.images.min() and roll.images.max() <= 1
+
+
+def check_reference_is_base(family: str) -> None:
+    adapter, _ = lora_adapter(family)
+    base = adapter_for(build_tiny_pipeline(family))
+    cond = adapter.encode_prompt(PROMPTS)
+    x, t = fixed_inputs(adapter)
+    with torch.no_grad():
+        on = adapter.forward(x, t, cond)
+        with adapter.reference():
+            off = adapter.forward(x, t, cond)
+        expected = base.forward(x, t, cond)
+        again = adapter.forward(x, t, cond)
+    torch.testing.assert_close(off, expected)
+    assert (on - off).abs().max() > 1e-2
+    torch.testing.assert_close(again, on)  # adapters back on after the block
+
+
+def check_lora_loads_in_diffusers(family: str, tmp_path) -> None:
+    """save_lora -> the family pipeline's load_lora_weights reproduces the trained output."""
+    from safetensors import safe_open
+
+    adapter, _ = lora_adapter(family)
+    path = adapter.save_lora(tmp_path)
+    assert path.endswith(LORA_WEIGHT_NAME)
+    with safe_open(path, "pt") as f:
+        assert '"unet.lora_alpha": 8.0' in f.metadata()["lora_adapter_metadata"]
+    call = dict(num_inference_steps=3, output_type="pt", guidance_scale=2.0)
+    fresh = build_tiny_pipeline(family)
+    base_img = fresh(PROMPTS[0], generator=seeded(0), **call).images
+    fresh.load_lora_weights(str(tmp_path))
+    lora_img = fresh(PROMPTS[0], generator=seeded(0), **call).images
+    ours = adapter.generate(PROMPTS[0], generator=seeded(0), **call).images
+    torch.testing.assert_close(lora_img, ours, rtol=1e-4, atol=1e-4)
+    assert (lora_img - base_img).abs().max() > 1e-2
+
+
+def check_save_pretrained(family: str, pipeline_class, tmp_path) -> None:
+    adapter, _ = lora_adapter(family)
+    cond = adapter.encode_prompt(PROMPTS)
+    x, t = fixed_inputs(adapter)
+    with torch.no_grad():
+        on = adapter.forward(x, t, cond)
+    adapter.save_pretrained(tmp_path / "merged")
+    pipe = DiffusionPipeline.from_pretrained(tmp_path / "merged")
+    assert type(pipe) is pipeline_class
+    assert not any("lora" in n for n, _ in pipe.unet.named_parameters())
+    loaded = load_adapter(str(tmp_path / "merged"))  # family read from model_index.json
+    assert loaded.family == family
+    with torch.no_grad():
+        merged = loaded.forward(x, t, cond)
+    torch.testing.assert_close(merged, on, rtol=1e-4, atol=1e-4)
+    assert adapter.has_lora and any("lora" in n for n, _ in adapter.denoiser.named_parameters())
+
+
+def check_attention_errors(family: str) -> None:
+    adapter = build_tiny_adapter(family)
+    cond = adapter.encode_prompt(PROMPTS)
+    x, t = fixed_inputs(adapter)
+    with torch.no_grad():
+        before = adapter.forward(x, t, cond)
+        adapter.set_attention_backend("sdpa")
+        torch.testing.assert_close(adapter.forward(x, t, cond), before)
+    with pytest.raises(ImportError, match=r"pip install diffalign\[cuda\]"):
+        adapter.set_attention_backend("xformers")
+    with pytest.raises((ImportError, RuntimeError), match="CUDA|flash-attn"):
+        adapter.set_attention_backend("flash")
+    with pytest.raises(ValueError, match="sdpa, xformers, flash"):
+        adapter.set_attention_backend("eager")
+    assert adapter.attention_backend == "sdpa"
