@@ -12,6 +12,7 @@ import sys
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("diffalign.demo", "sample the embedded shapes-sd pipeline on held-out prompts and judge it"),
+    "train": ("diffalign.train_command", "train from a recipe: diffalign train RECIPE [key=value ...]"),
 }
 
 

@@ -6,7 +6,7 @@ and ``higher_is_better`` attributes. Built-in names:
 
 - rule-based: ``jpeg_compressibility``, ``jpeg_incompressibility``, ``shapes`` (the shapes judge, needs
   ``metadata``), ``shapes_color`` (differentiable colour match for the shapes world);
-- learned: ``clip_score``, ``pickscore``, ``hpsv2``, ``hpsv2.1``, ``aesthetic``, ``imagereward``;
+- learned: ``clip_score``, ``pickscore``, ``hpsv2``, ``hpsv2.1``, ``aesthetic``, ``imagereward``, ``mps``;
 - wrappers: ``video`` and ``multiview`` (take an image reward by name), ``temporal_consistency``,
   ``weighted_sum`` (weighted composition that also returns every component).
 

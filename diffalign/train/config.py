@@ -70,6 +70,8 @@ class ValidationConfig:
 class TrainConfig:
     """Fields every trainer has."""
 
+    #: which trainer runs the recipe (see ``diffalign.train.TRAINERS``).
+    trainer: str = "offline"
     output_dir: str = "outputs/run"
     seed: int = 0
     #: optimizer steps to train for.
@@ -80,6 +82,9 @@ class TrainConfig:
     #: no | fp16 | bf16 (autocast; trainable weights and all loss math stay fp32)
     mixed_precision: str = "no"
     allow_tf32: bool = True
+    #: DDP: allow trainable parameters that get no gradient in a step (needed for SD3 LoRA on the
+    #: attention context projections of the last block, whose outputs are discarded).
+    ddp_find_unused_parameters: bool = False
     #: save a checkpoint every N optimizer steps (0 = only at the end).
     checkpointing_steps: int = 0
     checkpoints_total_limit: Optional[int] = None

@@ -72,7 +72,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, adapter: PipelineAdapter | None = None):
         from accelerate import Accelerator
-        from accelerate.utils import ProjectConfiguration
+        from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
         self.config = config
         if config.num_threads:
@@ -84,6 +84,7 @@ class Trainer:
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             project_config=ProjectConfiguration(project_dir=config.output_dir),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.ddp_find_unused_parameters)],
         )
         self.is_main = self.accelerator.is_main_process
         self.device = self.accelerator.device
@@ -185,9 +186,9 @@ class Trainer:
                     self.optimizer.step()
                     self.lr_scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
+                stats = {**stats, "loss": float(loss.detach())}
                 for key, value in stats.items():
                     step_stats[key] = step_stats.get(key, 0.0) + value / accum
-                step_stats["loss"] = step_stats.get("loss", 0.0) + float(loss.detach()) / accum
             done = step + 1
             now = time.time()
             step_stats["lr"] = self.lr_scheduler.get_last_lr()[0]
@@ -202,11 +203,24 @@ class Trainer:
             if cfg.validation.every_steps and done % cfg.validation.every_steps == 0:
                 self.validate(done, logger)
         bar.close()
+        self.check_ranks_in_sync()
         if cfg.max_steps > start_step:
             self.save_checkpoint(cfg.max_steps)
         result = self.save_outputs()
         logger.close()
         return result
+
+    def check_ranks_in_sync(self) -> None:
+        """With several processes, every rank must hold the same trained weights (a gradient-sync
+        bug would silently diverge them): compare a checksum across ranks."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return
+        params = self.adapter.trainable_parameters()
+        checksum = torch.stack([p.detach().double().sum() for p in params]).sum().reshape(1).to(self.device)
+        sums = acc.gather(checksum)
+        if not torch.allclose(sums, sums[0].expand_as(sums), rtol=1e-9, atol=1e-9):
+            raise RuntimeError(f"trained weights differ across processes (checksums {sums.tolist()}): gradients were not synchronised")
 
     # ------------------------------------------------------------------ outputs
     def save_checkpoint(self, step: int) -> None:

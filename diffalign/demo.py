@@ -1,0 +1,194 @@
+"""The main job on the embedded default: align ``shapes-sd`` with Diffusion-DPO from AI feedback.
+
+1. sample the base pipeline on held-out shapes prompts and judge every image (before);
+2. sample it on training prompts, let the shapes judge label pairs (correct beats incorrect);
+3. train a Diffusion-DPO LoRA on those pairs with the offline trainer (recipe ``shapes_dpo``);
+4. load the LoRA into a plain diffusers pipeline and judge the held-out prompts again (after).
+
+Writes to ``OUT`` (default ``outputs/demo``): ``summary.json`` (before/after per category),
+``before_after.png`` (held-out images framed green/red by the judge), ``training.png`` (loss and
+implicit accuracy), ``pairs/`` (the AI-feedback data set), ``dpo/`` (the LoRA, logs, checkpoints).
+``--eval-only`` stops after step 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+DEFAULT_OUT = os.path.join("outputs", "demo")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--family", default="sd", choices=["sd", "sd3"], help="which shipped shapes pipeline")
+    p.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-prompts-per-category", type=int, default=8)
+    p.add_argument("--eval-images-per-prompt", type=int, default=4)
+    p.add_argument("--train-prompts", type=int, default=192, help="training prompts sampled for AI feedback")
+    p.add_argument("--images-per-prompt", type=int, default=4, help="samples per training prompt to pair up")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the pipeline's shipped setting)")
+    p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the shipped setting)")
+    p.add_argument("--batch-size", type=int, default=64, help="sampling batch size")
+    p.add_argument("--recipe", default="shapes_dpo", help="training recipe (default: %(default)s)")
+    p.add_argument("--eval-only", action="store_true", help="only judge the base pipeline")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the training recipe")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from diffalign import shapes
+    from diffalign.shapes.sampling import sampling_defaults
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    t0 = time.time()
+    path = shapes.pretrained_path(args.family)
+    settings = sampling_defaults(path)
+    sampling = {
+        "num_inference_steps": args.steps or settings["num_inference_steps"],
+        "guidance_scale": settings["guidance_scale"] if args.guidance is None else args.guidance,
+        "batch_size": args.batch_size,
+        "height": settings["height"],
+        "width": settings["width"],
+    }
+    os.makedirs(args.out, exist_ok=True)
+    eval_rows = shapes.sample_rows(args.eval_prompts_per_category * len(shapes.CATEGORIES), seed=args.seed, split="test")
+    eval_rows = [r for r in eval_rows for _ in range(args.eval_images_per_prompt)]
+
+    base = _load(DiffusionPipeline, path)
+    print(f"shapes-{args.family}: judging {len(eval_rows)} held-out images "
+          f"({sampling['num_inference_steps']} steps, guidance {sampling['guidance_scale']})")
+    before = _evaluate(base, eval_rows, sampling, args.seed)
+    report = {"pipeline": f"shapes-{args.family}", "sampling": sampling, "seed": args.seed,
+              "eval_images": len(eval_rows), "before": before["scores"]}
+    if args.eval_only:
+        _write_grid(os.path.join(args.out, "before.png"), eval_rows, before, None)
+        _save_json(os.path.join(args.out, "summary.json"), report)
+        print(format_scores({"base": before["scores"]}))
+        print(f"wrote {args.out} in {time.time() - t0:.0f}s")
+        return 0
+
+    # 2. AI feedback on training prompts
+    from diffalign.data import write_pairs_jsonl
+    from diffalign.shapes.feedback import judged_pairs
+
+    train_rows = shapes.sample_rows(args.train_prompts, seed=args.seed + 1, split="train")
+    feedback = judged_pairs(base, train_rows, images_per_prompt=args.images_per_prompt, seed=args.seed + 1,
+                            **{k: v for k, v in sampling.items()})
+    if not feedback.pairs:
+        raise RuntimeError("the judge found no (correct, incorrect) pair among the samples; raise --train-prompts")
+    pairs_dir = os.path.join(args.out, "pairs")
+    write_pairs_jsonl(pairs_dir, feedback.pairs)
+    print(f"AI feedback: {len(feedback.pairs)} pairs from {len(train_rows)} training prompts "
+          f"(base accuracy on them {feedback.accuracy:.3f}) [{time.time() - t0:.0f}s]")
+
+    # 3. Diffusion-DPO LoRA with the offline trainer
+    from diffalign.config import load_config
+    from diffalign.train.offline import OfflineConfig, OfflinePreferenceTrainer
+    from diffalign.train_command import recipe_path
+
+    dpo_dir = os.path.join(args.out, "dpo")
+    overrides = [f"output_dir={dpo_dir}", f"data.path={pairs_dir}", f"model.pretrained=shapes-{args.family}",
+                 f"seed={args.seed}", f"cache.dir={os.path.join(args.out, 'cache')}", *args.overrides]
+    cfg = load_config(OfflineConfig, recipe_path(args.recipe), overrides)
+    result = OfflinePreferenceTrainer(cfg).train()
+    print(f"trained {cfg.method} for {cfg.max_steps} steps [{time.time() - t0:.0f}s]")
+
+    # 4. the LoRA in a plain diffusers pipeline, same held-out prompts and seeds
+    tuned = _load(DiffusionPipeline, path)
+    tuned.load_lora_weights(result.output_dir)
+    after = _evaluate(tuned, eval_rows, sampling, args.seed)
+    report.update({"after": after["scores"], "pairs": len(feedback.pairs), "method": cfg.method,
+                   "train_steps": cfg.max_steps, "seconds": round(time.time() - t0, 1)})
+    _save_json(os.path.join(args.out, "summary.json"), report)
+    _write_grid(os.path.join(args.out, "before_after.png"), eval_rows, before, after)
+    _plot_training(result.metrics_path, os.path.join(args.out, "training.png"))
+    print(format_scores({"before": before["scores"], "after": after["scores"]}))
+    print(f"wrote {args.out}/summary.json, before_after.png, training.png in {time.time() - t0:.0f}s")
+    return 0
+
+
+def _load(cls, path):
+    pipe = cls.from_pretrained(path)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _evaluate(pipe, rows, sampling: dict, seed: int) -> dict:
+    from diffalign.shapes.judge import judge_batch, summarize
+    from diffalign.shapes.sampling import generate_for_rows
+
+    images = generate_for_rows(pipe, rows, seed=seed, **sampling)
+    verdicts = judge_batch(images, rows)
+    return {"images": images, "verdicts": verdicts, "scores": summarize(rows, verdicts)}
+
+
+def _write_grid(path: str, rows, before: dict, after: dict | None) -> None:
+    from PIL import Image
+
+    from diffalign.utils.images import make_grid
+
+    captions = [r["prompt"].removeprefix("a photo of ") for r in rows]
+    grids = []
+    for name, result in (("before", before), ("after", after)):
+        if result is None:
+            continue
+        grids.append(make_grid(result["images"], captions=captions, verdicts=[bool(c) for c, _ in result["verdicts"]],
+                               ncols=12, scale=2, title=f"{name}: overall {result['scores']['overall']:.3f}"))
+    canvas = Image.new("RGB", (max(g.width for g in grids), sum(g.height for g in grids) + 10 * (len(grids) - 1)), "white")
+    y = 0
+    for g in grids:
+        canvas.paste(g, (0, y))
+        y += g.height + 10
+    canvas.save(path)
+
+
+def _plot_training(metrics_path: str, out_path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from diffalign.train.metrics import read_metrics
+
+    rows = read_metrics(metrics_path)
+    steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key in zip(axes, ("loss", "implicit_acc")):
+        values = [r.get(key) for r in rows]
+        ax.plot(steps, values, lw=0.8, alpha=0.5)
+        if len(values) >= 10:
+            k = max(1, len(values) // 20)
+            smooth = [sum(values[max(0, i - k): i + 1]) / len(values[max(0, i - k): i + 1]) for i in range(len(values))]
+            ax.plot(steps, smooth, lw=2)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+
+
+def _save_json(path: str, data: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+
+
+def format_scores(columns: dict[str, dict]) -> str:
+    """Per-category table with one column per run (and the change when there are two)."""
+    from diffalign.shapes.vocab import CATEGORIES
+
+    names = list(columns)
+    header = f"{'category':<15}" + "".join(f"{n:>10}" for n in names) + ("    change" if len(names) == 2 else "")
+    lines = [header]
+    for tag in [*CATEGORIES, "overall"]:
+        if not all(tag in c for c in columns.values()):
+            continue
+        vals = [columns[n][tag] for n in names]
+        line = f"{tag:<15}" + "".join(f"{v:>10.3f}" for v in vals)
+        if len(vals) == 2:
+            line += f"{vals[1] - vals[0]:>+10.3f}"
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""Generating images for shapes metadata rows with a plain diffusers pipeline."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+
+#: file in a shipped shapes pipeline folder recording the sampling settings it was tuned for.
+SAMPLING_FILE = "diffalign_sampling.json"
+FALLBACK_SAMPLING = {"num_inference_steps": 20, "guidance_scale": 5.0, "height": 64, "width": 64}
+
+
+def sampling_defaults(pipeline_path: str) -> dict:
+    """The sampling settings shipped with a shapes pipeline folder (steps, guidance, size)."""
+    path = os.path.join(pipeline_path, SAMPLING_FILE)
+    settings = dict(FALLBACK_SAMPLING)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            try:
+                settings.update(json.load(f))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} is not valid JSON: {e}") from e
+    return settings
+
+
+def generate_for_rows(
+    pipe,
+    rows: Sequence[Mapping],
+    *,
+    num_inference_steps: int,
+    guidance_scale: float,
+    seed: int = 0,
+    batch_size: int = 64,
+    height: int = 64,
+    width: int = 64,
+) -> list[np.ndarray]:
+    """One image per row (uint8 HxWx3), batch by batch, reproducible for a given ``seed``."""
+    import torch
+
+    images: list[np.ndarray] = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        generator = torch.Generator("cpu").manual_seed(seed * 1_000_003 + start)
+        out = pipe(
+            prompt=[r["prompt"] for r in chunk],
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            height=height,
+            width=width,
+            generator=generator,
+            output_type="np",
+        ).images
+        images.extend(np.clip(np.round(np.asarray(im) * 255.0), 0, 255).astype(np.uint8) for im in out)
+    return images
