@@ -13,6 +13,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("diffalign.demo", "sample the embedded shapes-sd pipeline on held-out prompts and judge it"),
     "train": ("diffalign.train_command", "train from a recipe: diffalign train RECIPE [key=value ...]"),
+    "eval": ("diffalign.eval.command", "evaluation jobs with reports: diffalign eval {geneval,hps,compare} ..."),
+    "sample": ("diffalign.sample_command", "generate images from a pipeline (+ LoRA) for a prompt file"),
 }
 
 

@@ -4,8 +4,9 @@
 (PIL lists and uint8 arrays are accepted too). Every reward has ``differentiable``, ``modality``
 and ``higher_is_better`` attributes. Built-in names:
 
-- rule-based: ``jpeg_compressibility``, ``jpeg_incompressibility``, ``shapes`` (the shapes judge, needs
-  ``metadata``), ``shapes_color`` (differentiable colour match for the shapes world);
+- rule-based: ``jpeg_compressibility``, ``jpeg_incompressibility``, ``geneval`` (GenEval's rules with a
+  pluggable detector, needs ``metadata``), ``shapes`` (``geneval`` with the shapes judge's detector),
+  ``shapes_color`` (differentiable colour match for the shapes world);
 - learned: ``clip_score``, ``pickscore``, ``hpsv2``, ``hpsv2.1``, ``aesthetic``, ``imagereward``, ``mps``;
 - wrappers: ``video`` and ``multiview`` (take an image reward by name), ``temporal_consistency``,
   ``weighted_sum`` (weighted composition that also returns every component).

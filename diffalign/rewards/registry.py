@@ -19,6 +19,7 @@ _BUILTIN: dict[str, str] = {
     "jpeg_compressibility": "diffalign.rewards.jpeg:JpegCompressibility",
     "jpeg_incompressibility": "diffalign.rewards.jpeg:JpegIncompressibility",
     "shapes": "diffalign.rewards.shapes:ShapesJudgeReward",
+    "geneval": "diffalign.rewards.geneval:GenEvalReward",
     "shapes_color": "diffalign.rewards.shapes_color:ShapesColorReward",
     "clip_score": "diffalign.rewards.clip_score:ClipScore",
     "pickscore": "diffalign.rewards.pickscore:PickScore",

@@ -83,17 +83,17 @@ def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return out, len(roots)
 
 
-_SRGB_TO_XYZ = np.array(
+SRGB_TO_XYZ = np.array(
     [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
 )
-_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
+WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
 
 
 def srgb_to_lab(rgb) -> np.ndarray:
     """sRGB in [0, 1] (any leading shape, last axis 3) -> CIELAB (D65)."""
     c = np.asarray(rgb, dtype=np.float64)
     lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    xyz = lin @ _SRGB_TO_XYZ.T / _WHITE_D65
+    xyz = lin @ SRGB_TO_XYZ.T / WHITE_D65
     d = 6 / 29
     f = np.where(xyz > d**3, np.cbrt(xyz), xyz / (3 * d * d) + 4 / 29)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)

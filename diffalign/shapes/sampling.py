@@ -1,28 +1,18 @@
 """Generating images for shapes metadata rows with a plain diffusers pipeline."""
 from __future__ import annotations
 
-import json
-import os
 from typing import Mapping, Sequence
 
 import numpy as np
 
-#: file in a shipped shapes pipeline folder recording the sampling settings it was tuned for.
-SAMPLING_FILE = "diffalign_sampling.json"
+from diffalign.eval.generation import SAMPLING_FILE, read_sampling_file  # noqa: F401 (SAMPLING_FILE re-exported)
+
 FALLBACK_SAMPLING = {"num_inference_steps": 20, "guidance_scale": 5.0, "height": 64, "width": 64}
 
 
 def sampling_defaults(pipeline_path: str) -> dict:
     """The sampling settings shipped with a shapes pipeline folder (steps, guidance, size)."""
-    path = os.path.join(pipeline_path, SAMPLING_FILE)
-    settings = dict(FALLBACK_SAMPLING)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            try:
-                settings.update(json.load(f))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} is not valid JSON: {e}") from e
-    return settings
+    return {**FALLBACK_SAMPLING, **read_sampling_file(pipeline_path)}
 
 
 def generate_for_rows(

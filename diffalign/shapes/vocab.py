@@ -6,6 +6,9 @@ them after blur, noise and a small colour shift.
 """
 from __future__ import annotations
 
+from diffalign.eval.geneval.vocab import COLOR_NAMES as GENEVAL_COLOR_NAMES
+from diffalign.eval.geneval.vocab import RELATIONS, TAGS  # noqa: F401 (RELATIONS re-exported)
+
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond")
 """Axis-aligned shapes. Every shape's bounding box is a square of side ``size``; the triangle
 points up (base at the bottom); the diamond is a square turned by 45 degrees."""
@@ -27,15 +30,14 @@ colours is >= 46 apart (closest: red/orange and blue/purple) and every colour is
 background (closest: brown and white)."""
 
 COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
+if COLOR_NAMES != GENEVAL_COLOR_NAMES:
+    raise AssertionError(f"shapes colours {COLOR_NAMES} must be GenEval's, in GenEval's order")
 
 BACKGROUND: tuple[int, int, int] = (128, 128, 128)
 """Flat mid-grey background, far from every named colour."""
 
-CATEGORIES: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
-"""GenEval's six task tags, in GenEval's order."""
-
-RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
-"""GenEval's relative-position relations (image y axis points down)."""
+CATEGORIES: tuple[str, ...] = TAGS
+"""GenEval's six task tags, in GenEval's order (``RELATIONS`` is GenEval's too)."""
 
 COUNTS: tuple[int, ...] = (2, 3, 4)
 """Object counts used by counting prompts (GenEval uses 2-4)."""

@@ -1,0 +1,130 @@
+"""Loading ``PIPE[+LORA]`` and seeded generation, shared by every evaluation job and ``diffalign sample``.
+
+Seeding follows GenEval's generation script, which re-seeds before every prompt: image ``k`` of
+every prompt starts from the noise of ``seed + k`` (a CPU generator per image), whatever the batch
+size. Two pipelines evaluated with the same seed therefore start from the same noise for the same
+prompt and image index.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from PIL import Image
+
+SAMPLING_FILE = "diffalign_sampling.json"
+"""A pipeline folder may ship the sampling settings it was tuned for (the shapes pipelines do)."""
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A diffusers pipeline (local folder, hub id, or ``shapes-sd`` / ``shapes-sd3``) and an optional
+    LoRA (a folder or ``.safetensors`` file that ``pipe.load_lora_weights`` reads)."""
+
+    pipeline: str
+    lora: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, lora: str | None = None) -> "PipelineSpec":
+        """``"PIPE"`` or ``"PIPE+LORA"`` (split at the last ``+``); an explicit ``lora`` wins."""
+        pipeline, plus, tail = text.rpartition("+")
+        if plus and pipeline and tail and lora is None:
+            return cls(pipeline, tail)
+        return cls(text, lora)
+
+    @property
+    def label(self) -> str:
+        return self.pipeline if self.lora is None else f"{self.pipeline}+{self.lora}"
+
+
+def resolve_pipeline_path(name: str) -> str:
+    """``shapes-sd`` / ``shapes-sd3`` -> the embedded folder; anything else unchanged."""
+    from diffalign.train.models import resolve_pretrained
+
+    return resolve_pretrained(name)
+
+
+def load_pipeline_spec(spec: PipelineSpec, *, device: str | None = None, dtype: str | None = None):
+    """The diffusers pipeline of ``spec`` with its LoRA loaded, on ``device`` (default CUDA when
+    available), progress bars off."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from diffalign.pipelines.loading import load_pipeline
+
+    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    pipe = load_pipeline(DiffusionPipeline, resolve_pipeline_path(spec.pipeline), torch_dtype=torch_dtype)
+    if spec.lora:
+        if not os.path.exists(spec.lora):
+            raise FileNotFoundError(f"LoRA {spec.lora} not found (expected a folder or a .safetensors file)")
+        pipe.load_lora_weights(spec.lora)
+    pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def read_sampling_file(folder: str) -> dict:
+    """The settings in ``<folder>/``:data:`SAMPLING_FILE` (empty when there is none)."""
+    path = os.path.join(folder, SAMPLING_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from e
+
+
+def sampling_settings(pipeline: str | None, defaults: dict | None = None, **overrides: Any) -> dict:
+    """Sampling keyword arguments: ``defaults`` (a protocol's), then the pipeline folder's
+    :data:`SAMPLING_FILE` if any, then the ``overrides`` that are not None. Keys are the diffusers
+    call's (``num_inference_steps``, ``guidance_scale``, ``height``, ``width``)."""
+    settings = dict(defaults or {})
+    if pipeline is not None:
+        try:
+            folder = resolve_pipeline_path(pipeline)
+        except FileNotFoundError:  # an embedded pipeline that is not installed: loading will say so
+            folder = None
+        if folder is not None and os.path.isdir(folder):
+            settings.update(read_sampling_file(folder))
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return settings
+
+
+def generate(
+    pipe,
+    prompts: Sequence[str],
+    *,
+    images_per_prompt: int = 1,
+    seed: int = 0,
+    batch_size: int = 8,
+    on_batch: Callable[[list[tuple[int, int, Image.Image]]], None] | None = None,
+    **sampling: Any,
+) -> list[list[Image.Image]]:
+    """``images_per_prompt`` PIL images per prompt; image ``k`` of each prompt from ``seed + k``.
+
+    ``pipe`` is any diffusers-style callable (``pipe(prompt=[...], generator=[...], output_type="pil",
+    **sampling).images``). ``on_batch`` gets ``(prompt index, image index, image)`` triples as they
+    come (to save them without waiting for the whole run).
+    """
+    import torch
+
+    if images_per_prompt < 1:
+        raise ValueError(f"images_per_prompt must be >= 1, got {images_per_prompt}")
+    jobs = [(i, k) for i in range(len(prompts)) for k in range(images_per_prompt)]
+    out: list[list[Image.Image | None]] = [[None] * images_per_prompt for _ in prompts]
+    for start in range(0, len(jobs), max(1, batch_size)):
+        chunk = jobs[start : start + batch_size]
+        generators = [torch.Generator("cpu").manual_seed(seed + k) for _, k in chunk]
+        images = pipe(prompt=[prompts[i] for i, _ in chunk], generator=generators, output_type="pil", **sampling).images
+        if len(images) != len(chunk):
+            raise RuntimeError(f"the pipeline returned {len(images)} images for {len(chunk)} prompts")
+        done = []
+        for (i, k), image in zip(chunk, images):
+            out[i][k] = image
+            done.append((i, k, image))
+        if on_batch is not None:
+            on_batch(done)
+    return out  # type: ignore[return-value]
