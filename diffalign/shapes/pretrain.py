@@ -1,0 +1,161 @@
+"""Train the shipped shapes pipelines from scratch on freshly rendered shapes-world scenes.
+
+    python -m diffalign.shapes.pretrain --family sd  --out diffalign/shapes/pretrained/shapes-sd
+    python -m diffalign.shapes.pretrain --family sd3 --out diffalign/shapes/pretrained/shapes-sd3 \
+        --vae-from diffalign/shapes/pretrained/shapes-sd
+
+Stages: (1) the VAE learns to reconstruct renders (or is taken from ``--vae-from``) and its latents
+are normalised; (2) the denoiser and text encoder(s) train jointly on TRAIN-split prompts with 10%
+empty captions (for classifier-free guidance); EMA weights are saved as fp16 safetensors in a plain
+diffusers folder that ``DiffusionPipeline.from_pretrained`` loads. See docs/shapes.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+
+import numpy as np
+import torch
+from diffusers.utils import logging as diffusers_logging
+
+from diffalign.shapes.pretraining.autoencoder import normalise_latents, reconstruction_error, train_vae
+from diffalign.shapes.pretraining.components import (
+    IMAGE_SIZE,
+    build_sd3_pipeline,
+    build_sd_pipeline,
+    count_parameters,
+    denoiser,
+    text_encoders,
+)
+from diffalign.shapes.pretraining.data import ShapesBatches
+from diffalign.shapes.pretraining.loop import JsonlLog, LoopConfig, save_fp16, train_denoiser
+from diffalign.shapes.pretraining.objectives import sd3_flow_loss, sd_denoising_loss
+from diffalign.shapes.sampling import SAMPLING_FILE
+
+TINY = {
+    "sd": dict(unet_channels=(8, 16, 16), text_hidden=8, text_layers=2, vae_channels=(8, 8, 16)),
+    "sd3": dict(layers=1, heads=2, head_dim=8, text_hidden=8, vae_channels=(8, 8, 16)),  # T5 width 16
+}
+"""Architecture overrides of ``--tiny`` (smoke tests of this script)."""
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m diffalign.shapes.pretrain", description=__doc__.split("\n\n")[0])
+    p.add_argument("--family", choices=("sd", "sd3"), required=True)
+    p.add_argument("--out", required=True, help="folder of the final fp16 pipeline")
+    p.add_argument("--checkpoint-dir", default=None, help="EMA checkpoints (default: OUT-checkpoints)")
+    p.add_argument("--steps", type=int, default=3000, help="denoiser steps")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop the denoiser stage after this long")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup-steps", type=int, default=200)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--freeze-text-encoder", action="store_true", help="keep the random-init text encoder(s) fixed")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--vae-steps", type=int, default=600)
+    p.add_argument("--vae-batch-size", type=int, default=16)
+    p.add_argument("--vae-lr", type=float, default=1e-3)
+    p.add_argument("--vae-from", default=None, help="pipeline folder whose trained VAE to reuse (skips VAE training)")
+    p.add_argument("--vae-decoder-steps", type=int, default=0,
+                   help="with --vae-from: fine-tune the reused VAE's decoder (encoder fixed) for this many steps")
+    p.add_argument("--t5-tokens", default="16,16,16,16,16,16,16,256",
+                   help="sd3: T5 max_sequence_length values drawn uniformly per step (256 = the pipeline's default)")
+    p.add_argument("--sample-steps", type=int, default=20, help="recorded sampling steps (diffalign_sampling.json)")
+    p.add_argument("--sample-guidance", type=float, default=5.0, help="recorded guidance scale")
+    p.add_argument("--prediction-type", default="v_prediction", choices=("v_prediction", "epsilon"), help="sd only")
+    p.add_argument("--init-from", default=None,
+                   help="pipeline folder whose denoiser and text encoder weights start training (e.g. a checkpoint)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--tiny", action="store_true", help="tiny architecture (smoke tests)")
+    p.add_argument("--log", default=None, help="jsonl log (default: OUT-checkpoints/log.jsonl)")
+    return p.parse_args(argv)
+
+
+def build_pipeline(family: str, seed: int, tiny: bool, **overrides):
+    builder = build_sd_pipeline if family == "sd" else build_sd3_pipeline
+    return builder(seed=seed, **(TINY[family] if tiny else {}), **overrides)
+
+
+def load_trained_weights(pipe, folder: str) -> None:
+    """Start from the denoiser and text encoder weights of the pipeline saved in ``folder``."""
+    from diffusers import DiffusionPipeline
+
+    source = DiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+    for module, trained in zip([denoiser(pipe)] + text_encoders(pipe), [denoiser(source)] + text_encoders(source)):
+        module.load_state_dict(trained.state_dict())
+
+
+def prepare_vae(pipe, args, log) -> None:
+    """Train the pipeline's VAE (or copy a trained one) and normalise its latents."""
+    probe, _ = ShapesBatches(256, seed=args.seed + 7919, caption_dropout=0.0)(0)
+    if args.vae_from:
+        from diffusers import AutoencoderKL
+
+        trained = AutoencoderKL.from_pretrained(args.vae_from, subfolder="vae", torch_dtype=torch.float32)
+        pipe.vae.load_state_dict(trained.state_dict())
+        pipe.vae.eval().requires_grad_(False)
+        if args.vae_decoder_steps:
+            train_vae(pipe.vae, ShapesBatches(args.vae_batch_size, seed=args.seed + 2, caption_dropout=0.0),
+                      args.vae_decoder_steps, lr=args.vae_lr, log=log, decoder_only=True)
+    else:
+        train_vae(pipe.vae, ShapesBatches(args.vae_batch_size, seed=args.seed + 1, caption_dropout=0.0),
+                  args.vae_steps, lr=args.vae_lr, log=log)
+    normalise_latents(pipe.vae, probe, centred=args.family == "sd3")
+    log({"stage": "vae", "recon_mse": reconstruction_error(pipe.vae, probe[:64]),
+         "scaling_factor": pipe.vae.config.scaling_factor, "shift_factor": pipe.vae.config.shift_factor})
+
+
+def sampling_settings(args) -> dict:
+    """The sampling settings recorded next to the weights (read by ``sampling_defaults``)."""
+    return {"num_inference_steps": args.sample_steps, "guidance_scale": args.sample_guidance,
+            "height": IMAGE_SIZE, "width": IMAGE_SIZE}
+
+
+def loss_for(family: str, t5_tokens: list[int]):
+    if family == "sd":
+        return sd_denoising_loss
+    choices = random.Random(0)
+
+    def loss(pipe, latents, captions, generator):
+        return sd3_flow_loss(pipe, latents, captions, generator, t5_tokens=choices.choice(t5_tokens))
+
+    return loss
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    diffusers_logging.set_verbosity_error()  # fp16 casting notices on every checkpoint
+    diffusers_logging.disable_progress_bar()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    ckpt_dir = args.checkpoint_dir or args.out.rstrip("/") + "-checkpoints"
+    log = JsonlLog(args.log or os.path.join(ckpt_dir, "log.jsonl"))
+    start = time.time()
+    overrides = {"prediction_type": args.prediction_type} if args.family == "sd" else {}
+    pipe = build_pipeline(args.family, args.seed, args.tiny, **overrides)
+    if args.init_from:
+        load_trained_weights(pipe, args.init_from)
+    log({"stage": "build", "family": args.family, "args": vars(args),
+         "params": {"denoiser": count_parameters(denoiser(pipe)), "vae": count_parameters(pipe.vae),
+                    "text_encoders": [count_parameters(m) for m in text_encoders(pipe)]}})
+    prepare_vae(pipe, args, log)
+    config = LoopConfig(steps=args.steps, lr=args.lr, warmup_steps=args.warmup_steps, ema_decay=args.ema_decay,
+                        train_text_encoder=not args.freeze_text_encoder, checkpoint_every=args.checkpoint_every,
+                        max_minutes=args.max_minutes, seed=args.seed, extra_json={SAMPLING_FILE: sampling_settings(args)})
+    batches = ShapesBatches(args.batch_size, seed=args.seed)
+    ema, modules = train_denoiser(pipe, batches, loss_for(args.family, _ints(args.t5_tokens)), config, ckpt_dir, log)
+    save_fp16(pipe, args.out, ema, modules, config.extra_json)
+    log({"stage": "done", "out": args.out, "wall_s": round(time.time() - start, 1)})
+    return args.out
+
+
+if __name__ == "__main__":
+    main()

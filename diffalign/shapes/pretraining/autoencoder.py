@@ -1,0 +1,102 @@
+"""VAE stage of shapes pretraining: reconstruction training and latent normalisation."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+from diffusers import AutoencoderKL
+
+from diffalign.shapes.vocab import BACKGROUND
+
+
+def object_mask(images: torch.Tensor, tolerance: float = 0.05) -> torch.Tensor:
+    """[B, 1, H, W] float mask of the pixels of ``images`` ([-1, 1]) that differ from the background."""
+    background = torch.tensor(BACKGROUND, dtype=images.dtype).view(1, 3, 1, 1) / 127.5 - 1.0
+    return ((images - background).abs() > tolerance).any(dim=1, keepdim=True).to(images.dtype)
+
+
+def train_vae(
+    vae: AutoencoderKL,
+    batches: Callable[[int], tuple[torch.Tensor, list[str]]],
+    steps: int,
+    lr: float = 1e-3,
+    kl_weight: float = 1e-6,
+    log: Callable[[dict], None] = print,
+    log_every: int = 50,
+    crop: int | None = None,
+    object_weight: float = 9.0,
+    decoder_only: bool = False,
+) -> AutoencoderKL:
+    """Train ``vae`` for ``steps`` on ``batches(step)`` images with MSE + L1 reconstruction plus a
+    small KL term (weight ``kl_weight``); returns it in eval mode with gradients off. Pixels that
+    are not background weigh ``1 + object_weight``: the objects are a small part of each render
+    and the judge reads exactly their colour and outline. ``crop`` trains on random windows.
+    ``decoder_only`` keeps the encoder (hence the latent space a denoiser may already be trained
+    on) fixed and sharpens the decoder alone."""
+    vae.train().requires_grad_(True)
+    if decoder_only:
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    start = time.time()
+    for step in range(steps):
+        images, _ = batches(step)
+        if crop is not None and crop < images.shape[-1]:
+            y, x = torch.randint(0, images.shape[-1] - crop + 1, (2,), generator=torch.Generator().manual_seed(step))
+            images = images[..., y : y + crop, x : x + crop]
+        posterior = vae.encode(images).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        weight = 1.0 + object_weight * object_mask(images)
+        mse = (recon - images).pow(2).mean()
+        loss = (weight * ((recon - images).pow(2) + (recon - images).abs())).mean() + kl_weight * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % log_every == 0 or step == steps - 1:
+            log({"stage": "vae", "step": step, "mse": mse.item(), "loss": loss.item(), "elapsed_s": time.time() - start})
+    return vae.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def copy_decoder(source: AutoencoderKL, target: AutoencoderKL) -> None:
+    """Copy the decoder half (``post_quant_conv`` and ``decoder``) of ``source`` into ``target``."""
+    own = target.state_dict()
+    for key, value in source.state_dict().items():
+        if key.startswith(("decoder.", "post_quant_conv.")):
+            own[key].copy_(value)
+
+
+@torch.no_grad()
+def latent_stats(vae: AutoencoderKL, images: torch.Tensor) -> tuple[float, float, float]:
+    """(mean, std, rms) of the raw latents (posterior samples) of ``images``."""
+    z = vae.encode(images).latent_dist.sample()
+    return z.mean().item(), z.std().item(), z.pow(2).mean().sqrt().item()
+
+
+def normalise_latents(vae: AutoencoderKL, images: torch.Tensor, centred: bool) -> None:
+    """Write ``scaling_factor`` (and ``shift_factor`` when ``centred``, as SD3 does) into the VAE
+    config so that the pipeline's latents have zero mean / unit variance (``centred``) or unit RMS
+    (SD's convention, no shift)."""
+    mean, std, rms = latent_stats(vae, images)
+    if centred:
+        vae.register_to_config(scaling_factor=1.0 / std, shift_factor=mean)
+    else:
+        vae.register_to_config(scaling_factor=1.0 / rms, shift_factor=None)
+
+
+@torch.no_grad()
+def encode_latents(vae: AutoencoderKL, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pipeline-space latents of ``images`` (posterior sample, shifted and scaled per the config)."""
+    z = vae.encode(images).latent_dist.sample(generator)
+    shift = vae.config.shift_factor or 0.0
+    return (z - shift) * vae.config.scaling_factor
+
+
+@torch.no_grad()
+def reconstruction_error(vae: AutoencoderKL, images: torch.Tensor) -> float:
+    """Mean squared error of decode(encode(images)) in the [-1, 1] image range."""
+    recon = vae.decode(vae.encode(images).latent_dist.mode()).sample
+    return (recon - images).pow(2).mean().item()

@@ -1,0 +1,173 @@
+"""The small architectures of the shipped shapes pipelines (random init, deterministic per seed).
+
+Both families share the image side: 64x64 RGB renders, an f=4 ``AutoencoderKL`` with 8 latent
+channels (16x16x8 latents) and the real offline CLIP tokenizer (49,408 ids) padded to 16 tokens
+(the longest shapes prompt is 12). Text encoders are narrow because their token-embedding table
+(49,408 rows) dominates the parameter count and the package-size budget.
+"""
+from __future__ import annotations
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+from diffalign.pipelines.tokenizers import CLIP_VOCAB_SIZE, clip_tokenizer
+
+IMAGE_SIZE = 64
+LATENT_SIZE = 16
+LATENT_CHANNELS = 8
+TOKEN_LENGTH = 16
+"""Tokenizer ``model_max_length``: shapes prompts take at most 12 CLIP tokens with BOS/EOS."""
+FLOW_SHIFT = 2.0
+"""Timestep shift of the SD3 flow scheduler (used identically for training and sampling)."""
+
+
+def build_vae(channels=(16, 32, 64)) -> AutoencoderKL:
+    """f = 2**(len(channels)-1) autoencoder for 64x64 RGB with ``LATENT_CHANNELS`` latents."""
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * len(channels),
+        up_block_types=("UpDecoderBlock2D",) * len(channels),
+        block_out_channels=tuple(channels),
+        layers_per_block=1,
+        latent_channels=LATENT_CHANNELS,
+        norm_num_groups=8,
+        sample_size=IMAGE_SIZE,
+    )
+
+
+def _clip_config(hidden: int, layers: int, heads: int, projection: int | None = None) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        vocab_size=CLIP_VOCAB_SIZE,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=TOKEN_LENGTH,
+        projection_dim=projection or hidden,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+    )
+
+
+def build_sd_unet(channels=(32, 64, 64), cross_attention_dim: int = 48, heads: int = 4) -> UNet2DConditionModel:
+    """Epsilon UNet on 16x16x4 latents: plain ResNet block at 16x16, cross-attention blocks below."""
+    n = len(channels)
+    return UNet2DConditionModel(
+        sample_size=LATENT_SIZE,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        layers_per_block=1,
+        block_out_channels=tuple(channels),
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=heads,  # diffusers' UNet reads this as the number of heads
+        norm_num_groups=8,
+    )
+
+
+def build_sd_pipeline(
+    seed: int = 0, unet_channels=(32, 64, 64), text_hidden: int = 48, text_layers: int = 2, vae_channels=(16, 32, 64),
+    prediction_type: str = "v_prediction",
+) -> StableDiffusionPipeline:
+    """A random-init ``StableDiffusionPipeline`` of the shapes-sd architecture (DDIM scheduler,
+    linear betas 1e-4..0.02, no safety checker). ``v_prediction`` by default: with epsilon
+    prediction a small model's x0 estimate at the first (near pure-noise) steps is divided by
+    sqrt(alpha_bar) ~ 0.01 and sampling diverges."""
+    torch.manual_seed(seed)
+    vae = build_vae(vae_channels)
+    text_encoder = CLIPTextModel(_clip_config(text_hidden, text_layers, heads=4))
+    unet = build_sd_unet(unet_channels, cross_attention_dim=text_hidden)
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.0001,
+        beta_end=0.02,
+        beta_schedule="linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type=prediction_type,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(model_max_length=TOKEN_LENGTH),
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_sd3_transformer(layers: int = 4, heads: int = 4, head_dim: int = 32, text_width: int = 32) -> SD3Transformer2DModel:
+    """MMDiT on 16x16x4 latents (patch 2 -> 64 image tokens); ``text_width`` = both CLIP widths."""
+    return SD3Transformer2DModel(
+        sample_size=LATENT_SIZE,
+        patch_size=2,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        num_layers=layers,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
+        joint_attention_dim=text_width,
+        caption_projection_dim=heads * head_dim,
+        pooled_projection_dim=text_width,
+        pos_embed_max_size=LATENT_SIZE,
+    )
+
+
+def build_sd3_pipeline(
+    seed: int = 0, layers: int = 4, heads: int = 4, head_dim: int = 32, text_hidden: int = 16, vae_channels=(16, 32, 64)
+) -> StableDiffusion3Pipeline:
+    """A random-init ``StableDiffusion3Pipeline`` of the shapes-sd3 architecture: two CLIP text
+    encoders with projection (width ``text_hidden`` each), a tiny T5 encoder (width
+    ``2 * text_hidden``, the project's small real T5 tokenizer) and the flow-matching Euler
+    scheduler with shift :data:`FLOW_SHIFT`. The T5 stream is a real component rather than ``None``
+    because diffusers only loads a folder without it when ``text_encoder_3=None`` is passed."""
+    from diffalign.pipelines.tiny.t5 import tiny_t5
+
+    torch.manual_seed(seed)
+    vae = build_vae(vae_channels)
+    text_encoder = CLIPTextModelWithProjection(_clip_config(text_hidden, 2, heads=2))
+    text_encoder_2 = CLIPTextModelWithProjection(_clip_config(text_hidden, 2, heads=2))
+    tokenizer_3, text_encoder_3 = tiny_t5(seed + 3, d_model=2 * text_hidden, model_max_length=TOKEN_LENGTH)
+    torch.manual_seed(seed + 4)
+    transformer = build_sd3_transformer(layers, heads, head_dim, text_width=2 * text_hidden)
+    return StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=FLOW_SHIFT),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(model_max_length=TOKEN_LENGTH),
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=clip_tokenizer(model_max_length=TOKEN_LENGTH),
+        text_encoder_3=text_encoder_3,
+        tokenizer_3=tokenizer_3,
+    )
+
+
+def denoiser(pipe) -> torch.nn.Module:
+    """The pipeline's denoising network (``unet`` or ``transformer``)."""
+    return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+
+
+def text_encoders(pipe) -> list[torch.nn.Module]:
+    """The pipeline's (trainable) text encoders."""
+    names = ("text_encoder", "text_encoder_2", "text_encoder_3")
+    return [m for m in (getattr(pipe, n, None) for n in names) if m is not None]
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

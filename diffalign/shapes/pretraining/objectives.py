@@ -1,0 +1,52 @@
+"""Denoising losses of the two families, computed through each pipeline's own prompt encoder so
+that training sees exactly the conditioning the pipeline builds at sampling time."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.training_utils import compute_density_for_timestep_sampling, compute_snr
+
+
+def per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error averaged over every non-batch element: shape [B]."""
+    return F.mse_loss(pred.float(), target.float(), reduction="none").flatten(1).mean(1)
+
+
+def sd_denoising_loss(pipe, latents: torch.Tensor, captions: list[str], generator: torch.Generator, snr_gamma: float | None = 5.0) -> torch.Tensor:
+    """Denoising loss of a ``StableDiffusionPipeline`` at uniform timesteps, for the scheduler's
+    ``prediction_type`` (``epsilon`` or ``v_prediction``), with Min-SNR-gamma weighting
+    (min(SNR, gamma)/SNR for epsilon, min(SNR, gamma)/(SNR + 1) for v; ``None``: plain mean)."""
+    embeds, _ = pipe.encode_prompt(captions, latents.device, 1, False)
+    scheduler = pipe.scheduler
+    noise = torch.randn(latents.shape, generator=generator)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+    noisy = scheduler.add_noise(latents, noise, t)
+    v_prediction = scheduler.config.prediction_type == "v_prediction"
+    target = scheduler.get_velocity(latents, noise, t) if v_prediction else noise
+    errors = per_sample_mse(pipe.unet(noisy, t, embeds).sample, target)
+    if snr_gamma is None:
+        return errors.mean()
+    snr = compute_snr(scheduler, t)
+    return (errors * torch.clamp(snr, max=snr_gamma) / (snr + 1 if v_prediction else snr)).mean()
+
+
+def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
+    """The flow scheduler's timestep shift: sigma = shift*u / (1 + (shift-1)*u)."""
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def sd3_flow_loss(pipe, latents: torch.Tensor, captions: list[str], generator: torch.Generator, t5_tokens: int) -> torch.Tensor:
+    """Rectified-flow velocity loss of a ``StableDiffusion3Pipeline``: x_t = (1-s)x0 + s*noise,
+    target noise - x0, s logit-normal then shifted like the pipeline's scheduler. ``t5_tokens`` is
+    the ``max_sequence_length`` the pipeline pads its T5 stream to (256 by default at sampling)."""
+    embeds, _, pooled, _ = pipe.encode_prompt(
+        captions, None, None, device=latents.device, do_classifier_free_guidance=False, max_sequence_length=t5_tokens
+    )
+    b = latents.shape[0]
+    u = compute_density_for_timestep_sampling("logit_normal", b, logit_mean=0.0, logit_std=1.0, generator=generator)
+    sigmas = shifted_sigmas(u, pipe.scheduler.config.shift).view(b, 1, 1, 1)
+    noise = torch.randn(latents.shape, generator=generator)
+    noisy = (1 - sigmas) * latents + sigmas * noise
+    timesteps = sigmas.flatten() * pipe.scheduler.config.num_train_timesteps
+    pred = pipe.transformer(hidden_states=noisy, encoder_hidden_states=embeds, pooled_projections=pooled, timestep=timesteps).sample
+    return per_sample_mse(pred, noise - latents).mean()

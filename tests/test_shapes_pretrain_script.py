@@ -1,0 +1,106 @@
+"""The shapes pretraining script (``python -m diffalign.shapes.pretrain``) on tiny sizes: data,
+a few optimisation steps of each family, and a saved fp16 folder that plain diffusers loads."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+import diffalign  # noqa: F401  (compat shim first)
+from diffalign.shapes.prompts import prompt_split
+from diffalign.shapes.pretraining.data import ShapesBatches
+from diffalign.shapes.pretraining.objectives import shifted_sigmas
+from diffalign.shapes.pretrain import main
+
+
+def test_batches_are_train_prompts_deterministic_and_fresh():
+    batches = ShapesBatches(batch_size=60, seed=3, caption_dropout=0.5)
+    images, captions = batches(7)
+    again, captions_again = batches(7)
+    other, _ = batches(8)
+    assert images.shape == (60, 3, 64, 64)
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    assert torch.equal(images, again) and captions == captions_again
+    assert not torch.equal(images, other)
+    dropped = sum(c == "" for c in captions)
+    assert 10 <= dropped <= 50  # ~half with caption_dropout=0.5
+    kept = [c for c in captions if c]
+    # Every non-empty caption is a TRAIN-split prompt (the split is per category; any tag that
+    # holds the prompt says which split it is in).
+    from diffalign.shapes.prompts import all_rows
+    from diffalign.shapes.vocab import CATEGORIES
+
+    tag_of = {r["prompt"]: t for t in CATEGORIES for r in all_rows(t)}
+    assert all(prompt_split(c, tag_of[c]) == "train" for c in kept)
+
+
+def test_shifted_sigmas_match_the_flow_scheduler():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    # The scheduler's training sigmas are the shifted grid t/1000, t = 1000 ... 1.
+    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=2.0)
+    unshifted = torch.arange(1000, 0, -1) / 1000
+    assert torch.allclose(shifted_sigmas(unshifted, 2.0), sched.sigmas, atol=1e-5)
+    assert shifted_sigmas(torch.tensor([0.5]), 2.0).item() == pytest.approx(2 / 3)
+
+
+def _stored_dtypes(path):
+    with safe_open(path, "pt") as f:
+        return {f.get_slice(k).get_dtype() for k in f.keys()}
+
+
+@pytest.mark.parametrize("family", ["sd", "sd3"])
+def test_tiny_training_run_saves_a_loadable_fp16_pipeline(tmp_path, family):
+    from diffusers import DiffusionPipeline
+
+    out = str(tmp_path / f"shapes-{family}")
+    ckpt = str(tmp_path / "ckpt")
+    main(["--family", family, "--out", out, "--checkpoint-dir", ckpt, "--tiny", "--steps", "3",
+          "--vae-steps", "2", "--vae-batch-size", "4", "--batch-size", "4", "--checkpoint-every", "2",
+          "--threads", "1", "--t5-tokens", "8"])
+    log = [json.loads(line) for line in open(os.path.join(ckpt, "log.jsonl"))]
+    losses = [r["loss"] for r in log if r.get("stage") == "denoiser"]
+    assert losses and all(np.isfinite(losses))
+    assert sorted(os.listdir(ckpt)) == ["log.jsonl", "step-000002", "step-000003"]
+    assert json.load(open(os.path.join(out, "diffalign_sampling.json")))["num_inference_steps"] == 20
+
+    denoiser_dir = "unet" if family == "sd" else "transformer"
+    assert _stored_dtypes(os.path.join(out, denoiser_dir, "diffusion_pytorch_model.safetensors")) == {"F16"}
+    assert _stored_dtypes(os.path.join(out, "text_encoder", "model.safetensors")) == {"F16"}
+
+    pipe = DiffusionPipeline.from_pretrained(out)
+    assert type(pipe).__name__ == ("StableDiffusionPipeline" if family == "sd" else "StableDiffusion3Pipeline")
+    assert pipe.text_encoder.dtype == torch.float32  # loads like the diffusers models, not as fp16
+    vae_config = pipe.vae.config
+    assert vae_config.scaling_factor != 1.0  # normalised from the renders' latents
+    assert (vae_config.shift_factor is not None) == (family == "sd3")
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = {"max_sequence_length": 8} if family == "sd3" else {}
+    images = pipe(["a photo of a red circle", ""], num_inference_steps=2, guidance_scale=3.0,
+                  generator=torch.Generator().manual_seed(0), output_type="np", **kwargs).images
+    assert images.shape == (2, 64, 64, 3) and np.isfinite(images).all()
+
+
+def test_assemble_swaps_only_the_decoder(tmp_path):
+    from diffusers import AutoencoderKL, DiffusionPipeline
+
+    from diffalign.shapes.pretrain import build_pipeline
+    from diffalign.shapes.pretraining.assemble import assemble
+    from diffalign.shapes.pretraining.loop import save_fp16
+
+    base = save_fp16(build_pipeline("sd", seed=0, tiny=True), str(tmp_path / "base"))
+    other = save_fp16(build_pipeline("sd", seed=1, tiny=True), str(tmp_path / "other"))
+    out = assemble(base, str(tmp_path / "assembled"), decoder_from=other, steps=12, guidance=4.0)
+
+    load = lambda path: AutoencoderKL.from_pretrained(path, subfolder="vae").state_dict()
+    base_sd, other_sd, out_sd = load(base), load(other), load(out)
+    decoder_keys = [k for k in out_sd if k.startswith(("decoder.", "post_quant_conv."))]
+    encoder_keys = [k for k in out_sd if k.startswith(("encoder.", "quant_conv."))]
+    assert decoder_keys and encoder_keys
+    assert all(torch.equal(out_sd[k], other_sd[k]) for k in decoder_keys)
+    assert all(torch.equal(out_sd[k], base_sd[k]) for k in encoder_keys)
+    assert not torch.equal(base_sd[decoder_keys[0]], other_sd[decoder_keys[0]])
+    assert json.load(open(os.path.join(out, "diffalign_sampling.json")))["num_inference_steps"] == 12
+    assert type(DiffusionPipeline.from_pretrained(out)).__name__ == "StableDiffusionPipeline"
