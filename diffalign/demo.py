@@ -1,13 +1,15 @@
 """The main job on the embedded default: align ``shapes-sd`` with Diffusion-DPO from AI feedback.
 
-1. sample the base pipeline on held-out shapes prompts and judge every image (before);
+1. run the GenEval job (shapes detector, GenEval's rules) on held-out shapes prompts (before);
 2. sample it on training prompts, let the shapes judge label pairs (correct beats incorrect);
 3. train a Diffusion-DPO LoRA on those pairs with the offline trainer (recipe ``shapes_dpo``);
-4. load the LoRA into a plain diffusers pipeline and judge the held-out prompts again (after).
+4. load the LoRA into a plain diffusers pipeline and run the GenEval job again (after).
 
 Writes to ``OUT`` (default ``outputs/demo``): ``summary.json`` (before/after per category),
 ``before_after.png`` (held-out images framed green/red by the judge), ``training.png`` (loss and
-implicit accuracy), ``pairs/`` (the AI-feedback data set), ``dpo/`` (the LoRA, logs, checkpoints).
+implicit accuracy), ``geneval_before/`` and ``geneval_after/`` (GenEval's folder layout,
+``results.jsonl``, ``summary.json``, HTML/Markdown reports), ``pairs/`` (the AI-feedback data set),
+``dpo/`` (the LoRA, logs, checkpoints).
 ``--eval-only`` stops after step 1.
 """
 from __future__ import annotations
@@ -24,8 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", default="sd", choices=["sd", "sd3"], help="which shipped shapes pipeline")
     p.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-prompts-per-category", type=int, default=8)
-    p.add_argument("--eval-images-per-prompt", type=int, default=4)
+    p.add_argument("--eval-prompts-per-category", type=int, default=10,
+                   help="held-out prompts per category (fewer where the held-out split has fewer)")
+    p.add_argument("--eval-images-per-prompt", type=int, default=8)
     p.add_argument("--train-prompts", type=int, default=192, help="training prompts sampled for AI feedback")
     p.add_argument("--images-per-prompt", type=int, default=4, help="samples per training prompt to pair up")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the pipeline's shipped setting)")
@@ -45,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     t0 = time.time()
-    path = shapes.pretrained_path(args.family)
+    try:
+        path = shapes.pretrained_path(args.family)
+    except FileNotFoundError as e:
+        print(f"diffalign demo: {e}\n(see docs/shapes.md, 'Pretrained pipelines', for the training status)")
+        return 1
     settings = sampling_defaults(path)
     sampling = {
         "num_inference_steps": args.steps or settings["num_inference_steps"],
@@ -55,19 +62,20 @@ def run(args: argparse.Namespace) -> int:
         "width": settings["width"],
     }
     os.makedirs(args.out, exist_ok=True)
-    eval_rows = shapes.sample_rows(args.eval_prompts_per_category * len(shapes.CATEGORIES), seed=args.seed, split="test")
-    eval_rows = [r for r in eval_rows for _ in range(args.eval_images_per_prompt)]
+    eval_rows = held_out_rows(args.eval_prompts_per_category, seed=args.seed)
+    job_args = {"images_per_prompt": args.eval_images_per_prompt, "seed": args.seed, "batch_size": args.batch_size,
+                "sampling": {k: sampling[k] for k in ("num_inference_steps", "guidance_scale", "height", "width")}}
 
     base = _load(DiffusionPipeline, path)
-    print(f"shapes-{args.family}: judging {len(eval_rows)} held-out images "
+    print(f"shapes-{args.family}: GenEval job on {len(eval_rows)} held-out prompts x {args.eval_images_per_prompt} images "
           f"({sampling['num_inference_steps']} steps, guidance {sampling['guidance_scale']})")
-    before = _evaluate(base, eval_rows, sampling, args.seed)
+    before = _geneval(os.path.join(args.out, "geneval_before"), base, eval_rows, f"shapes-{args.family}", job_args)
     report = {"pipeline": f"shapes-{args.family}", "sampling": sampling, "seed": args.seed,
-              "eval_images": len(eval_rows), "before": before["scores"]}
+              "eval_prompts": len(eval_rows), "eval_images": before["images"], "before": _scores(before)}
     if args.eval_only:
-        _write_grid(os.path.join(args.out, "before.png"), eval_rows, before, None)
+        _write_grid(os.path.join(args.out, "before.png"), before, None)
         _save_json(os.path.join(args.out, "summary.json"), report)
-        print(format_scores({"base": before["scores"]}))
+        print(format_scores({"base": report["before"]}))
         print(f"wrote {args.out} in {time.time() - t0:.0f}s")
         return 0
 
@@ -100,13 +108,15 @@ def run(args: argparse.Namespace) -> int:
     # 4. the LoRA in a plain diffusers pipeline, same held-out prompts and seeds
     tuned = _load(DiffusionPipeline, path)
     tuned.load_lora_weights(result.output_dir)
-    after = _evaluate(tuned, eval_rows, sampling, args.seed)
-    report.update({"after": after["scores"], "pairs": len(feedback.pairs), "method": cfg.method,
+    after = _geneval(os.path.join(args.out, "geneval_after"), tuned, eval_rows, f"shapes-{args.family}+dpo", job_args)
+    report.update({"after": _scores(after), "pairs": len(feedback.pairs), "method": cfg.method,
                    "train_steps": cfg.max_steps, "seconds": round(time.time() - t0, 1)})
     _save_json(os.path.join(args.out, "summary.json"), report)
-    _write_grid(os.path.join(args.out, "before_after.png"), eval_rows, before, after)
+    _write_grid(os.path.join(args.out, "before_after.png"), before, after)
     _plot_training(result.metrics_path, os.path.join(args.out, "training.png"))
-    print(format_scores({"before": before["scores"], "after": after["scores"]}))
+    print(format_scores({"before": report["before"], "after": report["after"]}))
+    print("GenEval reports (GenEval protocol, detector=shapes): "
+          f"{args.out}/geneval_before/report.html, {args.out}/geneval_after/report.html")
     print(f"wrote {args.out}/summary.json, before_after.png, training.png in {time.time() - t0:.0f}s")
     return 0
 
@@ -117,27 +127,55 @@ def _load(cls, path):
     return pipe
 
 
-def _evaluate(pipe, rows, sampling: dict, seed: int) -> dict:
-    from diffalign.shapes.judge import judge_batch, summarize
-    from diffalign.shapes.sampling import generate_for_rows
+def held_out_rows(per_category: int, seed: int = 0) -> list[dict]:
+    """Distinct held-out prompts: up to ``per_category`` of each category's test split."""
+    import numpy as np
 
-    images = generate_for_rows(pipe, rows, seed=seed, **sampling)
-    verdicts = judge_batch(images, rows)
-    return {"images": images, "verdicts": verdicts, "scores": summarize(rows, verdicts)}
+    from diffalign import shapes
+
+    rows = []
+    rng = np.random.default_rng(seed)
+    for tag in shapes.CATEGORIES:
+        pool = shapes.split_rows("test", [tag])
+        take = rng.permutation(len(pool))[: min(per_category, len(pool))]
+        rows.extend(pool[i] for i in sorted(take))
+    return rows
 
 
-def _write_grid(path: str, rows, before: dict, after: dict | None) -> None:
+def _geneval(out: str, pipe, rows, name: str, job_args: dict) -> dict:
+    """The GenEval job with the shapes detector; returns its summary plus the per-image results."""
+    from diffalign.eval.geneval import job
+    from diffalign.eval.geneval.evaluator import GenEvalEvaluator
+
+    if os.path.isdir(out):  # a re-run of the demo regenerates its evaluation folders
+        import shutil
+
+        shutil.rmtree(out)
+    summary = job.run(out, GenEvalEvaluator("shapes"), rows=rows, pipe=pipe, info={"pipeline": name},
+                      log=lambda msg: None, **job_args)
+    with open(os.path.join(out, "results.jsonl"), encoding="utf-8") as f:
+        summary["results"] = [json.loads(line) for line in f]
+    return summary
+
+
+def _scores(summary: dict) -> dict:
+    return {**summary["per_tag"], "overall": summary["overall"]}
+
+
+def _write_grid(path: str, before: dict, after: dict | None) -> None:
     from PIL import Image
 
     from diffalign.utils.images import make_grid
 
-    captions = [r["prompt"].removeprefix("a photo of ") for r in rows]
     grids = []
-    for name, result in (("before", before), ("after", after)):
-        if result is None:
+    for name, summary in (("before", before), ("after", after)):
+        if summary is None:
             continue
-        grids.append(make_grid(result["images"], captions=captions, verdicts=[bool(c) for c, _ in result["verdicts"]],
-                               ncols=12, scale=2, title=f"{name}: overall {result['scores']['overall']:.3f}"))
+        results = summary["results"]
+        images = [Image.open(r["filename"]).convert("RGB") for r in results]
+        captions = [r["prompt"].removeprefix("a photo of ") for r in results]
+        grids.append(make_grid(images, captions=captions, verdicts=[bool(r["correct"]) for r in results],
+                               ncols=16, scale=2, title=f"{name}: overall {summary['overall']:.3f}"))
     canvas = Image.new("RGB", (max(g.width for g in grids), sum(g.height for g in grids) + 10 * (len(grids) - 1)), "white")
     y = 0
     for g in grids:
