@@ -4,7 +4,7 @@ Conventions shared by every loss:
 - Inputs are float tensors of shape [B]: each sample's squared error between the network output and
   its target, averaged (mean, never sum) over every non-batch latent element. DenseDPO takes [B, S]
   per-segment errors, RankDPO [B, K] per-list errors, DSPO also the winner's per-element outputs, and
-  the online losses per-transition log-probs.
+  the online losses per-transition log-probs, the reward-gradient loss differentiable rewards [B].
 - The math runs in fp32 whatever the input dtype; reference inputs are detached.
 - Each returns ``(loss, stats)``: ``loss`` a scalar tensor, ``stats`` a dict of python floats.
 - Betas follow the official Diffusion-DPO convention u = -(beta/2)·(Δ_policy - Δ_ref) unless a
@@ -20,12 +20,14 @@ from diffalign.losses.mapo import mapo_loss
 from diffalign.losses.policy_gradient import d3po_loss, ppo_loss
 from diffalign.losses.rank import rankdpo_loss
 from diffalign.losses.registry import LOSSES, LossSpec, get_loss
+from diffalign.losses.reward import REWARD_LOSS_KINDS, reward_loss
 from diffalign.losses.sft import sft_loss
 from diffalign.losses.smpo import smpo_loss
 
 __all__ = [
     "LOSSES",
     "LossSpec",
+    "REWARD_LOSS_KINDS",
     "d3po_loss",
     "dense_dpo_loss",
     "diffusion_dpo_loss",
@@ -36,6 +38,7 @@ __all__ = [
     "mapo_loss",
     "ppo_loss",
     "rankdpo_loss",
+    "reward_loss",
     "sft_loss",
     "smpo_loss",
 ]

@@ -252,6 +252,25 @@ class PipelineAdapter(ABC):
         given it is not resampled and the log-probability is that of ``prev_sample``.
         """
 
+    @abstractmethod
+    def predict_original(self, model_output: torch.Tensor, timesteps: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+        """The network's estimate of the clean latents from its output at ``timesteps`` (differentiable;
+        used by reward-gradient trainers that score one-step predictions, e.g. ReFL)."""
+
+    @abstractmethod
+    def transition_moments(
+        self,
+        scheduler,
+        model_output: torch.Tensor,
+        timestep: torch.Tensor | int | float,
+        sample: torch.Tensor,
+        *,
+        noise_level: float | None = None,
+    ):
+        """The Gaussian of ``sampler_step`` at these inputs as a
+        :class:`~diffalign.train.samplers.StepMoments` (``mean``, ``std``, ``kl_scale``), for KL
+        penalties between the policy and the reference network (Flow-GRPO, DPOK)."""
+
     def initial_latents(
         self,
         batch_size: int,
@@ -331,6 +350,11 @@ class PipelineAdapter(ABC):
     def default_resolution(self) -> int:
         """Default output side in pixels (the network's sample size times the VAE factor)."""
         return int(self.pipe.default_sample_size * self.pipe.vae_scale_factor)
+
+    def default_size(self) -> tuple[int, int, int | None]:
+        """Default ``(height, width, num_frames)`` of a sample (``num_frames`` None for images)."""
+        side = self.default_resolution()
+        return side, side, None
 
     def generate(self, prompts: Sequence[str] | str, **kwargs):
         """Plain inference through the real diffusers pipeline ``__call__`` (drop-in behaviour)."""

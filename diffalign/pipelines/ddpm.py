@@ -20,7 +20,8 @@ from typing import ClassVar
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from diffalign.train.samplers.ddim import ddim_step_with_logprob
+from diffalign.train.samplers.ddim import ddim_step_moments, ddim_step_with_logprob
+from diffalign.train.samplers.moments import StepMoments
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -125,11 +126,33 @@ class DDPMFamilyMixin:
         prev_sample: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """DDIM step with ``eta = noise_level`` (default 1.0) and its log-probability [B]."""
+        """DDIM step with ``eta = noise_level`` (default 1.0) and its log-probability [B].
+
+        ``noise_level = 0`` takes the deterministic DDIM step (log-prob reported as 0, as the flow
+        kernels do for their ODE step); it has no density, so a given ``prev_sample`` is refused.
+        """
         eta = self.default_eta if noise_level is None else float(noise_level)
+        if eta == 0:
+            if prev_sample is not None:
+                raise ValueError("the eta = 0 DDIM step is deterministic: a given prev_sample has no log-density")
+            mean = ddim_step_moments(scheduler, model_output, timestep, sample, 0.0).mean
+            return mean.to(sample.dtype), torch.zeros(sample.shape[0], device=sample.device)
         return ddim_step_with_logprob(
             scheduler, model_output, timestep, sample, eta=eta, prev_sample=prev_sample, generator=generator
         )
+
+    def transition_moments(
+        self,
+        scheduler,
+        model_output: torch.Tensor,
+        timestep: torch.Tensor | int,
+        sample: torch.Tensor,
+        *,
+        noise_level: float | None = None,
+    ) -> StepMoments:
+        """The Gaussian of ``sampler_step`` (DDIM with ``eta = noise_level``): mean, std, KL scale."""
+        eta = self.default_eta if noise_level is None else float(noise_level)
+        return ddim_step_moments(scheduler, model_output, timestep, sample, eta)
 
 
 __all__ = ["DDPMFamilyMixin", "PREDICTION_TYPES"]

@@ -21,7 +21,13 @@ from diffusers.training_utils import compute_density_for_timestep_sampling
 
 from diffalign.pipelines.base import PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
-from diffalign.train.samplers.flow import flow_sde_step_with_logprob
+from diffalign.train.samplers.flow import (
+    flow_cps_step_moments,
+    flow_cps_step_with_logprob,
+    flow_sde_step_moments,
+    flow_sde_step_with_logprob,
+)
+from diffalign.train.samplers.moments import StepMoments
 
 
 class SD3Adapter(PipelineAdapter):
@@ -38,6 +44,11 @@ class SD3Adapter(PipelineAdapter):
     )
     #: Flow-GRPO's SDE noise level ``a``.
     default_noise_level: ClassVar[float] = 0.7
+    #: stochastic step of ``sampler_step``: ``"sde"`` (Flow-GRPO's flow SDE) or ``"cps"``
+    #: (coefficients-preserving sampling); set per instance (the Flow-GRPO trainer's ``sde_type``).
+    sde_type: str = "sde"
+    #: with ``sde_type == "cps"``: Flow-GRPO's un-normalised CPS log-prob (see ``flow_cps_step_with_logprob``).
+    cps_reference_log_prob: bool = False
     #: T5 tokens per prompt (the diffusers pipeline's default, so ``generate`` conditions alike).
     max_sequence_length: int = 256
     #: timestep density: diffusers' ``weighting_scheme`` ("logit_normal", "mode" or "none" = uniform).
@@ -194,11 +205,31 @@ class SD3Adapter(PipelineAdapter):
         prev_sample: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flow-GRPO's SDE step (``noise_level`` default 0.7; 0 = Euler ODE step, log-prob 0)."""
+        """Flow-GRPO's SDE step (``noise_level`` default 0.7; 0 = Euler ODE step, log-prob 0), or the
+        coefficients-preserving step when ``sde_type == "cps"``."""
         level = self.default_noise_level if noise_level is None else float(noise_level)
+        if self.sde_type == "cps":
+            return flow_cps_step_with_logprob(
+                scheduler, model_output, timestep, sample, noise_level=level, prev_sample=prev_sample,
+                generator=generator, reference_log_prob=self.cps_reference_log_prob,
+            )
         return flow_sde_step_with_logprob(
             scheduler, model_output, timestep, sample, noise_level=level, prev_sample=prev_sample, generator=generator
         )
+
+    def transition_moments(
+        self,
+        scheduler,
+        model_output: torch.Tensor,
+        timestep: torch.Tensor | int | float,
+        sample: torch.Tensor,
+        *,
+        noise_level: float | None = None,
+    ) -> StepMoments:
+        """The Gaussian of ``sampler_step`` (SDE or CPS by ``sde_type``): mean, std, KL scale."""
+        level = self.default_noise_level if noise_level is None else float(noise_level)
+        moments = flow_cps_step_moments if self.sde_type == "cps" else flow_sde_step_moments
+        return moments(scheduler, model_output, timestep, sample, level)
 
 
 __all__ = ["SD3Adapter"]

@@ -8,6 +8,12 @@ import importlib
 
 TRAINERS: dict[str, str] = {
     "offline": "diffalign.train.offline:OfflinePreferenceTrainer",
+    "ddpo": "diffalign.train.online.ddpo:DDPOTrainer",
+    "d3po": "diffalign.train.online.d3po:D3POTrainer",
+    "flow_grpo": "diffalign.train.online.flow_grpo:FlowGRPOTrainer",
+    "alignprop": "diffalign.train.online.reward_gradient:AlignPropTrainer",
+    "draft": "diffalign.train.online.reward_gradient:DRaFTTrainer",
+    "refl": "diffalign.train.online.reward_gradient:ReFLTrainer",
 }
 
 

@@ -7,7 +7,8 @@ A checkpoint is written into a hidden temporary folder, flushed, then renamed in
 - ``trainable.safetensors``: the trainable parameters by name (LoRA weights, or the full network);
 - ``optimizer.pt`` / ``lr_scheduler.pt``: their ``state_dict()`` (read back with
   ``torch.load(weights_only=True)``);
-- ``state.json``: the global step and whatever small JSON state the trainer adds.
+- ``state.json``: the global step and whatever small JSON state the trainer adds;
+- ``extra.safetensors`` (optional): other tensors a trainer keeps (e.g. EMA weights).
 
 Trainers draw every random number from generators seeded by ``(seed, step)`` and order data by
 ``(seed, epoch)``, so restoring the step restores the randomness: resuming continues exactly.
@@ -26,6 +27,7 @@ import torch
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step-(\d+)$")
 TRAINABLE_FILE = "trainable.safetensors"
+EXTRA_FILE = "extra.safetensors"
 STATE_FILE = "state.json"
 
 
@@ -71,8 +73,10 @@ def save_checkpoint(
     lr_scheduler: Any = None,
     extra_state: dict[str, Any] | None = None,
     keep_last: int | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> str:
-    """Write a complete checkpoint for ``step`` atomically; prune to ``keep_last``; return its path."""
+    """Write a complete checkpoint for ``step`` atomically; prune to ``keep_last``; return its path.
+    ``extra_tensors`` (e.g. EMA weights) go to ``extra.safetensors``."""
     from safetensors.torch import save_file
 
     root = os.path.join(output_dir, CHECKPOINT_DIR)
@@ -82,6 +86,8 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, os.path.join(tmp, TRAINABLE_FILE))
+    if extra_tensors:
+        save_file({k: v.detach().contiguous().cpu() for k, v in extra_tensors.items()}, os.path.join(tmp, EXTRA_FILE))
     if optimizer is not None:
         torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
     if lr_scheduler is not None:
@@ -128,6 +134,15 @@ def load_checkpoint(
         lr_scheduler.load_state_dict(torch.load(os.path.join(path, "lr_scheduler.pt"), weights_only=True))
     with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
         return json.load(f)
+
+
+def load_extra_tensors(checkpoint: Checkpoint | str) -> dict[str, torch.Tensor]:
+    """The ``extra_tensors`` a checkpoint was saved with (empty when it has none)."""
+    from safetensors.torch import load_file
+
+    path = checkpoint.path if isinstance(checkpoint, Checkpoint) else str(checkpoint)
+    file = os.path.join(path, EXTRA_FILE)
+    return load_file(file) if os.path.exists(file) else {}
 
 
 def _remove_stale_tmp(root: str, keep: str) -> None:

@@ -3,7 +3,10 @@
 ``Trainer`` owns the orchestration: accelerate (one to many processes), the model adapter with a
 LoRA adapter or full fine-tuning plus its reference, optimizer and schedule, exact resume,
 atomic checkpoints, logs, validation grids and the final diffusers-loadable output. A subclass
-supplies only its data (``setup_data``/``get_batch``) and its objective (``compute_loss``).
+supplies only its data (``setup_data``/``get_batch``) and its objective (``compute_loss``);
+trainers with another loop shape (the online trainers) override ``run_loop`` and the hooks
+(``build_index_sampler``, ``num_optimizer_steps``, ``checkpoint_state``...) and keep the rest:
+``train()`` = ``begin_training`` (resume, config, log) -> ``run_loop`` -> ``finish_training``.
 
 Randomness is a pure function of ``(seed, micro-step, process)``: data order comes from
 :class:`ResumableIndexSampler` and every noise/timestep draw from :meth:`Trainer.generator`, so a
@@ -20,7 +23,7 @@ import torch
 
 from diffalign.config import config_to_dict, save_config
 from diffalign.pipelines import PipelineAdapter
-from diffalign.train.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from diffalign.train.checkpoint import load_checkpoint, load_extra_tensors, resolve_resume, save_checkpoint
 from diffalign.train.config import TrainConfig
 from diffalign.train.metrics import MetricsLogger
 from diffalign.train.models import load_model
@@ -82,7 +85,7 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            gradient_accumulation_steps=self.accelerator_accumulation_steps(),
             project_config=ProjectConfiguration(project_dir=config.output_dir),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.ddp_find_unused_parameters)],
         )
@@ -93,9 +96,7 @@ class Trainer:
         self.adapter.to(device=self.device)
         self._setup_network(weight_dtype)
         self.setup_data()
-        self.sampler = ResumableIndexSampler(
-            self.num_examples(), config.batch_size, self.accelerator.num_processes, self.accelerator.process_index, config.seed
-        )
+        self.sampler = self.build_index_sampler()
 
     # ------------------------------------------------------------------ to implement
     def setup_data(self) -> None:
@@ -109,6 +110,33 @@ class Trainer:
 
     def compute_loss(self, batch, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         raise TypeError(f"{type(self).__name__} must implement compute_loss()")
+
+    # ------------------------------------------------------------------ hooks with defaults
+    def build_index_sampler(self) -> ResumableIndexSampler | None:
+        """Which examples each micro-step reads (trainers without a data set return None)."""
+        acc = self.accelerator
+        return ResumableIndexSampler(
+            self.num_examples(), self.config.batch_size, acc.num_processes, acc.process_index, self.config.seed
+        )
+
+    def accelerator_accumulation_steps(self) -> int:
+        """Gradient accumulation accelerate manages (trainers that sync by hand return 1)."""
+        return self.config.gradient_accumulation_steps
+
+    def num_optimizer_steps(self) -> int:
+        """Optimizer steps of the whole run (the length of the lr schedule)."""
+        return self.config.max_steps
+
+    def checkpoint_state(self) -> dict:
+        """Small JSON state saved with every checkpoint (beyond weights/optimizer/schedule)."""
+        return {}
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        """Extra tensors saved with every checkpoint (e.g. EMA weights)."""
+        return {}
+
+    def restore_checkpoint_state(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what ``checkpoint_state`` / ``checkpoint_tensors`` saved."""
 
     # ------------------------------------------------------------------ set-up
     def _setup_network(self, weight_dtype: torch.dtype) -> None:
@@ -134,7 +162,7 @@ class Trainer:
         if cfg.optim.scale_lr:
             lr *= self.accelerator.num_processes * cfg.gradient_accumulation_steps * cfg.batch_size
         self.optimizer = build_optimizer(adapter.trainable_parameters(), cfg.optim, lr=lr)
-        self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.optim, cfg.max_steps)
+        self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.optim, self.num_optimizer_steps())
         network, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
             adapter.denoiser, self.optimizer, self.lr_scheduler
         )
@@ -151,12 +179,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def train(self) -> TrainResult:
+        """Resume if asked, run the loop to ``max_steps``, checkpoint and save the outputs."""
+        start_step, logger = self.begin_training()
+        self.run_loop(start_step, logger)
+        return self.finish_training(start_step, logger)
+
+    def begin_training(self) -> tuple[int, MetricsLogger]:
+        """Create the output folder, restore the checkpoint to resume from (if any), save the
+        config and open the metrics log; return the step to start from and the logger."""
         cfg, acc = self.config, self.accelerator
         os.makedirs(cfg.output_dir, exist_ok=True)
         start_step = 0
         ckpt = resolve_resume(cfg.output_dir, cfg.resume)
         if ckpt is not None:
             state = load_checkpoint(ckpt, self.trainable_named_parameters(), self.optimizer, self.lr_scheduler)
+            self.restore_checkpoint_state(state, load_extra_tensors(ckpt))
             start_step = int(state["step"])
             acc.print(f"resumed from {ckpt.path} at step {start_step}")
         if self.is_main:
@@ -165,9 +202,36 @@ class Trainer:
             cfg.output_dir, report_to=cfg.report_to, run_name=os.path.basename(cfg.output_dir.rstrip("/")),
             config=config_to_dict(cfg), resume_step=start_step if ckpt is not None else None, enabled=self.is_main,
         )
+        return start_step, logger
+
+    def progress_bar(self, start_step: int):
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.max_steps, initial=start_step, disable=not (self.is_main and cfg.progress_bar), desc="train")
+        cfg = self.config
+        return tqdm(total=cfg.max_steps, initial=start_step, disable=not (self.is_main and cfg.progress_bar), desc="train")
+
+    def after_step(self, done: int, logger: MetricsLogger) -> None:
+        """Periodic work after step ``done``: checkpoint and validation grid when due."""
+        cfg = self.config
+        if cfg.checkpointing_steps and done % cfg.checkpointing_steps == 0 and done < cfg.max_steps:
+            self.save_checkpoint(done)
+        if cfg.validation.every_steps and done % cfg.validation.every_steps == 0:
+            self.validate(done, logger)
+
+    def finish_training(self, start_step: int, logger: MetricsLogger) -> TrainResult:
+        """Check the ranks agree, write the final checkpoint and the outputs, close the log."""
+        cfg = self.config
+        self.check_ranks_in_sync()
+        if cfg.max_steps > start_step:
+            self.save_checkpoint(cfg.max_steps)
+        result = self.save_outputs()
+        logger.close()
+        return result
+
+    def run_loop(self, start_step: int, logger: MetricsLogger) -> None:
+        """The offline loop: ``gradient_accumulation_steps`` micro-batches per optimizer step."""
+        cfg, acc = self.config, self.accelerator
+        bar = self.progress_bar(start_step)
         accum = cfg.gradient_accumulation_steps
         t_last = time.time()
         for step in range(start_step, cfg.max_steps):
@@ -198,17 +262,8 @@ class Trainer:
             logger.log(done, step_stats)
             bar.update(1)
             bar.set_postfix({k: f"{step_stats[k]:.4g}" for k in ("loss", "implicit_acc") if k in step_stats})
-            if cfg.checkpointing_steps and done % cfg.checkpointing_steps == 0 and done < cfg.max_steps:
-                self.save_checkpoint(done)
-            if cfg.validation.every_steps and done % cfg.validation.every_steps == 0:
-                self.validate(done, logger)
+            self.after_step(done, logger)
         bar.close()
-        self.check_ranks_in_sync()
-        if cfg.max_steps > start_step:
-            self.save_checkpoint(cfg.max_steps)
-        result = self.save_outputs()
-        logger.close()
-        return result
 
     def check_ranks_in_sync(self) -> None:
         """With several processes, every rank must hold the same trained weights (a gradient-sync
@@ -229,7 +284,8 @@ class Trainer:
         if self.is_main:
             save_checkpoint(
                 self.config.output_dir, step, self.trainable_named_parameters(), self.optimizer, self.lr_scheduler,
-                extra_state={"config": config_to_dict(self.config)}, keep_last=self.config.checkpoints_total_limit,
+                extra_state={"config": config_to_dict(self.config), **self.checkpoint_state()},
+                keep_last=self.config.checkpoints_total_limit, extra_tensors=self.checkpoint_tensors(),
             )
         acc.wait_for_everyone()
 

@@ -6,9 +6,25 @@
 
 Conventions shared by all: when ``prev_sample`` is given it is not resampled and ``log_prob`` is its
 Gaussian log-density; ``log_prob`` has shape [B], the per-element log-density (constants included)
-averaged over non-batch dims, computed in fp32.
+averaged over non-batch dims, computed in fp32. The ``*_moments`` functions return the transition
+Gaussian itself (:class:`StepMoments`) for KL penalties against a reference network.
 """
-from diffalign.train.samplers.ddim import ddim_step_with_logprob
-from diffalign.train.samplers.flow import flow_cps_step_with_logprob, flow_sde_step_with_logprob
+from diffalign.train.samplers.ddim import ddim_step_moments, ddim_step_with_logprob
+from diffalign.train.samplers.flow import (
+    flow_cps_step_moments,
+    flow_cps_step_with_logprob,
+    flow_sde_step_moments,
+    flow_sde_step_with_logprob,
+)
+from diffalign.train.samplers.moments import StepMoments, gaussian_kl
 
-__all__ = ["ddim_step_with_logprob", "flow_cps_step_with_logprob", "flow_sde_step_with_logprob"]
+__all__ = [
+    "StepMoments",
+    "ddim_step_moments",
+    "ddim_step_with_logprob",
+    "flow_cps_step_moments",
+    "flow_cps_step_with_logprob",
+    "flow_sde_step_moments",
+    "flow_sde_step_with_logprob",
+    "gaussian_kl",
+]

@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from diffalign.train.samplers.moments import StepMoments
+
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -38,36 +40,18 @@ def _timesteps_per_sample(timestep, batch_size: int, device: torch.device) -> to
     return t
 
 
-def ddim_step_with_logprob(
+def ddim_step_moments(
     scheduler,
     model_output: torch.Tensor,
     timestep: torch.Tensor | int,
     sample: torch.Tensor,
     eta: float = 1.0,
-    prev_sample: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One DDIM step with ``eta`` > 0 and the log-probability of the resulting ``prev_sample``.
-
-    Args:
-        scheduler: a diffusers DDIM-family scheduler (``DDIMScheduler`` or one with the same
-            ``alphas_cumprod`` / ``config`` fields) after ``set_timesteps``.
-        model_output: the network output at ``timestep`` (after classifier-free guidance).
-        timestep: an int, a 0-d tensor, or a [B] tensor of per-sample integer timesteps.
-        sample: the current latents x_t, [B, ...] of any rank.
-        eta: DDIM stochasticity, must be > 0 (1.0 = DDPM-like posterior variance).
-        prev_sample: a stored x_{t_prev}; when given it is not resampled and ``log_prob`` is its
-            log-density under the current ``model_output``.
-        generator: random generator for the step noise (its device may differ from ``sample``'s).
-
-    Returns:
-        ``(prev_sample, log_prob)``: ``prev_sample`` in ``sample``'s dtype, ``log_prob`` [B] fp32.
-    """
-    if not eta > 0:
-        raise ValueError(
-            f"ddim_step_with_logprob needs eta > 0 (got {eta}): with eta = 0 the DDIM step is deterministic "
-            "and has no log-density; use eta=1.0 as DDPO/D3PO do"
-        )
+) -> StepMoments:
+    """Mean and std of the DDIM-with-eta transition Gaussian (fp32; arguments as
+    :func:`ddim_step_with_logprob`). ``kl_scale`` equals ``std``. ``eta = 0`` is allowed here and
+    gives the deterministic DDIM step (``std = 0``, ``mean`` is the next sample)."""
+    if not eta >= 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
     if getattr(scheduler, "num_inference_steps", None) is None:
         raise ValueError(f"{type(scheduler).__name__}.set_timesteps(num_inference_steps) must be called first")
     if model_output.shape != sample.shape:
@@ -103,13 +87,49 @@ def ddim_step_with_logprob(
 
     variance = (1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)
     std = eta * variance.sqrt()
-    if bool((std == 0).any()):
+    if eta > 0 and bool((std == 0).any()):
         raise ValueError(
             f"zero step variance at timestep(s) {t[(std == 0).reshape(-1)].tolist()} (t_prev == t): the step has "
             "no log-density; use a timestep schedule that does not contain 0 (e.g. steps_offset=1)"
         )
     direction = (1 - abar_prev - std**2).clamp(min=0).sqrt() * eps
     mean = abar_prev.sqrt() * x0 + direction
+
+    return StepMoments(mean=mean, std=std, kl_scale=std)
+
+
+def ddim_step_with_logprob(
+    scheduler,
+    model_output: torch.Tensor,
+    timestep: torch.Tensor | int,
+    sample: torch.Tensor,
+    eta: float = 1.0,
+    prev_sample: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM step with ``eta`` > 0 and the log-probability of the resulting ``prev_sample``.
+
+    Args:
+        scheduler: a diffusers DDIM-family scheduler (``DDIMScheduler`` or one with the same
+            ``alphas_cumprod`` / ``config`` fields) after ``set_timesteps``.
+        model_output: the network output at ``timestep`` (after classifier-free guidance).
+        timestep: an int, a 0-d tensor, or a [B] tensor of per-sample integer timesteps.
+        sample: the current latents x_t, [B, ...] of any rank.
+        eta: DDIM stochasticity, must be > 0 (1.0 = DDPM-like posterior variance).
+        prev_sample: a stored x_{t_prev}; when given it is not resampled and ``log_prob`` is its
+            log-density under the current ``model_output``.
+        generator: random generator for the step noise (its device may differ from ``sample``'s).
+
+    Returns:
+        ``(prev_sample, log_prob)``: ``prev_sample`` in ``sample``'s dtype, ``log_prob`` [B] fp32.
+    """
+    if not eta > 0:
+        raise ValueError(
+            f"ddim_step_with_logprob needs eta > 0 (got {eta}): with eta = 0 the DDIM step is deterministic "
+            "and has no log-density; use eta=1.0 as DDPO/D3PO do"
+        )
+    moments = ddim_step_moments(scheduler, model_output, timestep, sample, eta)
+    mean, std, batch, device = moments.mean, moments.std, sample.shape[0], sample.device
 
     if prev_sample is None:
         noise_device = generator.device if generator is not None else device
@@ -124,4 +144,4 @@ def ddim_step_with_logprob(
     return prev_sample, log_prob.reshape(batch, -1).mean(dim=1)
 
 
-__all__ = ["ddim_step_with_logprob"]
+__all__ = ["ddim_step_moments", "ddim_step_with_logprob"]

@@ -42,6 +42,8 @@ import math
 
 import torch
 
+from diffalign.train.samplers.moments import StepMoments
+
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -118,6 +120,54 @@ def _gaussian_log_prob(prev_sample: torch.Tensor, mean: torch.Tensor, std: torch
     return log_prob.reshape(batch, -1).mean(dim=1)
 
 
+def flow_sde_step_moments(
+    scheduler,
+    model_output: torch.Tensor,
+    timestep: torch.Tensor | float,
+    sample: torch.Tensor,
+    noise_level: float = 0.7,
+) -> StepMoments:
+    """Mean and std of Flow-GRPO's SDE transition (fp32; arguments as
+    :func:`flow_sde_step_with_logprob`). ``kl_scale`` is the diffusion coefficient ``std_t``
+    (the std without the ``sqrt(|dt|)`` factor), as Flow-GRPO's KL term uses it; ``std = 0`` at
+    ``noise_level == 0`` (the Euler ODE step, ``mean`` is the next sample)."""
+    noise_level = _check_noise_level(noise_level)
+    if model_output.shape != sample.shape:
+        raise ValueError(f"model_output shape {tuple(model_output.shape)} != sample shape {tuple(sample.shape)}")
+    sigma, sigma_next = _step_sigmas(scheduler, timestep, sample)
+    dt = sigma_next - sigma
+    x, v = sample.float(), model_output.float()
+    if noise_level == 0:
+        zero = torch.zeros_like(sigma)
+        return StepMoments(mean=x + dt * v, std=zero, kl_scale=zero)
+    second_sigma = float(scheduler.sigmas[1])
+    denominator = 1 - torch.where(sigma == 1, torch.full_like(sigma, second_sigma), sigma)
+    std_t = noise_level * (sigma / denominator).sqrt()
+    mean = x * (1 + std_t**2 / (2 * sigma) * dt) + v * (1 + std_t**2 * (1 - sigma) / (2 * sigma)) * dt
+    return StepMoments(mean=mean, std=std_t * (-dt).sqrt(), kl_scale=std_t)
+
+
+def flow_cps_step_moments(
+    scheduler,
+    model_output: torch.Tensor,
+    timestep: torch.Tensor | float,
+    sample: torch.Tensor,
+    noise_level: float = 0.8,
+) -> StepMoments:
+    """Mean and std of the CPS transition (fp32; arguments as :func:`flow_cps_step_with_logprob`);
+    ``kl_scale`` equals ``std``."""
+    noise_level = _check_noise_level(noise_level)
+    if model_output.shape != sample.shape:
+        raise ValueError(f"model_output shape {tuple(model_output.shape)} != sample shape {tuple(sample.shape)}")
+    sigma, sigma_next = _step_sigmas(scheduler, timestep, sample)
+    x, v = sample.float(), model_output.float()
+    std = sigma_next * math.sin(noise_level * math.pi / 2)
+    x0_hat = x - sigma * v
+    eps_hat = x + (1 - sigma) * v
+    mean = (1 - sigma_next) * x0_hat + (sigma_next**2 - std**2).clamp(min=0).sqrt() * eps_hat
+    return StepMoments(mean=mean, std=std, kl_scale=std)
+
+
 def flow_sde_step_with_logprob(
     scheduler,
     model_output: torch.Tensor,
@@ -143,21 +193,9 @@ def flow_sde_step_with_logprob(
         ``(prev_sample, log_prob)``: ``prev_sample`` in ``sample``'s dtype, ``log_prob`` [B] fp32
         (0 for a sampled deterministic step, see the module docstring).
     """
-    noise_level = _check_noise_level(noise_level)
     _check_shapes(model_output, sample, prev_sample)
-    sigma, sigma_next = _step_sigmas(scheduler, timestep, sample)
-    dt = sigma_next - sigma
-    x, v = sample.float(), model_output.float()
-
-    if noise_level == 0:
-        mean = x + dt * v
-        std = torch.zeros_like(sigma)
-    else:
-        second_sigma = float(scheduler.sigmas[1])
-        denominator = 1 - torch.where(sigma == 1, torch.full_like(sigma, second_sigma), sigma)
-        std_t = noise_level * (sigma / denominator).sqrt()
-        mean = x * (1 + std_t**2 / (2 * sigma) * dt) + v * (1 + std_t**2 * (1 - sigma) / (2 * sigma)) * dt
-        std = std_t * (-dt).sqrt()
+    moments = flow_sde_step_moments(scheduler, model_output, timestep, sample, noise_level)
+    mean, std = moments.mean, moments.std
 
     sampled = prev_sample is None
     if sampled:
@@ -187,15 +225,9 @@ def flow_cps_step_with_logprob(
     here (re-tune the PPO clip range then). With ``True`` deterministic steps are not special-cased:
     the value is just the squared-error term.
     """
-    noise_level = _check_noise_level(noise_level)
     _check_shapes(model_output, sample, prev_sample)
-    sigma, sigma_next = _step_sigmas(scheduler, timestep, sample)
-    x, v = sample.float(), model_output.float()
-
-    std = sigma_next * math.sin(noise_level * math.pi / 2)
-    x0_hat = x - sigma * v
-    eps_hat = x + (1 - sigma) * v
-    mean = (1 - sigma_next) * x0_hat + (sigma_next**2 - std**2).clamp(min=0).sqrt() * eps_hat
+    moments = flow_cps_step_moments(scheduler, model_output, timestep, sample, noise_level)
+    mean, std = moments.mean, moments.std
 
     sampled = prev_sample is None
     if sampled:
@@ -206,4 +238,9 @@ def flow_cps_step_with_logprob(
     return prev_sample, _gaussian_log_prob(prev_sample, mean, std, sampled)
 
 
-__all__ = ["flow_cps_step_with_logprob", "flow_sde_step_with_logprob"]
+__all__ = [
+    "flow_cps_step_moments",
+    "flow_cps_step_with_logprob",
+    "flow_sde_step_moments",
+    "flow_sde_step_with_logprob",
+]

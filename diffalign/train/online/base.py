@@ -1,0 +1,269 @@
+"""``OnlineTrainer``: what every online trainer shares on top of :class:`~diffalign.train.trainer.Trainer`.
+
+The base trainer keeps set-up (accelerate, LoRA or full fine-tuning + reference, optimizer and
+schedule), checkpoint/resume, logs and outputs; this class adds the online loop shape: per step
+(iteration) a subclass's ``run_iteration`` samples with the current policy and updates on it. Here:
+prompts (:class:`PromptSet` + :class:`KRepeatSampler`), prompt encoding with a memo, the sample
+size, the reward and its scorer, the gradient bookkeeping of hand-synchronised accumulation
+(``backward`` / ``optimizer_step``), gathering across processes, sample grids, and the held-out
+evaluation. Every random draw of step ``s`` comes from :meth:`rng` seeded by ``(seed, s, stream,
+process)``, so a resumed run continues exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import os
+import time
+from typing import Iterator, Sequence
+
+import torch
+
+from diffalign.pipelines import PromptEmbeds
+from diffalign.train.metrics import MetricsLogger
+from diffalign.train.online.config import OnlineConfig
+from diffalign.train.online.grouping import KRepeatSampler
+from diffalign.train.online.prompts import PromptSet
+from diffalign.train.online.sampling import Guidance, sample_chain
+from diffalign.train.online.scoring import RewardScorer, load_reward
+from diffalign.train.trainer import Trainer
+
+#: named random streams of one iteration (the value is mixed into the seed).
+STREAMS = {"noise": 1, "order": 2, "window": 3, "truncation": 4, "filter": 5, "lv": 6}
+
+
+class OnlineTrainer(Trainer):
+    config_class = OnlineConfig
+    #: group size of the prompt sampler (Flow-GRPO: K rollouts per prompt).
+    group_size: int = 1
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def updates_per_iteration(self) -> int:
+        """Optimizer steps one iteration makes."""
+        raise TypeError(f"{type(self).__name__} must implement updates_per_iteration()")
+
+    def run_iteration(self, step: int) -> dict[str, float]:
+        """Sample, score and update for iteration ``step`` (0-based); return the stats to log."""
+        raise TypeError(f"{type(self).__name__} must implement run_iteration()")
+
+    def prompts_per_batch(self) -> int:
+        """Prompt draws per sampling batch and process (D3PO: one per pair)."""
+        return self.config.sampling.batch_size
+
+    @contextlib.contextmanager
+    def evaluation_weights(self) -> Iterator[None]:
+        """Weights used for evaluation and the saved outputs (EMA trainers swap theirs in)."""
+        yield
+
+    # ------------------------------------------------------------------ base-trainer hooks
+    def build_index_sampler(self):
+        return None
+
+    def accelerator_accumulation_steps(self) -> int:
+        return 1  # accumulation over micro-batches and timesteps is synchronised by hand
+
+    def num_optimizer_steps(self) -> int:
+        return self.config.max_steps * self.updates_per_iteration()
+
+    def setup_data(self) -> None:
+        cfg: OnlineConfig = self.config  # type: ignore[assignment]
+        acc = self.accelerator
+        self.prompt_set = PromptSet.from_config(cfg.prompts, seed=cfg.seed)
+        self.prompt_sampler = KRepeatSampler(
+            len(self.prompt_set), self.prompts_per_batch(), self.group_size, acc.num_processes, acc.process_index, cfg.seed
+        )
+        self.reward = load_reward(cfg.reward, self.device)
+        self.scorer = RewardScorer(self.reward, cfg.reward.workers)
+        self._prompt_memo: dict[str, PromptEmbeds] = {}
+        self._uncond: PromptEmbeds | None = None
+        default_h, default_w, default_f = self.adapter.default_size()
+        self.sample_size = (cfg.sampling.height or default_h, cfg.sampling.width or default_w,
+                            cfg.sampling.num_frames or default_f)
+        self.scheduler = self.make_scheduler(cfg.sampling.num_steps)
+        self.optimizer_steps_done = 0
+        self.eval_set: PromptSet | None = None  # built on the first evaluation
+        self.logger: MetricsLogger | None = None
+
+    # ------------------------------------------------------------------ randomness and prompts
+    def rng(self, step: int, stream: str, index: int = 0, shared: bool = False, device=None) -> torch.Generator:
+        """A generator for draw ``index`` of ``stream`` in iteration ``step``; ``shared`` ones are the
+        same on every process."""
+        rank = 0 if shared else self.accelerator.process_index
+        key = f"{self.config.seed}/{step}/{STREAMS[stream]}/{index}/{rank}".encode()
+        seed = int.from_bytes(hashlib.sha256(key).digest()[:8], "little") % (2**63)
+        return torch.Generator(device=device or "cpu").manual_seed(seed)
+
+    def batches_per_iteration(self) -> int:
+        """Sampling batches one iteration draws prompts for."""
+        return self.config.sampling.num_batches
+
+    def prompt_batch(self, step: int, batch: int) -> tuple[list[str], list | None]:
+        """Prompts and metadata of sampling batch ``batch`` of iteration ``step`` on this process."""
+        number = step * self.batches_per_iteration() + batch
+        indices = self.prompt_sampler.indices(number)
+        return self.prompt_set.prompts(indices), self.prompt_set.metadata(indices)
+
+    def make_scheduler(self, num_steps: int):
+        """The sampling scheduler (shared by rollouts and the training re-evaluation)."""
+        fn = self.adapter.sampling_scheduler
+        kwargs = {}
+        if "height" in inspect.signature(fn).parameters:
+            kwargs = {"height": self.sample_size[0], "width": self.sample_size[1]}
+        return fn(num_steps, **kwargs)
+
+    def guidance(self, prompts: Sequence[str], guidance_scale: float | None = None, cfg_on: bool = True) -> Guidance:
+        """Encoded prompts (memoised) and, when guiding, the unconditional embeddings."""
+        scale = self.config.sampling.guidance_scale if guidance_scale is None else guidance_scale
+        cond = self.adapter.encode_prompt_cached(list(prompts), self._prompt_memo)
+        if not cfg_on or scale == 1.0:
+            return Guidance(cond, None, 1.0)
+        if self._uncond is None:
+            self._uncond = self.adapter.encode_negative_prompt(self.config.sampling.negative_prompt, 1).detach()
+        return Guidance(cond, self._uncond.repeat(len(cond)), scale)
+
+    def initial_latents(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        h, w, f = self.sample_size
+        return self.adapter.initial_latents(batch_size, h, w, num_frames=f, generator=generator, scheduler=self.scheduler)
+
+    def same_noise_latents(self, prompts: Sequence[str], step: int) -> torch.Tensor:
+        """Initial noise that depends only on ``(seed, step, prompt)``: a group shares it across processes."""
+        out = []
+        for p in prompts:
+            digest = int.from_bytes(hashlib.sha256(p.encode()).digest()[:4], "little")
+            out.append(self.initial_latents(1, self.rng(step, "noise", index=digest, shared=True)))
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------ gradient bookkeeping
+    def backward(self, loss: torch.Tensor, sync: bool) -> None:
+        """Backward of one accumulation unit; gradients are all-reduced only when ``sync``."""
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {float(loss)} at optimizer step {self.optimizer_steps_done}")
+        context = contextlib.nullcontext() if sync else self.accelerator.no_sync(self.network)
+        with context:
+            self.accelerator.backward(loss)
+
+    def optimizer_step(self) -> dict[str, float]:
+        """Clip, step the optimizer and the schedule, clear the gradients."""
+        stats = {}
+        max_norm = self.config.optim.max_grad_norm
+        if max_norm > 0:
+            stats["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.adapter.trainable_parameters(), max_norm))
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.after_optimizer_step(self.optimizer_steps_done)
+        self.optimizer_steps_done += 1
+        return stats
+
+    def after_optimizer_step(self, index: int) -> None:
+        """Called after global optimizer step ``index`` (0-based)."""
+
+    # ------------------------------------------------------------------ processes
+    def gather(self, values: torch.Tensor) -> torch.Tensor:
+        """Concatenate a per-process tensor over processes (rank order)."""
+        return self.accelerator.gather(values.to(self.device).contiguous()).cpu()
+
+    def gather_list(self, items: list) -> list:
+        if self.accelerator.num_processes == 1:
+            return list(items)
+        from accelerate.utils import gather_object
+
+        return gather_object(list(items))
+
+    def local_slice(self, values: torch.Tensor) -> torch.Tensor:
+        """This process's part of a gathered tensor."""
+        acc = self.accelerator
+        return values.reshape(acc.num_processes, -1, *values.shape[1:])[acc.process_index]
+
+    # ------------------------------------------------------------------ loop
+    def run_loop(self, start_step: int, logger: MetricsLogger) -> None:
+        cfg: OnlineConfig = self.config  # type: ignore[assignment]
+        self.optimizer_steps_done = start_step * self.updates_per_iteration()
+        self.logger = logger
+        if cfg.evaluation.every_steps and start_step == 0:
+            logger.log(0, self.evaluate(0))
+        bar = self.progress_bar(start_step)
+        try:
+            for step in range(start_step, cfg.max_steps):
+                t0 = time.time()
+                stats = self.run_iteration(step)
+                done = step + 1
+                stats.update(lr=self.lr_scheduler.get_last_lr()[0], step_time=time.time() - t0,
+                             optimizer_steps=self.optimizer_steps_done)
+                if cfg.evaluation.every_steps and done % cfg.evaluation.every_steps == 0:
+                    stats.update(self.evaluate(done))
+                logger.log(done, stats)
+                bar.update(1)
+                bar.set_postfix({k: f"{stats[k]:.4g}" for k in ("reward_mean", "eval_reward_mean") if k in stats})
+                self.after_step(done, logger)
+        finally:
+            bar.close()
+            self.scorer.close()
+
+    def save_sample_grid(self, step: int, images: torch.Tensor, prompts: Sequence[str], rewards: torch.Tensor,
+                         folder: str = "samples") -> None:
+        """A grid of (at most ``sample_grid_size``) images captioned with their rewards (main process)."""
+        if not self.is_main:
+            return
+        from diffalign.utils.images import make_grid
+
+        n = min(len(prompts), self.config.sample_grid_size)
+        frames = images[:n]
+        if frames.ndim == 5:  # video [B, F, 3, H, W]: the middle frame
+            frames = frames[:, frames.shape[1] // 2]
+        captions = [f"{r:.3g} | {p}" for r, p in zip(rewards[:n].tolist(), prompts[:n])]
+        grid = make_grid(frames.float().cpu(), captions=captions, ncols=min(8, n), title=f"step {step}")
+        out = os.path.join(self.config.output_dir, folder)
+        os.makedirs(out, exist_ok=True)
+        grid.save(os.path.join(out, f"step-{step:06d}.png"))
+        if self.logger is not None:  # tensorboard / wandb
+            self.logger.log_image(step, folder, grid)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Mean reward of deterministic samples on the held-out prompts (same noise every time)."""
+        cfg: OnlineConfig = self.config  # type: ignore[assignment]
+        ev, acc = cfg.evaluation, self.accelerator
+        if self.eval_set is None:
+            self.eval_set = PromptSet.from_config(cfg.prompts, evaluation=True, seed=ev.seed, num_rows=ev.num_prompts)
+        num_steps = ev.num_steps or cfg.sampling.num_steps
+        scheduler = self.scheduler if num_steps == cfg.sampling.num_steps else self.make_scheduler(num_steps)
+        levels = [0.0 if ev.noise_level is None else ev.noise_level] * num_steps
+        mine = list(range(acc.process_index, len(self.eval_set), acc.num_processes))
+        rewards, shown = [], None
+        self.adapter.denoiser.eval()
+        with self.evaluation_weights():
+            for start in range(0, len(mine), ev.batch_size):
+                idx = mine[start : start + ev.batch_size]
+                prompts, meta = self.eval_set.prompts(idx), self.eval_set.metadata(idx)
+                guidance = self.guidance(prompts, ev.guidance_scale)
+                gen = torch.Generator("cpu").manual_seed(ev.seed * 1_000_003 + idx[0])
+                x = sample_chain(self.adapter, scheduler, self.initial_latents(len(idx), gen), guidance, levels,
+                                 generator=gen).final
+                images = self.adapter.decode_latents(x)
+                scores = self.scorer.submit(images, prompts, meta).result().cpu()
+                rewards.append(scores)
+                if shown is None:
+                    shown = (images, prompts, scores)
+        self.adapter.denoiser.train()
+        local = torch.cat(rewards) if rewards else torch.zeros(0)
+        all_rewards = torch.tensor([float(v) for v in self.gather_list(local.tolist())])
+        all_idx = self.gather_list(mine)
+        stats = {"eval_reward_mean": float(all_rewards.mean())}
+        tags = [self.eval_set.rows[i].get("tag") for i in all_idx]
+        if all(tags):
+            for tag in sorted(set(tags)):
+                stats[f"eval_reward_{tag}"] = float(all_rewards[[t == tag for t in tags]].mean())
+        if shown is not None:
+            self.save_sample_grid(step, *shown, folder="eval")
+        return stats
+
+    # ------------------------------------------------------------------ outputs
+    def save_outputs(self):
+        with self.evaluation_weights():
+            return super().save_outputs()
+
+
+__all__ = ["OnlineTrainer", "STREAMS"]

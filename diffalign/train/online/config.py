@@ -1,0 +1,269 @@
+"""Config dataclasses of the online trainers: one per trainer on the shared ``TrainConfig`` base.
+
+For every online trainer one training *step* is one iteration: sample rollouts with the current
+policy, score them, then update on them. ``max_steps`` counts iterations (``checkpointing_steps``,
+``validation.every_steps`` and ``evaluation.every_steps`` too); the optimizer steps an iteration
+makes are documented on each trainer's config. Sizes are per process: with ``W`` processes an
+iteration samples ``W x sampling.batch_size x sampling.num_batches`` rollouts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from diffalign.train.config import TrainConfig
+
+
+@dataclass
+class PromptsConfig:
+    """Where the training (and evaluation) prompts come from.
+
+    ``source``: ``shapes`` (the shapes world's GenEval rows of ``split``; metadata = the row),
+    ``list`` (``items``), or ``file``: ``path`` to a ``.txt`` (one prompt per line) or ``.jsonl``
+    (one row per line with a ``prompt`` key; the whole row is the reward's metadata, so GenEval
+    metadata files work as they are).
+    """
+
+    source: str = "shapes"
+    items: list[str] = field(default_factory=list)
+    path: Optional[str] = None
+    #: shapes world: the prompt split trained on and the held-out split evaluated on.
+    split: str = "train"
+    eval_split: str = "test"
+    #: shapes world: GenEval categories to use (default: all six).
+    categories: Optional[list[str]] = None
+    #: shapes world: training rows drawn balanced over the categories (``shapes.sample_rows``,
+    #: seeded by the run's ``seed``); 0 = every row of the split (the splits are dominated by
+    #: ``color_attr``, which has by far the most distinct prompts).
+    shapes_rows: int = 600
+    #: evaluation prompts for ``list``/``file`` sources (a file like ``path``; default: the training prompts).
+    eval_path: Optional[str] = None
+
+
+@dataclass
+class SamplingConfig:
+    """How rollouts are sampled (per process)."""
+
+    num_steps: int = 20
+    guidance_scale: float = 5.0
+    #: sampler stochasticity: DDIM eta for DDPM families (> 0 for policy-gradient trainers), the
+    #: SDE ``a`` for flow families; None = the family default (eta 1.0, a 0.7).
+    noise_level: Optional[float] = None
+    #: None = the family's default (empty prompt, or zeros where the pipeline uses them).
+    negative_prompt: Optional[str] = None
+    #: output size; None = the model's default (and its default frame count for video).
+    height: Optional[int] = None
+    width: Optional[int] = None
+    num_frames: Optional[int] = None
+    #: rollouts per sampling batch, and sampling batches per iteration.
+    batch_size: int = 4
+    num_batches: int = 1
+
+
+@dataclass
+class RewardConfig:
+    #: a name ``diffalign.rewards.load`` knows (``shapes``, ``shapes_color``, ``aesthetic``, ``video``...).
+    name: str = "shapes"
+    #: keyword arguments of the reward (checkpoint paths, ``reward`` for the ``video`` wrapper...).
+    options: dict[str, Any] = field(default_factory=dict)
+    #: threads scoring rewards while the next batch samples (0 = score in the loop).
+    workers: int = 1
+
+
+@dataclass
+class EvaluationConfig:
+    """Held-out reward of the current policy (EMA weights when the trainer keeps them)."""
+
+    #: evaluate before training and every N iterations (0 = never).
+    every_steps: int = 0
+    #: held-out prompts (shapes: drawn balanced over the categories with ``seed``; other
+    #: sources: the first N of the evaluation prompts; 0 = all).
+    num_prompts: int = 60
+    batch_size: int = 16
+    #: None = the sampling settings; ``noise_level`` None = deterministic sampling (DDIM eta 0, flow ODE).
+    num_steps: Optional[int] = None
+    guidance_scale: Optional[float] = None
+    noise_level: Optional[float] = None
+    seed: int = 0
+
+
+@dataclass
+class OnlineConfig(TrainConfig):
+    """Fields every online trainer has."""
+
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    #: save a grid of the iteration's rollouts with their rewards every N iterations (0 = never).
+    sample_grid_every: int = 1
+    sample_grid_size: int = 16
+
+
+@dataclass
+class PolicyGradientConfig(OnlineConfig):
+    """Shared by the trainers that replay stored transitions (DDPO, D3PO, Flow-GRPO).
+
+    Every trained timestep of a micro-batch is one forward and one backward, accumulated into the
+    optimizer step: peak memory does not grow with the number of trained timesteps.
+    """
+
+    #: passes over the iteration's rollouts.
+    num_inner_epochs: int = 1
+    #: fraction of each trajectory's steps trained on.
+    timestep_fraction: float = 1.0
+    #: classifier-free guidance in the training forward (both branches, as in sampling).
+    train_cfg: bool = True
+
+
+@dataclass
+class DDPOConfig(PolicyGradientConfig):
+    """DDPO (Black et al., ICLR 2024; kvablack/ddpo-pytorch): PPO on the DDIM-with-eta chain.
+
+    Per iteration and process: ``sampling.batch_size x sampling.num_batches`` rollouts; per inner
+    epoch, samples shuffled and cut into micro-batches of ``batch_size``, the time axis shuffled per
+    sample and the first ``int(num_steps x timestep_fraction)`` steps trained;
+    ``gradient_accumulation_steps`` micro-batches per optimizer step. Advantages: the per-prompt
+    stat tracker (or global normalisation).
+    """
+
+    trainer: str = "ddpo"
+    clip_range: float = 1e-4
+    adv_clip_max: float = 5.0
+    per_prompt_stat_tracking: bool = True
+    tracker_buffer_size: int = 16
+    tracker_min_count: int = 16
+
+
+@dataclass
+class D3POConfig(PolicyGradientConfig):
+    """D3PO (Yang et al., CVPR 2024; yk7333/d3po): pairs of rollouts from the same prompt and initial
+    noise, the better-rewarded one preferred, a per-step DPO loss against the frozen reference.
+
+    ``sampling.batch_size`` counts rollouts (two per pair, so it must be even); ``batch_size`` counts
+    pairs per micro-batch. Ties carry no gradient (loss log 2), as in the reference code.
+    """
+
+    trainer: str = "d3po"
+    beta: float = 0.1
+    eps: float = 0.1
+
+
+@dataclass
+class FlowGRPOConfig(PolicyGradientConfig):
+    """Flow-GRPO (Liu et al., NeurIPS 2025; yifan123/flow_grpo) for rectified-flow families.
+
+    Groups of ``group_size`` rollouts per prompt, spread over processes by the K-repeat sampler;
+    group-relative advantages; PPO with a KL penalty (``beta``) to the same network with adapters
+    disabled. Training micro-batches are the sampling batches (micro-batch = sampling batch size, as
+    the reference code keeps them to avoid batch-size-dependent outputs);
+    ``gradient_accumulation_steps`` sampling batches per optimizer step (``batch_size`` is unused).
+    ``sde_window_size > 0`` is the Fast variant: per sampling batch a window of that many
+    consecutive steps starting uniformly in ``[lo, hi - size]`` of ``sde_window_range`` is sampled
+    with the SDE, every other step with the ODE, and only the window is stored and trained.
+    """
+
+    trainer: str = "flow_grpo"
+    group_size: int = 4
+    #: std over all rewards of the iteration (True, the SD3 configs) or within each group.
+    global_std: bool = True
+    advantage_eps: float = 1e-4
+    clip_range: float = 1e-4
+    adv_clip_max: float = 5.0
+    beta: float = 0.04
+    #: ``sde`` (flow SDE) or ``cps`` (coefficients-preserving sampling).
+    sde_type: str = "sde"
+    #: CPS only: Flow-GRPO's un-normalised log-prob (its clip ranges were tuned on it).
+    cps_reference_log_prob: bool = False
+    sde_window_size: int = 0
+    sde_window_range: list[int] = field(default_factory=lambda: [0, 5])
+    timestep_fraction: float = 0.99
+    #: all members of a group start from the same initial noise.
+    same_latent: bool = False
+    #: the unconditional branch of the training CFG forward without gradient (July-2025 reference).
+    detach_uncond: bool = False
+    #: drop samples whose advantage is exactly 0 (zero-variance groups) before training.
+    drop_zero_advantage: bool = True
+    ema: bool = True
+    ema_decay: float = 0.9
+    ema_update_interval: int = 8
+
+
+@dataclass
+class RewardGradientConfig(OnlineConfig):
+    """Shared by the trainers that back-propagate a differentiable reward (AlignProp, DRaFT, ReFL).
+
+    Per iteration: ``gradient_accumulation_steps`` micro-batches of ``sampling.batch_size`` fresh
+    rollouts (strictly on-policy, nothing stored), one optimizer step. ``sampling.num_batches`` is
+    unused. Each denoiser call that keeps the graph is gradient-checkpointed when
+    ``checkpoint_steps`` is on, so memory grows only by one latent per back-propagated step.
+    """
+
+    #: reward shaping: ``negative`` (-r), ``target_l1`` (|r - target|), ``hinge`` (relu(target - r)).
+    loss: str = "negative"
+    loss_target: Optional[float] = None
+    loss_scale: float = 1.0
+    checkpoint_steps: bool = True
+
+
+@dataclass
+class AlignPropConfig(RewardGradientConfig):
+    """AlignProp (Prabhudesai et al., 2023; mihirp1998/AlignProp): randomised truncated back-prop.
+
+    Per micro-batch a cut-off index ``c`` of the sampling loop (0 = noisiest step) is drawn: the
+    denoiser outputs of steps ``i < c`` are constants, steps ``i >= c`` keep the graph (``K = N - c``
+    steps back-propagated). ``truncation``: ``gaussian`` (``c = int(N(mean, std))``), ``uniform``
+    (``c`` in ``[min, max)``) or ``fixed`` (``c = index``); redrawn until ``1 <= c < N``.
+    """
+
+    trainer: str = "alignprop"
+    truncation: str = "gaussian"
+    truncation_mean: float = 42.0
+    truncation_std: float = 5.0
+    truncation_min: int = 0
+    truncation_max: int = 50
+    truncation_index: int = 49
+
+
+@dataclass
+class DRaFTConfig(RewardGradientConfig):
+    """DRaFT (Clark et al., ICLR 2024): back-prop through the last ``backprop_steps`` steps (0 = the
+    whole chain: plain DRaFT; K: DRaFT-K). ``lv_samples = n > 0`` is DRaFT-LV (K must be 1): the
+    final sample is re-noised ``n`` times to the last step's noise level and denoised in one step
+    with gradient; the loss averages the ``n`` estimates."""
+
+    trainer: str = "draft"
+    backprop_steps: int = 1
+    lv_samples: int = 0
+
+
+@dataclass
+class ReFLConfig(RewardGradientConfig):
+    """ReFL (Xu et al., NeurIPS 2023; THUDM/ImageReward): sample without gradient up to a random
+    late step ``i`` in ``[step_min, step_max]`` (sampling-loop index), one denoiser call there with
+    gradient, score the network's predicted clean sample. Defaults from ReFL: 40 steps, i in
+    [30, 39], no CFG, hinge loss at 2 scaled by 1e-3."""
+
+    trainer: str = "refl"
+    step_min: int = 30
+    step_max: int = 39
+    loss: str = "hinge"
+    loss_target: Optional[float] = 2.0
+    loss_scale: float = 1e-3
+
+
+__all__ = [
+    "AlignPropConfig",
+    "D3POConfig",
+    "DDPOConfig",
+    "DRaFTConfig",
+    "EvaluationConfig",
+    "FlowGRPOConfig",
+    "OnlineConfig",
+    "PolicyGradientConfig",
+    "PromptsConfig",
+    "ReFLConfig",
+    "RewardConfig",
+    "RewardGradientConfig",
+    "SamplingConfig",
+]

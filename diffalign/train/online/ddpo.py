@@ -1,0 +1,83 @@
+"""DDPO (Black et al., ICLR 2024): PPO over the DDIM-with-eta denoising chain.
+
+Rollouts with eta > 0 (default 1) and CFG; rewards normalised per prompt by the persistent
+:class:`PerPromptStatTracker` (or over the gathered batch); per inner epoch the samples are shuffled,
+each sample's time axis is shuffled independently and the first ``int(N x timestep_fraction)``
+steps trained, each as one PPO-clip backward with CFG in the training forward (``train_cfg``).
+Any family works (UNet families are the published setting).
+"""
+from __future__ import annotations
+
+import torch
+
+from diffalign.losses import ppo_loss
+from diffalign.train.online.advantages import PerPromptStatTracker, global_advantages
+from diffalign.train.online.config import DDPOConfig
+from diffalign.train.online.policy import PolicyGradientTrainer
+from diffalign.train.online.sampling import transition_log_prob
+from diffalign.train.online.trajectories import Trajectories
+
+
+class DDPOTrainer(PolicyGradientTrainer):
+    config_class = DDPOConfig
+
+    def __init__(self, config: DDPOConfig, adapter=None):
+        per_iteration = config.sampling.batch_size * config.sampling.num_batches
+        step_batch = config.batch_size * config.gradient_accumulation_steps
+        if per_iteration % step_batch:
+            raise ValueError(
+                f"the {per_iteration} rollouts per iteration and process (sampling.batch_size x sampling.num_batches) "
+                f"must be a multiple of batch_size x gradient_accumulation_steps = {step_batch}"
+            )
+        super().__init__(config, adapter)
+
+    def updates_per_iteration(self) -> int:
+        cfg = self.config
+        per_iteration = cfg.sampling.batch_size * cfg.sampling.num_batches
+        return per_iteration // (cfg.batch_size * cfg.gradient_accumulation_steps) * cfg.num_inner_epochs
+
+    def setup_data(self) -> None:
+        super().setup_data()
+        cfg: DDPOConfig = self.config  # type: ignore[assignment]
+        self.tracker = PerPromptStatTracker(cfg.tracker_buffer_size, cfg.tracker_min_count)
+
+    # ------------------------------------------------------------------ advantages
+    def compute_advantages(self, traj: Trajectories, step: int):
+        cfg: DDPOConfig = self.config  # type: ignore[assignment]
+        rewards = self.gather(traj.rewards)
+        if cfg.per_prompt_stat_tracking:
+            advantages = self.tracker.update(self.gather_list(traj.prompts), rewards)
+        else:
+            advantages = global_advantages(rewards)
+        traj.advantages = self.local_slice(advantages).float().to(self.device)
+        return traj, {"advantage_abs_mean": float(advantages.abs().mean()),
+                      "tracked_prompts": float(len(self.tracker.stats))}
+
+    # ------------------------------------------------------------------ training
+    def micro_batches(self, traj: Trajectories, step: int, inner_epoch: int) -> list[Trajectories]:
+        shuffled = self.shuffled(traj, step, inner_epoch)
+        order = self.step_orders(len(shuffled), shuffled.num_steps, step, inner_epoch, shuffle=True)
+        timed = shuffled.permute_steps(order)
+        size = self.config.batch_size
+        return [timed.select(list(range(s, s + size))) for s in range(0, len(timed), size)]
+
+    def unit_loss(self, mb: Trajectories, j: int):
+        cfg: DDPOConfig = self.config  # type: ignore[assignment]
+        log_prob, _ = transition_log_prob(
+            self.adapter, self.scheduler, mb.latents[:, j], mb.next_latents[:, j], mb.timesteps[:, j],
+            self.train_guidance(mb), mb.noise_level,
+        )
+        loss, stats = ppo_loss(log_prob, mb.log_probs[:, j], mb.advantages, cfg.clip_range, cfg.adv_clip_max)
+        stats["abs_log_ratio_max"] = float((log_prob.detach() - mb.log_probs[:, j]).abs().max())
+        return loss, stats
+
+    # ------------------------------------------------------------------ resume
+    def checkpoint_state(self) -> dict:
+        return {"stat_tracker": self.tracker.state_dict()}
+
+    def restore_checkpoint_state(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
+        if "stat_tracker" in state:
+            self.tracker.load_state_dict(state["stat_tracker"])
+
+
+__all__ = ["DDPOTrainer"]

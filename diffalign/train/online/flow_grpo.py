@@ -1,0 +1,158 @@
+"""Flow-GRPO (Liu et al., NeurIPS 2025) for rectified-flow families, with the Fast (SDE window) and
+CPS variants.
+
+- Rollouts: groups of ``group_size`` per prompt (:class:`KRepeatSampler`, groups spread over
+  processes), the flow SDE (or CPS) at ``noise_level`` on every step, or only inside a random window
+  of ``sde_window_size`` steps (Fast; the other steps are ODE steps and are neither stored nor
+  trained); optionally the same initial noise for a whole group (``same_latent``).
+- Advantages: :func:`group_advantages` over the gathered rewards (group mean; group or global std),
+  ``zero_std_ratio`` logged; zero-advantage rollouts dropped (:func:`keep_nonzero`).
+- Training: steps in order (no time shuffle), micro-batch = sampling batch, PPO-clip plus
+  ``beta x KL`` to the same network with adapters disabled (the frozen copy for full fine-tuning):
+  ``mean((mean_theta - mean_ref)^2) / (2 kl_scale^2)`` with Flow-GRPO's scale (the SDE's ``std_t``).
+- EMA of the trained weights (decay ``min((1+k)/(10+k), ema_decay)`` every ``ema_update_interval``
+  optimizer steps), used for evaluation and the saved outputs.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+from diffalign.losses import ppo_loss
+from diffalign.train.online.advantages import group_advantages, keep_nonzero, zero_std_ratio
+from diffalign.train.online.config import FlowGRPOConfig
+from diffalign.train.online.ema import ParameterEMA
+from diffalign.train.online.policy import PolicyGradientTrainer
+from diffalign.train.online.sampling import guided_output
+from diffalign.train.online.trajectories import Trajectories
+from diffalign.train.samplers import gaussian_kl
+
+SDE_TYPES = ("sde", "cps")
+
+
+class FlowGRPOTrainer(PolicyGradientTrainer):
+    config_class = FlowGRPOConfig
+
+    def __init__(self, config: FlowGRPOConfig, adapter=None):
+        if config.sde_type not in SDE_TYPES:
+            raise ValueError(f"sde_type={config.sde_type!r}; expected one of {', '.join(SDE_TYPES)}")
+        if config.sampling.num_batches % config.gradient_accumulation_steps:
+            raise ValueError(
+                f"sampling.num_batches={config.sampling.num_batches} (the training micro-batches) must be a multiple "
+                f"of gradient_accumulation_steps={config.gradient_accumulation_steps}"
+            )
+        if config.sde_window_size:
+            lo, hi = config.sde_window_range
+            if not 0 <= lo <= hi - config.sde_window_size or hi > config.sampling.num_steps:
+                raise ValueError(
+                    f"sde_window_range={list(config.sde_window_range)} cannot hold a window of {config.sde_window_size} "
+                    f"steps inside the {config.sampling.num_steps} sampling steps"
+                )
+        self.group_size = config.group_size
+        super().__init__(config, adapter)
+
+    def updates_per_iteration(self) -> int:
+        cfg = self.config
+        return cfg.sampling.num_batches // cfg.gradient_accumulation_steps * cfg.num_inner_epochs
+
+    def setup_data(self) -> None:
+        cfg: FlowGRPOConfig = self.config  # type: ignore[assignment]
+        if not hasattr(self.adapter, "sde_type"):
+            raise ValueError(
+                f"Flow-GRPO samples with the flow SDE and needs a rectified-flow family (sd3); the "
+                f"{self.adapter.family} family samples with DDIM: use the ddpo trainer for it"
+            )
+        self.adapter.sde_type = cfg.sde_type
+        self.adapter.cps_reference_log_prob = cfg.cps_reference_log_prob
+        super().setup_data()
+        self.ema = ParameterEMA(self.adapter.trainable_parameters(), cfg.ema_decay, cfg.ema_update_interval) if cfg.ema else None
+
+    # ------------------------------------------------------------------ sampling
+    def step_plan(self, step: int, batch: int):
+        cfg: FlowGRPOConfig = self.config  # type: ignore[assignment]
+        n, level = cfg.sampling.num_steps, cfg.sampling.noise_level
+        if not cfg.sde_window_size:
+            return [level] * n, [True] * n
+        lo, hi = cfg.sde_window_range
+        gen = self.rng(step, "window", batch)
+        start = int(torch.randint(lo, hi - cfg.sde_window_size + 1, (1,), generator=gen))
+        inside = [start <= i < start + cfg.sde_window_size for i in range(n)]
+        return [level if w else 0.0 for w in inside], inside
+
+    def rollout_prompts(self, step: int, batch: int):
+        if not self.config.same_latent:
+            return super().rollout_prompts(step, batch)
+        prompts, meta = self.prompt_batch(step, batch)
+        return prompts, meta, self.same_noise_latents(prompts, step)
+
+    def num_trained_steps(self, stored_steps: int) -> int:
+        return stored_steps if self.config.sde_window_size else super().num_trained_steps(stored_steps)
+
+    # ------------------------------------------------------------------ advantages
+    def compute_advantages(self, traj: Trajectories, step: int):
+        cfg: FlowGRPOConfig = self.config  # type: ignore[assignment]
+        prompts = self.gather_list(traj.prompts)
+        rewards = self.gather(traj.rewards)
+        advantages = group_advantages(prompts, rewards, cfg.global_std, cfg.advantage_eps)
+        traj.advantages = self.local_slice(advantages).float().to(self.device)
+        stats = {"zero_std_ratio": zero_std_ratio(prompts, rewards), "advantage_abs_mean": float(advantages.abs().mean())}
+        if cfg.drop_zero_advantage:
+            keep = keep_nonzero(traj.advantages.cpu(), cfg.sampling.num_batches, self.rng(step, "filter"))
+            stats["kept_fraction"] = float(keep.float().mean())
+            traj = traj.select(keep)
+        return traj, stats
+
+    # ------------------------------------------------------------------ training
+    def micro_batches(self, traj: Trajectories, step: int, inner_epoch: int) -> list[Trajectories]:
+        shuffled = self.shuffled(traj, step, inner_epoch)
+        timed = shuffled.permute_steps(self.step_orders(len(shuffled), shuffled.num_steps, step, inner_epoch, False))
+        chunks = torch.arange(len(timed)).chunk(self.config.sampling.num_batches)
+        return [timed.select(c) for c in chunks]
+
+    def unit_loss(self, mb: Trajectories, j: int):
+        cfg: FlowGRPOConfig = self.config  # type: ignore[assignment]
+        adapter, scheduler = self.adapter, self.scheduler
+        x, x_next, t = mb.latents[:, j], mb.next_latents[:, j], mb.timesteps[:, j]
+        guidance = self.train_guidance(mb)
+        out = guided_output(adapter, scheduler, x, t, guidance, cfg.detach_uncond)
+        _, log_prob = adapter.sampler_step(scheduler, out, t, x, noise_level=mb.noise_level, prev_sample=x_next)
+        loss, stats = ppo_loss(log_prob, mb.log_probs[:, j], mb.advantages, cfg.clip_range, cfg.adv_clip_max)
+        stats["abs_log_ratio_max"] = float((log_prob.detach() - mb.log_probs[:, j]).abs().max())
+        if cfg.beta > 0:
+            moments = adapter.transition_moments(scheduler, out, t, x, noise_level=mb.noise_level)
+            with torch.no_grad(), adapter.reference():
+                ref_out = guided_output(adapter, scheduler, x, t, guidance)
+                ref_mean = adapter.transition_moments(scheduler, ref_out, t, x, noise_level=mb.noise_level).mean
+            kl = gaussian_kl(moments, ref_mean).mean()
+            stats["policy_loss"] = float(loss.detach())
+            stats["kl_loss"] = float(kl.detach())
+            loss = loss + cfg.beta * kl
+            stats["loss"] = float(loss.detach())
+        return loss, stats
+
+    # ------------------------------------------------------------------ EMA
+    def after_optimizer_step(self, index: int) -> None:
+        if self.ema is not None:
+            self.ema.step(self.adapter.trainable_parameters(), index)
+
+    @contextlib.contextmanager
+    def evaluation_weights(self) -> Iterator[None]:
+        if self.ema is None:
+            yield
+            return
+        with self.ema.swapped_in(self.adapter.trainable_parameters()):
+            yield
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        if self.ema is None:
+            return {}
+        return self.ema.state_tensors(list(self.trainable_named_parameters()))
+
+    def restore_checkpoint_state(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
+        if self.ema is not None:
+            self.ema.load_state_tensors(list(self.trainable_named_parameters()), tensors)
+
+
+__all__ = ["FlowGRPOTrainer", "SDE_TYPES"]

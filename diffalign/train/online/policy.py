@@ -1,0 +1,165 @@
+"""``PolicyGradientTrainer``: the sample -> score -> advantages -> replay loop of DDPO, D3PO, Flow-GRPO.
+
+Per iteration:
+
+1. ``sampling.num_batches`` rollout batches with the current policy (no graph; the network in eval
+   mode), the chosen steps' transitions stored with their log-probs; each batch's images go to the
+   reward scorer (worker threads) while the next batch samples;
+2. ``compute_advantages`` (subclass): gathers rewards and prompts from every process, normalises,
+   keeps this process's part;
+3. ``num_inner_epochs`` passes: ``micro_batches`` (subclass order) and, for every micro-batch and
+   every trained timestep, ``unit_loss`` -> one backward (scaled by 1 / (accumulation x timesteps)),
+   so the graph of one denoiser call is alive at a time; gradients are all-reduced only on the last
+   backward before each optimizer step.
+
+The largest ``|log pi_theta - log pi_old|`` over the units trained before the iteration's first
+optimizer step is logged as ``onpolicy_log_ratio_max``: it is exactly 0 when sampling and training
+take the same path (research notes §1.4's sanity check).
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import torch
+
+from diffalign.train.online.base import OnlineTrainer
+from diffalign.train.online.config import PolicyGradientConfig
+from diffalign.train.online.sampling import Guidance, sample_chain
+from diffalign.train.online.trajectories import Trajectories
+
+
+class PolicyGradientTrainer(OnlineTrainer):
+    config_class = PolicyGradientConfig
+
+    # ------------------------------------------------------------------ subclass hooks
+    def compute_advantages(self, traj: Trajectories, step: int) -> tuple[Trajectories, dict[str, float]]:
+        """Fill ``traj.advantages`` (this process's rollouts); may drop rollouts; return stats."""
+        raise TypeError(f"{type(self).__name__} must implement compute_advantages()")
+
+    def micro_batches(self, traj: Trajectories, step: int, inner_epoch: int) -> list[Trajectories]:
+        """The training micro-batches of one inner epoch, steps already ordered and cut to the trained ones."""
+        raise TypeError(f"{type(self).__name__} must implement micro_batches()")
+
+    def unit_loss(self, mb: Trajectories, j: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of trained step ``j`` of micro-batch ``mb`` (with grad) and its stats."""
+        raise TypeError(f"{type(self).__name__} must implement unit_loss()")
+
+    def step_plan(self, step: int, batch: int) -> tuple[list[float | None], list[bool]]:
+        """Noise level of every sampling-loop step and which steps' transitions are stored
+        (default: the configured level everywhere, every step stored)."""
+        n = self.config.sampling.num_steps
+        return [self.config.sampling.noise_level] * n, [True] * n
+
+    def rollout_prompts(self, step: int, batch: int) -> tuple[list[str], list | None, torch.Tensor]:
+        """Prompts, metadata and initial latents of one sampling batch (default: independent noise)."""
+        prompts, meta = self.prompt_batch(step, batch)
+        return prompts, meta, self.initial_latents(len(prompts), self.rng(step, "noise", batch))
+
+    def num_trained_steps(self, stored_steps: int) -> int:
+        frac = self.config.timestep_fraction
+        n = int(stored_steps * frac)
+        if n < 1:
+            raise ValueError(f"timestep_fraction={frac} trains no step of the {stored_steps} stored ones")
+        return n
+
+    # ------------------------------------------------------------------ sampling
+    def train_guidance(self, mb: Trajectories) -> Guidance:
+        """The conditioning of a training forward: the rollout's guidance when ``train_cfg``."""
+        cfg = self.config
+        if not cfg.train_cfg or cfg.sampling.guidance_scale == 1.0:
+            return Guidance(mb.cond, None, 1.0)
+        return Guidance(mb.cond, self._uncond.repeat(len(mb)), cfg.sampling.guidance_scale)
+
+    @torch.no_grad()
+    def rollout(self, step: int, batch: int) -> tuple[Trajectories, object]:
+        """Sample one batch; return its trajectories and the future of its rewards."""
+        prompts, meta, x = self.rollout_prompts(step, batch)
+        guidance = self.guidance(prompts)
+        levels, store = self.step_plan(step, batch)
+        stored_levels = {levels[i] for i in range(len(levels)) if store[i]}
+        if len(stored_levels) != 1:
+            raise ValueError(f"stored steps must share one noise level, got {sorted(map(str, stored_levels))}")
+        chain = sample_chain(self.adapter, self.scheduler, x, guidance, levels,
+                             generator=self.rng(step, "noise", 10_000 + batch, device=self.device), store=store)
+        images = self.adapter.decode_latents(chain.final)
+        future = self.scorer.submit(images, prompts, meta)
+        traj = Trajectories(
+            prompts=list(prompts), metadata=meta, cond=guidance.cond, latents=chain.latents,
+            next_latents=chain.next_latents, timesteps=chain.timesteps, log_probs=chain.log_probs,
+            noise_level=stored_levels.pop(), images=images,
+        )
+        return traj, future
+
+    def collect(self, step: int) -> Trajectories:
+        """All rollout batches of iteration ``step`` with their rewards."""
+        self.adapter.denoiser.eval()
+        parts = [self.rollout(step, b) for b in range(self.config.sampling.num_batches)]
+        self.adapter.denoiser.train()
+        for traj, future in parts:
+            traj.rewards = future.result().to(self.device)
+        return Trajectories.cat([t for t, _ in parts])
+
+    # ------------------------------------------------------------------ iteration
+    def run_iteration(self, step: int) -> dict[str, float]:
+        t0 = time.time()
+        traj = self.collect(step)
+        all_rewards = self.gather(traj.rewards)
+        stats = {"reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std(unbiased=False)),
+                 "sampling_time": time.time() - t0}
+        if self.config.sample_grid_every and (step + 1) % self.config.sample_grid_every == 0:
+            self.save_sample_grid(step + 1, traj.images, traj.prompts, traj.rewards)
+        traj.images = None  # only needed for rewards and grids
+        traj, adv_stats = self.compute_advantages(traj, step)
+        stats.update(adv_stats)
+        t1 = time.time()
+        stats.update(self.train_on(traj, step))
+        stats["training_time"] = time.time() - t1
+        return stats
+
+    def train_on(self, traj: Trajectories, step: int) -> dict[str, float]:
+        cfg = self.config
+        accum = cfg.gradient_accumulation_steps
+        sums: dict[str, list[float]] = defaultdict(list)
+        first_update = self.optimizer_steps_done
+        onpolicy_max = 0.0
+        for inner in range(cfg.num_inner_epochs):
+            batches = self.micro_batches(traj, step, inner)
+            if len(batches) % accum:
+                raise ValueError(f"{len(batches)} micro-batches per inner epoch are not a multiple of "
+                                 f"gradient_accumulation_steps={accum}")
+            for i, mb in enumerate(batches):
+                steps = mb.num_steps
+                for j in range(steps):
+                    loss, unit_stats = self.unit_loss(mb, j)
+                    sync = (i + 1) % accum == 0 and j == steps - 1
+                    self.backward(loss / (accum * steps), sync=sync)
+                    if self.optimizer_steps_done == first_update and "abs_log_ratio_max" in unit_stats:
+                        onpolicy_max = max(onpolicy_max, unit_stats["abs_log_ratio_max"])
+                    for k, v in unit_stats.items():
+                        sums[k].append(v)
+                if (i + 1) % accum == 0:
+                    for k, v in self.optimizer_step().items():
+                        sums[k].append(v)
+        out = {k: sum(v) / len(v) for k, v in sums.items() if k != "abs_log_ratio_max"}
+        if "abs_log_ratio_max" in sums:
+            out["onpolicy_log_ratio_max"] = onpolicy_max
+            out["log_ratio_max"] = max(sums["abs_log_ratio_max"])
+        return out
+
+    # ------------------------------------------------------------------ shared orderings
+    def shuffled(self, traj: Trajectories, step: int, inner: int) -> Trajectories:
+        gen = self.rng(step, "order", inner)
+        return traj.select(torch.randperm(len(traj), generator=gen))
+
+    def step_orders(self, count: int, stored: int, step: int, inner: int, shuffle: bool) -> torch.Tensor:
+        """[count, T] step positions to train: a random permutation per row (``shuffle``) or in order,
+        cut to the first ``num_trained_steps`` ones."""
+        n = self.num_trained_steps(stored)
+        if not shuffle:
+            return torch.arange(stored)[:n].expand(count, n)
+        gen = self.rng(step, "order", 1_000 + inner)
+        return torch.stack([torch.randperm(stored, generator=gen)[:n] for _ in range(count)])
+
+
+__all__ = ["PolicyGradientTrainer"]

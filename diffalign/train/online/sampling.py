@@ -1,0 +1,180 @@
+"""The denoising chain of the online trainers, on the model adapter's primitives.
+
+One step is :func:`guided_step`: the guided network output (``adapter.guided_forward``, so CFG runs
+both branches in one batched forward, exactly as in training) followed by ``adapter.sampler_step``.
+Rollouts (:func:`sample_chain`) and the training re-evaluation of stored transitions
+(:func:`transition_log_prob`) both go through it with the same network (the accelerate-prepared
+one the trainer binds), dtype and guidance, which is what makes the first update's importance
+ratio exactly 1.
+
+``sample_chain`` also serves the reward-gradient trainers: steps before ``grad_from`` run without
+a graph, the later ones keep it (optionally gradient-checkpointed per step, so the activations of
+only one denoiser call are alive at a time during the backward).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.utils.checkpoint
+
+from diffalign.pipelines import PipelineAdapter, PromptEmbeds
+
+
+@dataclass
+class Guidance:
+    """The conditioning of a batch: prompt embeddings, unconditional embeddings (None = no CFG)
+    and the guidance scale."""
+
+    cond: PromptEmbeds
+    uncond: PromptEmbeds | None = None
+    scale: float = 1.0
+
+    def select(self, index) -> "Guidance":
+        uncond = self.uncond[index] if self.uncond is not None else None
+        return Guidance(self.cond[index], uncond, self.scale)
+
+    @property
+    def guided(self) -> bool:
+        return self.uncond is not None and self.scale != 1.0
+
+
+def model_input(scheduler, x: torch.Tensor, t) -> torch.Tensor:
+    """``scheduler.scale_model_input`` where the scheduler has one (identity for DDIM and flow)."""
+    scale = getattr(scheduler, "scale_model_input", None)
+    return scale(x, t) if scale is not None else x
+
+
+def guided_output(
+    adapter: PipelineAdapter, scheduler, x: torch.Tensor, t, guidance: Guidance, detach_uncond: bool = False
+) -> torch.Tensor:
+    """The network output at ``(x, t)`` with classifier-free guidance. ``detach_uncond`` stops the
+    gradient through the unconditional branch (Flow-GRPO's July-2025 training forward)."""
+    x_in = model_input(scheduler, x, t)
+    if not detach_uncond or not guidance.guided:
+        return adapter.guided_forward(x_in, t, guidance.cond, guidance.uncond if guidance.guided else None, guidance.scale)
+    b = x.shape[0]
+    tt = torch.as_tensor(t, device=x.device)
+    tt = tt.expand(b) if tt.ndim == 0 else tt
+    out = adapter.forward(torch.cat([x_in, x_in]), torch.cat([tt, tt]), PromptEmbeds.cat([guidance.uncond, guidance.cond]))
+    out_u, out_c = out.chunk(2)
+    out_u = out_u.detach()
+    return out_u + guidance.scale * (out_c - out_u)
+
+
+def guided_step(
+    adapter: PipelineAdapter,
+    scheduler,
+    x: torch.Tensor,
+    t,
+    guidance: Guidance,
+    noise_level: float | None,
+    *,
+    prev_sample: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    detach_uncond: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One sampler step: ``(x_next, log_prob [B], network output)``."""
+    out = guided_output(adapter, scheduler, x, t, guidance, detach_uncond)
+    x_next, log_prob = adapter.sampler_step(
+        scheduler, out, t, x, noise_level=noise_level, prev_sample=prev_sample, generator=generator
+    )
+    return x_next, log_prob, out
+
+
+def transition_log_prob(
+    adapter: PipelineAdapter,
+    scheduler,
+    latents: torch.Tensor,
+    next_latents: torch.Tensor,
+    timesteps: torch.Tensor,
+    guidance: Guidance,
+    noise_level: float | None,
+    detach_uncond: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob [B] of stored transitions ``latents -> next_latents`` at per-sample ``timesteps``
+    under the current network (with grad), and the network output."""
+    _, log_prob, out = guided_step(
+        adapter, scheduler, latents, timesteps, guidance, noise_level, prev_sample=next_latents, detach_uncond=detach_uncond
+    )
+    return log_prob, out
+
+
+@dataclass
+class Chain:
+    """A sampled chain. ``final``: the last latents (with graph when steps kept it). The stored
+    transitions (steps selected by ``store``): ``latents``/``next_latents`` [B, S, ...],
+    ``log_probs`` [B, S], ``timesteps`` [B, S]; ``step_indices`` the loop index of each stored step."""
+
+    final: torch.Tensor
+    latents: torch.Tensor | None = None
+    next_latents: torch.Tensor | None = None
+    log_probs: torch.Tensor | None = None
+    timesteps: torch.Tensor | None = None
+    step_indices: list[int] | None = None
+
+
+def sample_chain(
+    adapter: PipelineAdapter,
+    scheduler,
+    x: torch.Tensor,
+    guidance: Guidance,
+    noise_levels: Sequence[float | None],
+    *,
+    generator: torch.Generator | None = None,
+    store: Sequence[bool] | None = None,
+    grad_from: int | None = None,
+    stop_at: int | None = None,
+    checkpoint: bool = False,
+) -> Chain:
+    """Run the sampling loop from ``x`` with ``noise_levels[i]`` at step ``i``.
+
+    ``store``: which steps' transitions to keep (detached). ``grad_from``: steps ``i >= grad_from``
+    keep the autograd graph (None = no step does); earlier steps run under ``no_grad``.
+    ``stop_at``: stop before step ``stop_at`` (``final`` is then the latents entering it).
+    ``checkpoint``: recompute each graph-keeping denoiser call in the backward instead of storing
+    its activations.
+    """
+    timesteps = scheduler.timesteps
+    n = len(timesteps) if stop_at is None else stop_at
+    if len(noise_levels) != len(timesteps):
+        raise ValueError(f"{len(noise_levels)} noise levels for a schedule of {len(timesteps)} steps")
+    kept: dict[str, list] = {"latents": [], "next": [], "logp": [], "t": [], "i": []}
+    for i in range(n):
+        t = timesteps[i]
+        with_grad = grad_from is not None and i >= grad_from and torch.is_grad_enabled()
+        with torch.set_grad_enabled(with_grad):
+            if with_grad and checkpoint:
+                out = torch.utils.checkpoint.checkpoint(
+                    _checkpointed_output, adapter, scheduler, x, t, guidance, use_reentrant=False
+                )
+                x_next, log_prob = adapter.sampler_step(
+                    scheduler, out, t, x, noise_level=noise_levels[i], generator=generator
+                )
+            else:
+                x_next, log_prob, _ = guided_step(adapter, scheduler, x, t, guidance, noise_levels[i], generator=generator)
+        if store is not None and store[i]:
+            kept["latents"].append(x.detach())
+            kept["next"].append(x_next.detach())
+            kept["logp"].append(log_prob.detach())
+            kept["t"].append(torch.as_tensor(t, device=x.device).expand(x.shape[0]))
+            kept["i"].append(i)
+        x = x_next
+    if not kept["i"]:
+        return Chain(final=x)
+    return Chain(
+        final=x,
+        latents=torch.stack(kept["latents"], dim=1),
+        next_latents=torch.stack(kept["next"], dim=1),
+        log_probs=torch.stack(kept["logp"], dim=1),
+        timesteps=torch.stack(kept["t"], dim=1),
+        step_indices=kept["i"],
+    )
+
+
+def _checkpointed_output(adapter, scheduler, x, t, guidance):
+    return guided_output(adapter, scheduler, x, t, guidance)
+
+
+__all__ = ["Chain", "Guidance", "guided_output", "guided_step", "model_input", "sample_chain", "transition_log_prob"]
