@@ -29,13 +29,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-prompts-per-category", type=int, default=10,
                    help="held-out prompts per category (fewer where the held-out split has fewer)")
     p.add_argument("--eval-images-per-prompt", type=int, default=8)
-    p.add_argument("--train-prompts", type=int, default=192, help="training prompts sampled for AI feedback")
+    p.add_argument("--train-prompts", type=int, default=256, help="training prompts sampled for AI feedback")
     p.add_argument("--images-per-prompt", type=int, default=4, help="samples per training prompt to pair up")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the pipeline's shipped setting)")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the shipped setting)")
     p.add_argument("--batch-size", type=int, default=64, help="sampling batch size")
     p.add_argument("--recipe", default="shapes_dpo", help="training recipe (default: %(default)s)")
     p.add_argument("--eval-only", action="store_true", help="only judge the base pipeline")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the training recipe")
 
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from diffalign import shapes
     from diffalign.shapes.sampling import sampling_defaults
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     t0 = time.time()
     try:
         path = shapes.pretrained_path(args.family)

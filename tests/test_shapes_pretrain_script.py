@@ -36,6 +36,52 @@ def test_batches_are_train_prompts_deterministic_and_fresh():
     assert all(prompt_split(c, tag_of[c]) == "train" for c in kept)
 
 
+def test_latent_pool_serves_encoded_canonical_scenes_deterministically():
+    from diffalign.shapes.pretrain import build_pipeline
+    from diffalign.shapes.pretraining.autoencoder import encode_latents
+    from diffalign.shapes.pretraining.data import LatentPool
+
+    vae = build_pipeline("sd", seed=0, tiny=True).vae.eval()
+    pool = LatentPool(vae, size=20, batch_size=8, seed=1, caption_dropout=0.25, encode_batch=8, layout="canonical")
+    assert len(pool) == 20 and pool.latents.shape == (20, 8, 16, 16) and pool.yields_latents
+    latents, captions = pool(3)
+    again, captions_again = pool(3)
+    assert torch.equal(latents, again) and captions == captions_again and len(captions) == 8
+    # the pool holds the posterior means of the rendered canonical scenes, scaled like the pipeline's
+    images, prompts = ShapesBatches(8, seed=1 + 104729, caption_dropout=0.0, layout="canonical")(0)
+    assert prompts == pool.captions[:8]
+    assert torch.allclose(pool.latents[:8], encode_latents(vae, images, sample=False), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown layout"):
+        ShapesBatches(4, layout="grid")
+
+
+def test_text_encoders_start_with_spread_embeddings():
+    from diffalign.shapes.pretrain import build_pipeline
+
+    for family in ("sd", "sd3"):
+        pipe = build_pipeline(family, seed=0, tiny=True)
+        for encoder in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
+            if encoder is None:
+                continue
+            table = encoder.get_input_embeddings().weight
+            assert 0.9 < table.std().item() < 1.1  # not CLIP's 0.02: each token's identity dominates
+
+
+def test_v_prediction_loss_is_plain_by_default():
+    """Min-SNR weighting is opt-in: with it, the high-noise steps get almost no weight."""
+    from diffalign.shapes.pretrain import build_pipeline
+    from diffalign.shapes.pretraining.objectives import sd_denoising_loss
+
+    pipe = build_pipeline("sd", seed=0, tiny=True)
+    latents = torch.randn(4, 8, 16, 16)
+    plain = sd_denoising_loss(pipe, latents, ["a photo of a circle"] * 4, torch.Generator().manual_seed(0))
+    explicit = sd_denoising_loss(pipe, latents, ["a photo of a circle"] * 4, torch.Generator().manual_seed(0),
+                                 snr_gamma=None)
+    weighted = sd_denoising_loss(pipe, latents, ["a photo of a circle"] * 4, torch.Generator().manual_seed(0),
+                                 snr_gamma=5.0)
+    assert plain.item() == pytest.approx(explicit.item()) and weighted.item() < plain.item()
+
+
 def test_shifted_sigmas_match_the_flow_scheduler():
     from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -59,7 +105,7 @@ def test_tiny_training_run_saves_a_loadable_fp16_pipeline(tmp_path, family):
     ckpt = str(tmp_path / "ckpt")
     main(["--family", family, "--out", out, "--checkpoint-dir", ckpt, "--tiny", "--steps", "3",
           "--vae-steps", "2", "--vae-batch-size", "4", "--batch-size", "4", "--checkpoint-every", "2",
-          "--threads", "1", "--t5-tokens", "8"])
+          "--threads", "1", "--t5-tokens", "8", "--latent-pool", "16"])
     log = [json.loads(line) for line in open(os.path.join(ckpt, "log.jsonl"))]
     losses = [r["loss"] for r in log if r.get("stage") == "denoiser"]
     assert losses and all(np.isfinite(losses))

@@ -12,6 +12,7 @@ diffusers folder that ``DiffusionPipeline.from_pretrained`` loads. See docs/shap
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import time
@@ -29,7 +30,7 @@ from diffalign.shapes.pretraining.components import (
     denoiser,
     text_encoders,
 )
-from diffalign.shapes.pretraining.data import ShapesBatches
+from diffalign.shapes.pretraining.data import LatentPool, ShapesBatches
 from diffalign.shapes.pretraining.loop import JsonlLog, LoopConfig, save_fp16, train_denoiser
 from diffalign.shapes.pretraining.objectives import sd3_flow_loss, sd_denoising_loss
 from diffalign.shapes.sampling import SAMPLING_FILE
@@ -54,6 +55,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=None, help="stop the denoiser stage after this long")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--layout", default="canonical", choices=("canonical", "random"),
+                   help="scene layouts of the denoiser's training data (canonical: objects on fixed slots in the "
+                        "order the prompt names them, see diffalign/shapes/layouts.py; random: anywhere)")
+    p.add_argument("--latent-pool", type=int, default=40000,
+                   help="encode this many rendered scenes once and train on random batches of them (0: render and "
+                        "encode fresh scenes every step)")
     p.add_argument("--warmup-steps", type=int, default=200)
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--freeze-text-encoder", action="store_true", help="keep the random-init text encoder(s) fixed")
@@ -71,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prediction-type", default="v_prediction", choices=("v_prediction", "epsilon"), help="sd only")
     p.add_argument("--init-from", default=None,
                    help="pipeline folder whose denoiser and text encoder weights start training (e.g. a checkpoint)")
+    p.add_argument("--snr-gamma", type=float, default=None,
+                   help="sd only: Min-SNR-gamma loss weighting (default: none, the plain loss). Min-SNR gives the "
+                        "high-noise steps, where the prompt decides the layout and colours, almost no weight")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--tiny", action="store_true", help="tiny architecture (smoke tests)")
@@ -118,9 +128,9 @@ def sampling_settings(args) -> dict:
             "height": IMAGE_SIZE, "width": IMAGE_SIZE}
 
 
-def loss_for(family: str, t5_tokens: list[int]):
+def loss_for(family: str, t5_tokens: list[int], snr_gamma: float | None = None):
     if family == "sd":
-        return sd_denoising_loss
+        return functools.partial(sd_denoising_loss, snr_gamma=snr_gamma)
     choices = random.Random(0)
 
     def loss(pipe, latents, captions, generator):
@@ -150,8 +160,11 @@ def main(argv=None) -> str:
     config = LoopConfig(steps=args.steps, lr=args.lr, warmup_steps=args.warmup_steps, ema_decay=args.ema_decay,
                         train_text_encoder=not args.freeze_text_encoder, checkpoint_every=args.checkpoint_every,
                         max_minutes=args.max_minutes, seed=args.seed, extra_json={SAMPLING_FILE: sampling_settings(args)})
-    batches = ShapesBatches(args.batch_size, seed=args.seed)
-    ema, modules = train_denoiser(pipe, batches, loss_for(args.family, _ints(args.t5_tokens)), config, ckpt_dir, log)
+    if args.latent_pool:
+        batches = LatentPool(pipe.vae, args.latent_pool, args.batch_size, seed=args.seed, log=log, layout=args.layout)
+    else:
+        batches = ShapesBatches(args.batch_size, seed=args.seed, layout=args.layout)
+    ema, modules = train_denoiser(pipe, batches, loss_for(args.family, _ints(args.t5_tokens), args.snr_gamma), config, ckpt_dir, log)
     save_fp16(pipe, args.out, ema, modules, config.extra_json)
     log({"stage": "done", "out": args.out, "wall_s": round(time.time() - start, 1)})
     return args.out

@@ -88,9 +88,13 @@ def normalise_latents(vae: AutoencoderKL, images: torch.Tensor, centred: bool) -
 
 
 @torch.no_grad()
-def encode_latents(vae: AutoencoderKL, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Pipeline-space latents of ``images`` (posterior sample, shifted and scaled per the config)."""
-    z = vae.encode(images).latent_dist.sample(generator)
+def encode_latents(
+    vae: AutoencoderKL, images: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True
+) -> torch.Tensor:
+    """Pipeline-space latents of ``images`` (posterior sample, or its mean with ``sample=False``;
+    shifted and scaled per the config)."""
+    dist = vae.encode(images).latent_dist
+    z = dist.sample(generator) if sample else dist.mean
     shift = vae.config.shift_factor or 0.0
     return (z - shift) * vae.config.scaling_factor
 

@@ -60,6 +60,22 @@ def _clip_config(hidden: int, layers: int, heads: int, projection: int | None = 
     )
 
 
+TEXT_EMBEDDING_STD = 1.0
+"""Initial std of the text encoders' token and position embeddings. CLIP's default (0.02) leaves
+them far below what the randomly initialised layers add to the residual stream, so every token's
+output starts as nearly the same average and the denoiser learns to ignore the prompt; at 1.0 each
+token's identity and position dominate from the first step."""
+
+
+@torch.no_grad()
+def spread_text_embeddings(text_encoder: torch.nn.Module, std: float = TEXT_EMBEDDING_STD) -> None:
+    """Re-initialise a CLIP text encoder's token and position embeddings with N(0, ``std``)."""
+    model = getattr(text_encoder, "text_model", text_encoder)  # transformers < 5 nests a text_model
+    embeddings = model.embeddings
+    embeddings.token_embedding.weight.normal_(0.0, std)
+    embeddings.position_embedding.weight.normal_(0.0, std)
+
+
 def build_sd_unet(channels=(32, 64, 64), cross_attention_dim: int = 48, heads: int = 4) -> UNet2DConditionModel:
     """Epsilon UNet on 16x16x4 latents: plain ResNet block at 16x16, cross-attention blocks below."""
     n = len(channels)
@@ -88,6 +104,7 @@ def build_sd_pipeline(
     torch.manual_seed(seed)
     vae = build_vae(vae_channels)
     text_encoder = CLIPTextModel(_clip_config(text_hidden, text_layers, heads=4))
+    spread_text_embeddings(text_encoder)
     unet = build_sd_unet(unet_channels, cross_attention_dim=text_hidden)
     scheduler = DDIMScheduler(
         num_train_timesteps=1000,
@@ -142,6 +159,8 @@ def build_sd3_pipeline(
     vae = build_vae(vae_channels)
     text_encoder = CLIPTextModelWithProjection(_clip_config(text_hidden, 2, heads=2))
     text_encoder_2 = CLIPTextModelWithProjection(_clip_config(text_hidden, 2, heads=2))
+    spread_text_embeddings(text_encoder)
+    spread_text_embeddings(text_encoder_2)
     tokenizer_3, text_encoder_3 = tiny_t5(seed + 3, d_model=2 * text_hidden, model_max_length=TOKEN_LENGTH)
     torch.manual_seed(seed + 4)
     transformer = build_sd3_transformer(layers, heads, head_dim, text_width=2 * text_hidden)

@@ -8,7 +8,10 @@ import torch
 
 from diffalign.shapes.prompts import sample_rows
 from diffalign.shapes.render import render_scene
+from diffalign.shapes.layouts import canonical_scene_for_row
 from diffalign.shapes.scene import scene_for_row
+
+LAYOUTS = {"random": scene_for_row, "canonical": canonical_scene_for_row}
 
 
 def images_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
@@ -28,11 +31,55 @@ class ShapesBatches:
     seed: int = 0
     size: int = 64
     caption_dropout: float = 0.1
+    layout: str = "random"
+    """``"random"`` (:func:`~diffalign.shapes.scene.scene_for_row`) or ``"canonical"``
+    (:func:`~diffalign.shapes.layouts.canonical_scene_for_row`)."""
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout!r}; expected one of {', '.join(LAYOUTS)}")
 
     def __call__(self, step: int) -> tuple[torch.Tensor, list[str]]:
         rng = np.random.default_rng([self.seed, step])
         rows = sample_rows(self.batch_size, seed=int(rng.integers(2**31)), split="train")
-        images = [render_scene(scene_for_row(row, rng), size=self.size) for row in rows]
+        place = LAYOUTS[self.layout]
+        images = [render_scene(place(row, rng), size=self.size) for row in rows]
         drop = rng.random(len(rows)) < self.caption_dropout
         captions = ["" if d else row["prompt"] for row, d in zip(rows, drop)]
         return images_to_tensor(images), captions
+
+
+class LatentPool:
+    """A fixed pool of ``size`` rendered TRAIN-split scenes encoded once by ``vae`` (posterior
+    means, in pipeline latent space), served in random batches of ``batch_size`` with the same
+    caption dropout as :class:`ShapesBatches`. Encoding once takes the VAE out of every training
+    step (a third of a CPU step at these sizes). ``yields_latents`` tells the loop to skip encoding.
+    Deterministic in (``seed``, ``step``)."""
+
+    yields_latents = True
+
+    def __init__(self, vae, size: int, batch_size: int, seed: int = 0, caption_dropout: float = 0.1,
+                 encode_batch: int = 256, log=None, layout: str = "random"):
+        from diffalign.shapes.pretraining.autoencoder import encode_latents
+
+        self.batch_size, self.seed, self.caption_dropout = batch_size, seed, caption_dropout
+        source = ShapesBatches(encode_batch, seed=seed + 104729, caption_dropout=0.0, layout=layout)
+        latents, captions = [], []
+        for chunk in range((size + encode_batch - 1) // encode_batch):
+            images, prompts = source(chunk)
+            latents.append(encode_latents(vae, images, None, sample=False))
+            captions.extend(prompts)
+            if log is not None and chunk % 20 == 0:
+                log({"stage": "latent_pool", "encoded": len(captions), "of": size})
+        self.latents = torch.cat(latents)[:size].contiguous()
+        self.captions = captions[:size]
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, list[str]]:
+        rng = np.random.default_rng([self.seed, step, 1])
+        index = rng.choice(len(self), self.batch_size, replace=False)
+        drop = rng.random(self.batch_size) < self.caption_dropout
+        captions = ["" if d else self.captions[i] for i, d in zip(index, drop)]
+        return self.latents[torch.from_numpy(index)], captions

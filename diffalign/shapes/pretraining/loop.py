@@ -105,7 +105,7 @@ def train_denoiser(
     step = 0
     for step in range(1, config.steps + 1):
         images, captions = batches(step)
-        latents = encode_latents(pipe.vae, images, generator)
+        latents = images if getattr(batches, "yields_latents", False) else encode_latents(pipe.vae, images, generator)
         loss = loss_fn(pipe, latents, captions, generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
