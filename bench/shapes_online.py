@@ -1,10 +1,10 @@
 """The online trainers on the shapes world: held-out judge score (and a reward) before and after.
 
-    python bench/shapes_online.py shapes_ddpo [--out DIR] [--seeds 0,1] [key=value ...]
+    python bench/shapes_online.py shapes_ddpo [--out DIR] [--seeds 0] [seed=1 key=value ...]
 
-1. the shipped pipeline (the recipe's ``model.pretrained``) is sampled on held-out prompts (up to
-   ``--per-category`` test-split prompts of each GenEval category, or of the recipe's
-   ``prompts.categories``), ``--images`` images per prompt, once per evaluation seed, with its
+1. the shipped pipeline (the recipe's ``model.pretrained``) is sampled on held-out prompts (the
+   demo's plan: ``--images-per-category`` images of each GenEval category, or of the recipe's
+   ``prompts.categories``, spread over its test-split prompts), once per evaluation seed, with its
    shipped sampling settings through the plain diffusers pipeline; the shapes judge scores every
    image, and the mean of the recipe's reward is computed too;
 2. the recipe trains (any ``key=value`` overrides it);
@@ -24,20 +24,19 @@ import os
 import time
 
 
-def evaluate(pipe, rows, seeds, images, settings, reward, batch_size) -> dict:
-    """Judge accuracy (overall = mean of the per-category scores) and mean reward per seed."""
+def evaluate(pipe, rows, counts, seeds, settings, reward, batch_size) -> dict:
+    """Judge accuracy (overall = mean of the per-category scores) and mean reward per seed;
+    ``counts[i]`` images of ``rows[i]``."""
     import numpy as np
     import torch
 
     from diffalign import shapes
     from diffalign.shapes.sampling import generate_for_rows
 
-    rep = [r for r in rows for _ in range(images)]
+    rep = [r for r, n in zip(rows, counts) for _ in range(n)]
     out = {}
     for seed in seeds:
-        pics = generate_for_rows(pipe, rep, num_inference_steps=settings["num_inference_steps"],
-                                 guidance_scale=settings["guidance_scale"], seed=seed, batch_size=batch_size,
-                                 height=settings["height"], width=settings["width"])
+        pics = generate_for_rows(pipe, rep, seed=seed, batch_size=batch_size, **settings)
         correct = [ok for ok, _ in shapes.judge_batch(pics, rep)]
         pixels = torch.from_numpy(np.stack(pics)).permute(0, 3, 1, 2).float() / 255
         with torch.no_grad():
@@ -82,9 +81,9 @@ def main() -> int:
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*")
     p.add_argument("--out", default=None)
-    p.add_argument("--seeds", default="0,1")
-    p.add_argument("--per-category", type=int, default=10)
-    p.add_argument("--images", type=int, default=2)
+    p.add_argument("--seeds", default="0", help="evaluation seeds (the training seed is the recipe's `seed`)")
+    p.add_argument("--images-per-category", type=int, default=64,
+                   help="held-out images judged per category (diffalign.demo.held_out_plan)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_intermixed_args()
@@ -95,11 +94,11 @@ def main() -> int:
 
     from diffalign import shapes
     from diffalign.config import load_config
-    from diffalign.demo import held_out_rows
+    from diffalign.demo import held_out_plan
     from diffalign.rewards import load
     from diffalign.shapes.sampling import sampling_defaults
     from diffalign.train import get_trainer_class
-    from diffalign.train.models import resolve_pretrained
+    from diffalign.train.models import resolve_pretrained, use_channels_last
     from diffalign.train_command import recipe_path, trainer_name
 
     torch.set_num_threads(args.threads)
@@ -110,32 +109,34 @@ def main() -> int:
     cfg = load_config(cls.config_class, path, [f"output_dir={os.path.join(out, 'run')}", *args.overrides])
     model = resolve_pretrained(cfg.model.pretrained)
     settings = sampling_defaults(model)
-    rows = held_out_rows(args.per_category, seed=0)
+    rows, counts = held_out_plan(args.images_per_category, seed=0)
     if cfg.prompts.categories:
-        rows = [r for r in rows if r["tag"] in cfg.prompts.categories]
+        keep = [i for i, r in enumerate(rows) if r["tag"] in cfg.prompts.categories]
+        rows, counts = [rows[i] for i in keep], [counts[i] for i in keep]
     seeds = [int(s) for s in args.seeds.split(",")]
     reward = load(cfg.reward.name, **dict(cfg.reward.options))
 
     def plain_pipeline():
         pipe = DiffusionPipeline.from_pretrained(model)
+        use_channels_last(pipe)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    before = evaluate(plain_pipeline(), rows, seeds, args.images, settings, reward, args.batch_size)
+    before = evaluate(plain_pipeline(), rows, counts, seeds, settings, reward, args.batch_size)
     print(f"before [{time.time() - t0:.0f}s]: " + json.dumps({s: (v["judge"]["overall"], v["reward"]) for s, v in before.items()}))
     t1 = time.time()
     result = cls(cfg).train()
     train_seconds = time.time() - t1
     tuned = plain_pipeline()
     tuned.load_lora_weights(result.output_dir)
-    after = evaluate(tuned, rows, seeds, args.images, settings, reward, args.batch_size)
+    after = evaluate(tuned, rows, counts, seeds, settings, reward, args.batch_size)
     print(f"after [{time.time() - t0:.0f}s]: " + json.dumps({s: (v["judge"]["overall"], v["reward"]) for s, v in after.items()}))
 
     n = before[seeds[0]]["n"]
     p_base = _mean(before, "images_correct")
     summary = {
         "recipe": args.recipe, "overrides": args.overrides, "model": cfg.model.pretrained, "sampling": settings,
-        "eval_prompts": len(rows), "images_per_prompt": args.images, "seeds": seeds,
+        "eval_prompts": len(rows), "eval_images": sum(counts), "seeds": seeds,
         "train_steps": cfg.max_steps, "train_seconds": round(train_seconds, 1), "reward": cfg.reward.name,
         "before": before, "after": after,
         "judge_overall": {"before": _mean(before, "judge", "overall"), "after": _mean(after, "judge", "overall")},

@@ -23,8 +23,7 @@ def _needs_shipped_pipeline():
 
 def test_eval_only_reports_every_category(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--eval-only", "--out", str(out), "--eval-prompts-per-category", "1",
-                 "--eval-images-per-prompt", "2"])
+    code = main(["demo", "--eval-only", "--out", str(out), "--eval-images-per-category", "2"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["before"]) == {*CATEGORIES, "overall"}
@@ -36,7 +35,7 @@ def test_eval_only_reports_every_category(tmp_path, capsys):
 
 def test_small_alignment_run_writes_before_after_lora_and_curves(tmp_path):
     out = tmp_path / "demo"
-    code = main(["demo", "--out", str(out), "--eval-prompts-per-category", "1", "--eval-images-per-prompt", "1",
+    code = main(["demo", "--out", str(out), "--eval-images-per-category", "1",
                  "--train-prompts", "48", "--images-per-prompt", "2", "max_steps=3", "batch_size=2",
                  "progress_bar=false"])
     assert code == 0
@@ -47,3 +46,20 @@ def test_small_alignment_run_writes_before_after_lora_and_curves(tmp_path):
     assert (out / "pairs" / "pairs.jsonl").exists()
     for name in ("before_after.png", "training.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_held_out_plan_gives_every_category_the_same_number_of_images():
+    from diffalign.demo import held_out_plan
+    from diffalign.shapes import split_rows
+
+    rows, counts = held_out_plan(64, seed=0)
+    per_tag = {}
+    for row, n in zip(rows, counts):
+        per_tag[row["tag"]] = per_tag.get(row["tag"], 0) + n
+        assert row in split_rows("test", [row["tag"]])  # held-out prompts only
+    assert set(per_tag) == set(CATEGORIES)
+    # single_object has one held-out prompt: 64 images of it; colour_attr has hundreds: 16 prompts x 4
+    assert per_tag["single_object"] == 64 and counts[[r["tag"] for r in rows].index("single_object")] == 64
+    assert sum(1 for r in rows if r["tag"] == "color_attr") == 16
+    assert all(64 <= per_tag[t] <= 70 for t in CATEGORIES), per_tag
+    assert len({r["prompt"] for r in rows}) == len(rows)

@@ -91,6 +91,22 @@ def test_generate_seeds_are_per_image_and_batch_independent():
     assert np.abs(first - second).mean() > 5  # seed + 0 vs seed + 1
 
 
+def test_generate_takes_a_count_per_prompt():
+    seeds = []
+
+    def pipe(prompt, generator, output_type="pil", **sampling):
+        seeds.extend((p, g.initial_seed()) for p, g in zip(prompt, generator))
+        return types.SimpleNamespace(images=[Image.new("RGB", (4, 4)) for _ in prompt])
+
+    out = generate(pipe, ["a", "b", "c"], images_per_prompt=[1, 3, 2], seed=10, batch_size=4)
+    assert [len(images) for images in out] == [1, 3, 2]
+    assert seeds == [("a", 10), ("b", 10), ("b", 11), ("b", 12), ("c", 10), ("c", 11)]
+    with pytest.raises(ValueError, match="2 counts for 3 prompts"):
+        generate(pipe, ["a", "b", "c"], images_per_prompt=[1, 2])
+    with pytest.raises(ValueError, match=">= 1, got 0"):
+        generate(pipe, ["a", "b"], images_per_prompt=[1, 0])
+
+
 @pytest.fixture(scope="module")
 def tiny_sd_folder(tmp_path_factory):
     """A tiny SD pipeline saved as a folder, and a LoRA for its UNet."""

@@ -126,3 +126,17 @@ def test_flash_backend_forces_the_flash_sdpa_kernel_and_sdpa_restores():
     with torch.no_grad():
         adapter.forward(x, t, cond)
     assert seen == [False, True] and current_attention_backend(adapter.denoiser) == "sdpa"
+
+
+def test_channels_last_keeps_the_images_and_changes_the_layout():
+    from diffalign.train.models import use_channels_last
+
+    pipe = build_tiny_pipeline("sd")
+    pipe.set_progress_bar_config(disable=True)
+    kw = dict(num_inference_steps=3, guidance_scale=3.0, height=32, width=32, output_type="np")
+    before = pipe(["a red circle"], generator=torch.Generator().manual_seed(0), **kw).images
+    use_channels_last(pipe)
+    conv = pipe.unet.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    after = pipe(["a red circle"], generator=torch.Generator().manual_seed(0), **kw).images
+    assert abs(before - after).max() < 1e-4 and before.std() > 0.01

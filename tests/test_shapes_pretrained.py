@@ -77,6 +77,20 @@ def test_shapes_sd3_loads_and_generates():
     assert not np.allclose(images[0], images[1])
 
 
+def test_shapes_sd3_sampling_settings_carry_its_t5_length_to_every_path():
+    """shapes-sd3 was trained with 16 T5 tokens: its shipped sampling settings say so, and the
+    training adapter (rollouts, cached embeddings) reads the same value from the folder."""
+    from diffalign.pipelines import load_adapter
+    from diffalign.train.models import resolve_pretrained
+
+    assert sampling_defaults(pretrained_path("sd3"))["max_sequence_length"] == 16
+    assert "max_sequence_length" not in sampling_defaults(pretrained_path("sd"))
+    adapter = load_adapter(resolve_pretrained("shapes-sd3"))
+    assert adapter.max_sequence_length == 16
+    clip_tokens = adapter.pipe.tokenizer.model_max_length  # CLIP stream, then the T5 stream
+    assert adapter.encode_prompt(["a photo of a red circle"])["prompt_embeds"].shape[1] == clip_tokens + 16
+
+
 def test_same_seed_same_images():
     pipe = _load("sd")
     run = lambda: pipe(["a photo of a red circle"] * 2, num_inference_steps=4, guidance_scale=5.0,

@@ -97,7 +97,7 @@ def generate(
     pipe,
     prompts: Sequence[str],
     *,
-    images_per_prompt: int = 1,
+    images_per_prompt: int | Sequence[int] = 1,
     seed: int = 0,
     batch_size: int = 8,
     on_batch: Callable[[list[tuple[int, int, Image.Image]]], None] | None = None,
@@ -105,16 +105,18 @@ def generate(
 ) -> list[list[Image.Image]]:
     """``images_per_prompt`` PIL images per prompt; image ``k`` of each prompt from ``seed + k``.
 
+    ``images_per_prompt`` is one count for every prompt or a count per prompt (an evaluation that
+    wants as many images per category when its categories hold different numbers of prompts).
+
     ``pipe`` is any diffusers-style callable (``pipe(prompt=[...], generator=[...], output_type="pil",
     **sampling).images``). ``on_batch`` gets ``(prompt index, image index, image)`` triples as they
     come (to save them without waiting for the whole run).
     """
     import torch
 
-    if images_per_prompt < 1:
-        raise ValueError(f"images_per_prompt must be >= 1, got {images_per_prompt}")
-    jobs = [(i, k) for i in range(len(prompts)) for k in range(images_per_prompt)]
-    out: list[list[Image.Image | None]] = [[None] * images_per_prompt for _ in prompts]
+    counts = per_prompt_counts(images_per_prompt, len(prompts))
+    jobs = [(i, k) for i, n in enumerate(counts) for k in range(n)]
+    out: list[list[Image.Image | None]] = [[None] * n for n in counts]
     for start in range(0, len(jobs), max(1, batch_size)):
         chunk = jobs[start : start + batch_size]
         generators = [torch.Generator("cpu").manual_seed(seed + k) for _, k in chunk]
@@ -128,3 +130,17 @@ def generate(
         if on_batch is not None:
             on_batch(done)
     return out  # type: ignore[return-value]
+
+
+def per_prompt_counts(images_per_prompt: int | Sequence[int], num_prompts: int) -> list[int]:
+    """``images_per_prompt`` as one count per prompt (checked: every count >= 1)."""
+    if isinstance(images_per_prompt, int):
+        counts = [images_per_prompt] * num_prompts
+    else:
+        counts = [int(n) for n in images_per_prompt]
+        if len(counts) != num_prompts:
+            raise ValueError(f"images_per_prompt has {len(counts)} counts for {num_prompts} prompts")
+    bad = [n for n in counts if n < 1]
+    if bad:
+        raise ValueError(f"images_per_prompt must be >= 1, got {bad[0]}")
+    return counts

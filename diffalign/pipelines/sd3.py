@@ -49,13 +49,28 @@ class SD3Adapter(PipelineAdapter):
     sde_type: str = "sde"
     #: with ``sde_type == "cps"``: Flow-GRPO's un-normalised CPS log-prob (see ``flow_cps_step_with_logprob``).
     cps_reference_log_prob: bool = False
-    #: T5 tokens per prompt (the diffusers pipeline's default, so ``generate`` conditions alike).
+    #: T5 tokens per prompt (the diffusers pipeline's default, so ``generate`` conditions alike); a
+    #: pipeline folder whose ``diffalign_sampling.json`` sets ``max_sequence_length`` (shapes-sd3: 16)
+    #: gets that value, the one its sampling settings use.
     max_sequence_length: int = 256
     #: timestep density: diffusers' ``weighting_scheme`` ("logit_normal", "mode" or "none" = uniform).
     weighting_scheme: str = "logit_normal"
     logit_mean: float = 0.0
     logit_std: float = 1.0
     mode_scale: float = 1.29
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **kwargs) -> "SD3Adapter":
+        import os
+
+        from diffalign.eval.generation import read_sampling_file
+
+        adapter = super().from_pretrained(name_or_path, **kwargs)
+        if os.path.isdir(str(name_or_path)):
+            shipped = read_sampling_file(str(name_or_path)).get("max_sequence_length")
+            if shipped is not None:
+                adapter.max_sequence_length = int(shipped)
+        return adapter
 
     # ------------------------------------------------------------------ schedule
     @property

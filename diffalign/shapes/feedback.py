@@ -42,12 +42,14 @@ def judged_pairs(
     batch_size: int = 64,
     height: int = 64,
     width: int = 64,
+    **call_kwargs,
 ) -> FeedbackResult:
-    """Sample ``images_per_prompt`` images per row, judge them, and pair correct with incorrect."""
+    """Sample ``images_per_prompt`` images per row, judge them, and pair correct with incorrect
+    (``call_kwargs``: further pipeline call arguments, e.g. SD3's ``max_sequence_length``)."""
     expanded = [dict(r) for r in rows for _ in range(images_per_prompt)]
     images = generate_for_rows(
         pipe, expanded, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-        seed=seed, batch_size=batch_size, height=height, width=width,
+        seed=seed, batch_size=batch_size, height=height, width=width, **call_kwargs,
     )
     corrects = [bool(c) for c, _ in judge_batch(images, expanded)]
     rng = np.random.default_rng(seed)

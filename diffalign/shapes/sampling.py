@@ -25,8 +25,10 @@ def generate_for_rows(
     batch_size: int = 64,
     height: int = 64,
     width: int = 64,
+    **call_kwargs,
 ) -> list[np.ndarray]:
-    """One image per row (uint8 HxWx3), batch by batch, reproducible for a given ``seed``."""
+    """One image per row (uint8 HxWx3), batch by batch, reproducible for a given ``seed``;
+    ``call_kwargs`` go to the pipeline call as they are (e.g. SD3's ``max_sequence_length``)."""
     import torch
 
     images: list[np.ndarray] = []
@@ -41,6 +43,7 @@ def generate_for_rows(
             width=width,
             generator=generator,
             output_type="np",
+            **call_kwargs,
         ).images
         images.extend(np.clip(np.round(np.asarray(im) * 255.0), 0, 255).astype(np.uint8) for im in out)
     return images

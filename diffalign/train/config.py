@@ -22,6 +22,9 @@ class ModelConfig:
     #: attention kernel: sdpa | xformers | flash.
     attention: str = "sdpa"
     gradient_checkpointing: bool = False
+    #: channels-last memory format for the convolutional networks (UNet, VAE): same results, faster
+    #: convolutions on CPU (oneDNN; ~20 % on the shapes pipelines) and on recent GPUs.
+    channels_last: bool = False
 
 
 @dataclass

@@ -30,7 +30,7 @@ def generate_layout(
     rows: Sequence[Mapping],
     root: str,
     *,
-    images_per_prompt: int = IMAGES_PER_PROMPT,
+    images_per_prompt: int | Sequence[int] = IMAGES_PER_PROMPT,
     seed: int = SEED,
     batch_size: int = 8,
     **sampling: Any,
@@ -115,7 +115,7 @@ def run(
     rows: Sequence[Mapping] | None = None,
     pipe=None,
     images_dir: str | None = None,
-    images_per_prompt: int = IMAGES_PER_PROMPT,
+    images_per_prompt: int | Sequence[int] = IMAGES_PER_PROMPT,
     seed: int = SEED,
     batch_size: int = 8,
     sampling: Mapping[str, Any] | None = None,
@@ -134,9 +134,11 @@ def run(
             raise FileExistsError(f"{out} already holds GenEval prompt folders ({len(stale)}); generate into a new --out "
                                   "or judge that folder with --images-only")
         sampling = dict(sampling or {})
-        log(f"generating {len(rows)} prompts x {images_per_prompt} images into {out}")
+        count = f"x {images_per_prompt}" if isinstance(images_per_prompt, int) else f"({sum(images_per_prompt)} in all)"
+        log(f"generating {len(rows)} prompts {count} images into {out}")
         generate_layout(pipe, rows, out, images_per_prompt=images_per_prompt, seed=seed, batch_size=batch_size, **sampling)
-        info["generation"] = {**info.get("generation", {}), "images_per_prompt": images_per_prompt, "seed": seed, **sampling}
+        info["generation"] = {**info.get("generation", {}), "images_per_prompt": images_per_prompt if isinstance(images_per_prompt, int) else list(images_per_prompt),
+                              "seed": seed, **sampling}
         images_dir = out
     info["images_dir"] = os.path.abspath(images_dir)
     log(f"judging {images_dir} ({evaluator.label})")
