@@ -133,6 +133,10 @@ class DDPOConfig(PolicyGradientConfig):
     per_prompt_stat_tracking: bool = True
     tracker_buffer_size: int = 16
     tracker_min_count: int = 16
+    #: rollouts per prompt within a sampling batch (the K-repeat sampler, as Flow-GRPO's groups).
+    #: 1 = ddpo-pytorch (independent prompt draws); with K >= ``tracker_min_count`` a prompt's
+    #: rewards are normalised against its own samples from the first iteration on.
+    group_size: int = 1
 
 
 @dataclass

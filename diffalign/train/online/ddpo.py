@@ -29,6 +29,7 @@ class DDPOTrainer(PolicyGradientTrainer):
                 f"the {per_iteration} rollouts per iteration and process (sampling.batch_size x sampling.num_batches) "
                 f"must be a multiple of batch_size x gradient_accumulation_steps = {step_batch}"
             )
+        self.group_size = config.group_size
         super().__init__(config, adapter)
 
     def updates_per_iteration(self) -> int:
