@@ -124,6 +124,26 @@ def test_d3po_pairs_share_prompt_and_initial_noise(tmp_path):
     assert set(traj.advantages.tolist()) <= {-1.0, 0.0, 1.0}
 
 
+def test_ddpo_groups_normalise_each_prompt_against_its_own_samples(tmp_path):
+    cfg = make_config(tmp_path, "ddpo", "sd", max_steps=1, group_size=2, tracker_min_count=2)
+    trainer = get_trainer_class("ddpo")(cfg, adapter=adapter_for(build_tiny_pipeline("sd")))
+    traj = trainer.collect(0)
+    assert len(traj) == 4 and len(set(traj.prompts)) == 2
+    assert all(traj.prompts.count(p) == 2 for p in traj.prompts)
+    traj, _ = trainer.compute_advantages(traj, 0)
+    rewards = traj.rewards.double()
+    distinct = 0
+    for p in set(traj.prompts):  # two samples of a prompt: (r - mean) / std = -1 and +1 (0, 0 on a tie)
+        idx = [i for i, q in enumerate(traj.prompts) if q == p]
+        r = rewards[idx]
+        expected = (r - r.mean()) / (r.std(unbiased=False) + 1e-6)
+        assert torch.allclose(traj.advantages[idx].double(), expected, atol=1e-4)
+        if abs(float(r[0] - r[1])) > 1e-3:
+            distinct += 1
+            assert sorted(round(float(a)) for a in traj.advantages[idx]) == [-1, 1]
+    assert distinct >= 1
+
+
 def test_flow_grpo_window_stores_only_the_sde_steps(tmp_path):
     cfg = make_config(tmp_path, "flow_grpo", "sd3", sde_window_size=2, sde_window_range=[1, 4],
                       **{"sampling.noise_level": 0.7})
