@@ -18,8 +18,9 @@ product code:
   steps), each graph-keeping UNet call gradient-checkpointed (``checkpointed``) or not (``plain``).
 
 Usage: ``python bench/online_memory.py [--latent 32] [--steps 9] [--batch 2] [--threads 2]``
-prints a Markdown table (figures in MB). On a GPU machine (``--model`` an SD1.5 folder or hub id,
-``--resolution 512``) the figure is ``torch.cuda.max_memory_allocated()`` after
+prints a Markdown table (figures in MB). ``--model`` (an SD1.5 folder or hub id, e.g. the
+``make_fake.py`` one) replaces the tiny model, fp32 on CPU (the resident-memory figure above) and
+bf16 on a GPU, where the figure is ``torch.cuda.max_memory_allocated()`` after
 ``reset_peak_memory_stats()`` minus the allocation at the reset, same regions.
 """
 from __future__ import annotations

@@ -144,6 +144,26 @@ def test_ddpo_groups_normalise_each_prompt_against_its_own_samples(tmp_path):
     assert distinct >= 1
 
 
+@pytest.mark.parametrize("trainer", ["ddpo", "d3po"])
+def test_exclude_final_steps_never_trains_the_last_steps(tmp_path, trainer):
+    cfg = make_config(tmp_path, trainer, "sd", max_steps=1, exclude_final_steps=1)
+    t = get_trainer_class(trainer)(cfg, adapter=adapter_for(build_tiny_pipeline("sd")))
+    traj, _ = t.compute_advantages(t.collect(0), 0)
+    schedule = t.scheduler.timesteps.tolist()
+    assert traj.num_steps == 4
+    orders = set()
+    for mb in t.micro_batches(traj, 0, 0):
+        assert mb.num_steps == 3  # timestep_fraction 1.0 of the 3 eligible steps
+        for row in mb.timesteps.tolist():
+            assert sorted(row, reverse=True) == schedule[:3]  # each of the first three once, never the last
+            orders.add(tuple(row))
+    if trainer == "ddpo":  # (D3PO's two pairs here happen to draw the same order)
+        assert len(orders) > 1  # still shuffled per sample
+    cfg.exclude_final_steps = 4  # refused at construction, before any sampling
+    with pytest.raises(ValueError, match=r"exclude_final_steps=4 must be in \[0, sampling.num_steps=4\)"):
+        get_trainer_class(trainer)(cfg, adapter=adapter_for(build_tiny_pipeline("sd")))
+
+
 def test_flow_grpo_window_stores_only_the_sde_steps(tmp_path):
     cfg = make_config(tmp_path, "flow_grpo", "sd3", sde_window_size=2, sde_window_range=[1, 4],
                       **{"sampling.noise_level": 0.7})

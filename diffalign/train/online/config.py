@@ -137,6 +137,12 @@ class DDPOConfig(PolicyGradientConfig):
     #: 1 = ddpo-pytorch (independent prompt draws); with K >= ``tracker_min_count`` a prompt's
     #: rewards are normalised against its own samples from the first iteration on.
     group_size: int = 1
+    #: the last N denoising steps are never trained (``timestep_fraction`` applies to the others;
+    #: 0 = every step, as ddpo-pytorch). A DDIM chain ending next to t = 0 has near-deterministic
+    #: final transitions (10 linear-beta steps: std 0.015 from t=101 to 1, 0.3-0.9 before) whose
+    #: 1/std-scaled log-prob gradient can swamp the update while barely changing the image
+    #: (docs/online.md; Flow-GRPO never trains its last step for the same reason).
+    exclude_final_steps: int = 0
 
 
 @dataclass
@@ -151,6 +157,9 @@ class D3POConfig(PolicyGradientConfig):
     trainer: str = "d3po"
     beta: float = 0.1
     eps: float = 0.1
+    #: the last N denoising steps are never trained (0 = every step, as the reference code); see
+    #: ``DDPOConfig.exclude_final_steps``.
+    exclude_final_steps: int = 0
 
 
 @dataclass

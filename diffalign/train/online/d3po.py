@@ -32,6 +32,7 @@ class D3POTrainer(PolicyGradientTrainer):
                 f"the {pairs} pairs per iteration and process must be a multiple of batch_size x "
                 f"gradient_accumulation_steps = {config.batch_size * config.gradient_accumulation_steps} (batch_size counts pairs)"
             )
+        self.check_exclude_final_steps(config)
         super().__init__(config, adapter)
 
     def updates_per_iteration(self) -> int:
@@ -72,7 +73,8 @@ class D3POTrainer(PolicyGradientTrainer):
         n = len(traj) // 2
         gen = self.rng(step, "order", inner_epoch)
         pairs = torch.randperm(n, generator=gen)
-        order = self.step_orders(n, traj.num_steps, step, inner_epoch, shuffle=True)
+        order = self.step_orders(n, traj.num_steps, step, inner_epoch, shuffle=True,
+                                 exclude_final=self.config.exclude_final_steps)
         size, out = self.config.batch_size, []
         for s in range(0, n, size):
             chosen = pairs[s : s + size]

@@ -29,6 +29,7 @@ class DDPOTrainer(PolicyGradientTrainer):
                 f"the {per_iteration} rollouts per iteration and process (sampling.batch_size x sampling.num_batches) "
                 f"must be a multiple of batch_size x gradient_accumulation_steps = {step_batch}"
             )
+        self.check_exclude_final_steps(config)
         self.group_size = config.group_size
         super().__init__(config, adapter)
 
@@ -57,7 +58,8 @@ class DDPOTrainer(PolicyGradientTrainer):
     # ------------------------------------------------------------------ training
     def micro_batches(self, traj: Trajectories, step: int, inner_epoch: int) -> list[Trajectories]:
         shuffled = self.shuffled(traj, step, inner_epoch)
-        order = self.step_orders(len(shuffled), shuffled.num_steps, step, inner_epoch, shuffle=True)
+        order = self.step_orders(len(shuffled), shuffled.num_steps, step, inner_epoch, shuffle=True,
+                                 exclude_final=self.config.exclude_final_steps)
         timed = shuffled.permute_steps(order)
         size = self.config.batch_size
         return [timed.select(list(range(s, s + size))) for s in range(0, len(timed), size)]

@@ -148,18 +148,31 @@ class PolicyGradientTrainer(OnlineTrainer):
         return out
 
     # ------------------------------------------------------------------ shared orderings
+    @staticmethod
+    def check_exclude_final_steps(config) -> None:
+        """Refuse, before any sampling, an ``exclude_final_steps`` that leaves no step to train."""
+        n, steps = config.exclude_final_steps, config.sampling.num_steps
+        if not 0 <= n < steps:
+            raise ValueError(f"exclude_final_steps={n} must be in [0, sampling.num_steps={steps}): "
+                             "it leaves no step of the chain to train")
+
     def shuffled(self, traj: Trajectories, step: int, inner: int) -> Trajectories:
         gen = self.rng(step, "order", inner)
         return traj.select(torch.randperm(len(traj), generator=gen))
 
-    def step_orders(self, count: int, stored: int, step: int, inner: int, shuffle: bool) -> torch.Tensor:
+    def step_orders(self, count: int, stored: int, step: int, inner: int, shuffle: bool,
+                    exclude_final: int = 0) -> torch.Tensor:
         """[count, T] step positions to train: a random permutation per row (``shuffle``) or in order,
-        cut to the first ``num_trained_steps`` ones."""
-        n = self.num_trained_steps(stored)
+        cut to the first ``num_trained_steps`` ones. The last ``exclude_final`` stored steps are
+        never chosen (``timestep_fraction`` applies to the others)."""
+        eligible = stored - exclude_final
+        if exclude_final < 0 or eligible < 1:
+            raise ValueError(f"exclude_final_steps={exclude_final} leaves no step of the {stored} stored ones to train")
+        n = self.num_trained_steps(eligible)
         if not shuffle:
-            return torch.arange(stored)[:n].expand(count, n)
+            return torch.arange(eligible)[:n].expand(count, n)
         gen = self.rng(step, "order", 1_000 + inner)
-        return torch.stack([torch.randperm(stored, generator=gen)[:n] for _ in range(count)])
+        return torch.stack([torch.randperm(eligible, generator=gen)[:n] for _ in range(count)])
 
 
 __all__ = ["PolicyGradientTrainer"]
