@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from diffalign.pipelines.tiny import build_tiny_pipeline
 from diffalign.train import get_trainer_class
 from diffalign.train.metrics import read_metrics
 from diffalign.train.online import config as C
+from diffalign.train.online.sampling import step_gradient_scales
 from diffalign.train_command import list_recipes, recipe_path, trainer_name
 
 CONFIGS = {
@@ -162,6 +164,27 @@ def test_exclude_final_steps_never_trains_the_last_steps(tmp_path, trainer):
     cfg.exclude_final_steps = 4  # refused at construction, before any sampling
     with pytest.raises(ValueError, match=r"exclude_final_steps=4 must be in \[0, sampling.num_steps=4\)"):
         get_trainer_class(trainer)(cfg, adapter=adapter_for(build_tiny_pipeline("sd")))
+
+
+def test_step_gradient_scales_and_the_dominant_step_warning(tmp_path):
+    adapter = adapter_for(build_tiny_pipeline("sd"))
+    scheduler = adapter.sampling_scheduler(4)  # DDIM timesteps 751, 501, 251, 1 (1000 training steps)
+    scales = step_gradient_scales(adapter, scheduler, 1.0)
+    # by hand for the step 251 -> 1 (epsilon prediction): mean = sqrt(a1) x0 + sqrt(1 - a1 - s^2) eps with
+    # x0 = (x - sqrt(1 - a251) eps) / sqrt(a251), so dmean/deps = sqrt(1 - a1 - s^2) - sqrt(a1 (1 - a251) / a251)
+    a = scheduler.alphas_cumprod.double()
+    a251, a1 = a[251], a[1]
+    var = (1 - a1) / (1 - a251) * (1 - a251 / a1)
+    expected = abs(float(((1 - a1 - var).sqrt() - (a1 * (1 - a251) / a251).sqrt()) / var.sqrt()))
+    assert scales.shape == (4,) and math.isclose(float(scales[2]), expected, rel_tol=1e-4)
+    assert float(scales[2]) > 5 * float(scales[[0, 1, 3]].max())  # the near-deterministic step dominates
+    cfg = make_config(tmp_path, "ddpo", "sd", max_steps=1)
+    with pytest.warns(UserWarning, match=r"sampling step 2 of 4 \(timestep 251\).*exclude_final_steps=2"):
+        get_trainer_class("ddpo")(cfg, adapter=adapter)  # set-up, before any sampling
+    cfg.exclude_final_steps = 2
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="sampling step")
+        get_trainer_class("ddpo")(cfg, adapter=adapter_for(build_tiny_pipeline("sd")))
 
 
 def test_flow_grpo_window_stores_only_the_sde_steps(tmp_path):

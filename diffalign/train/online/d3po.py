@@ -35,6 +35,10 @@ class D3POTrainer(PolicyGradientTrainer):
         self.check_exclude_final_steps(config)
         super().__init__(config, adapter)
 
+    def setup_data(self) -> None:
+        super().setup_data()
+        self.warn_if_one_step_dominates(self.config.exclude_final_steps)
+
     def updates_per_iteration(self) -> int:
         cfg = self.config
         pairs = cfg.sampling.batch_size // 2 * cfg.sampling.num_batches

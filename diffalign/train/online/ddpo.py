@@ -42,6 +42,7 @@ class DDPOTrainer(PolicyGradientTrainer):
         super().setup_data()
         cfg: DDPOConfig = self.config  # type: ignore[assignment]
         self.tracker = PerPromptStatTracker(cfg.tracker_buffer_size, cfg.tracker_min_count)
+        self.warn_if_one_step_dominates(cfg.exclude_final_steps)
 
     # ------------------------------------------------------------------ advantages
     def compute_advantages(self, traj: Trajectories, step: int):

@@ -19,13 +19,14 @@ take the same path (research notes §1.4's sanity check).
 from __future__ import annotations
 
 import time
+import warnings
 from collections import defaultdict
 
 import torch
 
 from diffalign.train.online.base import OnlineTrainer
 from diffalign.train.online.config import PolicyGradientConfig
-from diffalign.train.online.sampling import Guidance, sample_chain
+from diffalign.train.online.sampling import Guidance, sample_chain, step_gradient_scales
 from diffalign.train.online.trajectories import Trajectories
 
 
@@ -146,6 +147,28 @@ class PolicyGradientTrainer(OnlineTrainer):
             out["onpolicy_log_ratio_max"] = onpolicy_max
             out["log_ratio_max"] = max(sums["abs_log_ratio_max"])
         return out
+
+    def warn_if_one_step_dominates(self, exclude_final: int, share: float = 0.9) -> None:
+        """Warn when one trainable step holds more than ``share`` of the summed squared
+        :func:`step_gradient_scales` of the trained steps: its nearly noiseless transition would
+        carry almost every update (``exclude_final_steps`` keeps such final steps out)."""
+        if not self.is_main:
+            return
+        scales = step_gradient_scales(self.adapter, self.scheduler, self.config.sampling.noise_level)
+        trained = scales[: len(scales) - exclude_final] ** 2
+        if trained.sum() <= 0:
+            return
+        shares = trained / trained.sum()
+        i = int(shares.argmax())
+        if float(shares[i]) > share:
+            last = len(scales) - 1
+            warnings.warn(
+                f"sampling step {i} of {last + 1} (timestep {float(self.scheduler.timesteps[i]):g}) holds "
+                f"{float(shares[i]):.0%} of the trained steps' squared log-prob gradient scale (|dmean/doutput| / std "
+                f"= {float(scales[i]):.3g}; median {float(scales.median()):.3g}): its near-deterministic transition "
+                f"will dominate every update. Consider exclude_final_steps={last - i + 1} (docs/online.md)",
+                stacklevel=2,
+            )
 
     # ------------------------------------------------------------------ shared orderings
     @staticmethod

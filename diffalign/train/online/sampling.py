@@ -177,4 +177,23 @@ def _checkpointed_output(adapter, scheduler, x, t, guidance):
     return guided_output(adapter, scheduler, x, t, guidance)
 
 
-__all__ = ["Chain", "Guidance", "guided_output", "guided_step", "model_input", "sample_chain", "transition_log_prob"]
+def step_gradient_scales(adapter: PipelineAdapter, scheduler, noise_level: float | None = None) -> torch.Tensor:
+    """Per sampling step, how strongly its transition log-prob responds to the network output:
+    ``|d mean / d output| / std`` (the transition mean is linear in the output), fp32 [N]; 0 for a
+    deterministic step. The policy gradient of step ``i`` is ``A (x_next - mean) / std^2 d mean /
+    d theta``, whose size for a sampled ``x_next`` is this scale times ``d output / d theta``: a step
+    with a far larger scale than the others dominates every update."""
+    scales = []
+    for t in scheduler.timesteps:
+        output = torch.zeros(1, 1, 1, 1, requires_grad=True)
+        moments = adapter.transition_moments(scheduler, output, t, torch.zeros(1, 1, 1, 1), noise_level=noise_level)
+        std = float(moments.std.reshape(-1)[0])
+        (grad,) = torch.autograd.grad(moments.mean.sum(), output)
+        scales.append(abs(float(grad.reshape(-1)[0])) / std if std > 0 else 0.0)
+    return torch.tensor(scales)
+
+
+__all__ = [
+    "Chain", "Guidance", "guided_output", "guided_step", "model_input", "sample_chain", "step_gradient_scales",
+    "transition_log_prob",
+]
