@@ -98,7 +98,7 @@ def main() -> int:
     from diffalign.rewards import load
     from diffalign.shapes.sampling import sampling_defaults
     from diffalign.train import get_trainer_class
-    from diffalign.train.models import resolve_pretrained, use_channels_last
+    from diffalign.pipelines.models import resolve_pretrained, use_channels_last
     from diffalign.train_command import recipe_path, trainer_name
 
     torch.set_num_threads(args.threads)

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load(cls, path):
-    from diffalign.train.models import use_channels_last
+    from diffalign.pipelines.models import use_channels_last
 
     pipe = cls.from_pretrained(path)
     use_channels_last(pipe)  # same images, ~20 % faster convolutions on CPU
@@ -179,7 +179,7 @@ def held_out_plan(images_per_category: int, seed: int = 0, min_images_per_prompt
 def _geneval(out: str, pipe, rows, name: str, job_args: dict) -> dict:
     """The GenEval job with the shapes detector; returns its summary plus the per-image results."""
     from diffalign.eval.geneval import job
-    from diffalign.eval.geneval.evaluator import GenEvalEvaluator
+    from diffalign.geneval.evaluator import GenEvalEvaluator
 
     if os.path.isdir(out):  # a re-run of the demo regenerates its evaluation folders
         import shutil

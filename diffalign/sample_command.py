@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffalign.eval.generation import PipelineSpec, generate, load_pipeline_spec, sampling_settings
+    from diffalign.pipelines.generation import PipelineSpec, generate, load_pipeline_spec, sampling_settings
     from diffalign.eval.prompts import read_prompt_file
     from diffalign.utils.images import make_grid
 

@@ -9,13 +9,13 @@ import torch
 from PIL import Image
 
 import diffalign  # noqa: F401  (compat shim first)
-from diffalign.eval.geneval import judge
-from diffalign.eval.geneval.colors import ClipColorClassifier, object_crop
-from diffalign.eval.geneval.detectors import load_detector
-from diffalign.eval.geneval.evaluator import GenEvalEvaluator
-from diffalign.eval.geneval.hf_detector import TransformersDetector, mask_to_box
-from diffalign.eval.geneval.rules import Detection
-from diffalign.eval.geneval.vocab import COLOR_NAMES
+from diffalign.geneval import judge
+from diffalign.geneval.colors import ClipColorClassifier, object_crop
+from diffalign.geneval.detectors import load_detector
+from diffalign.geneval.evaluator import GenEvalEvaluator
+from diffalign.geneval.hf_detector import TransformersDetector, mask_to_box
+from diffalign.geneval.rules import Detection
+from diffalign.geneval.vocab import COLOR_NAMES
 
 W, H = 64, 48
 

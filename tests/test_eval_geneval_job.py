@@ -12,10 +12,11 @@ from PIL import Image
 import diffalign  # noqa: F401  (compat shim first)
 from diffalign import shapes
 from diffalign.cli import main
-from diffalign.eval import generation
-from diffalign.eval.geneval import job, layout, read_metadata, write_metadata
-from diffalign.eval.geneval.detectors import Detector
-from diffalign.eval.geneval.evaluator import GenEvalEvaluator
+from diffalign.pipelines import generation
+from diffalign.eval.geneval import job, layout
+from diffalign.geneval import read_metadata, write_metadata
+from diffalign.geneval.detectors import Detector
+from diffalign.geneval.evaluator import GenEvalEvaluator
 from diffalign.shapes.negatives import near_miss_kinds, near_miss_row
 
 ROWS = [shapes.all_rows(tag)[i] for tag in shapes.CATEGORIES for i in (0, 3)]  # two distinct prompts per tag
@@ -200,7 +201,7 @@ def test_geneval_reward_matches_the_shapes_judge():
 def test_official_metadata_picks_the_coco_detector(tmp_path):
     from conftest import shared_path
 
-    from diffalign.eval.geneval.evaluator import auto_detector
+    from diffalign.geneval.evaluator import auto_detector
 
     assert auto_detector(ROWS) == "shapes"
     official = shared_path("data", "geneval", "evaluation_metadata.jsonl")

@@ -1,4 +1,4 @@
-"""GenEval's rule engine (diffalign.eval.geneval.judge) on hand-made detection sets: every tag, every
+"""GenEval's rule engine (diffalign.geneval.judge) on hand-made detection sets: every tag, every
 failure reason, every constant, and the official metadata (when ../shared is present)."""
 import json
 import os
@@ -7,7 +7,7 @@ import random
 import pytest
 from conftest import shared_path
 
-from diffalign.eval.geneval import (
+from diffalign.geneval import (
     COLOR_NAMES,
     OBJECT_NAMES,
     TAGS,
@@ -21,7 +21,7 @@ from diffalign.eval.geneval import (
     summarize_results,
     validate_row,
 )
-from diffalign.eval.geneval.vocab import geneval_class_name
+from diffalign.geneval.vocab import geneval_class_name
 
 OFFICIAL = shared_path("data", "geneval", "evaluation_metadata.jsonl")
 

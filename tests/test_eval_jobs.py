@@ -12,8 +12,9 @@ from PIL import Image
 import diffalign  # noqa: F401  (compat shim first)
 from diffalign import shapes
 from diffalign.cli import main
-from diffalign.eval import generation, hps_benchmark, scoring
-from diffalign.eval.generation import PipelineSpec, generate, sampling_settings
+from diffalign.eval import hps_benchmark, scoring
+from diffalign.pipelines import generation
+from diffalign.pipelines.generation import PipelineSpec, generate, sampling_settings
 from diffalign.eval.prompts import read_prompt_file
 from diffalign.eval.winrate import wilson_interval, win_rate
 

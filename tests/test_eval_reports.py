@@ -18,7 +18,7 @@ from PIL import Image
 import diffalign  # noqa: F401  (compat shim first)
 from diffalign import shapes
 from diffalign.eval.geneval import job
-from diffalign.eval.geneval.evaluator import GenEvalEvaluator
+from diffalign.geneval.evaluator import GenEvalEvaluator
 from diffalign.eval.report import GalleryItem, Report, bar_chart
 
 VOID = {"meta", "img", "br", "hr", "link", "input", "source", "wbr"}

@@ -129,7 +129,7 @@ def test_flash_backend_forces_the_flash_sdpa_kernel_and_sdpa_restores():
 
 
 def test_channels_last_keeps_the_images_and_changes_the_layout():
-    from diffalign.train.models import use_channels_last
+    from diffalign.pipelines.models import use_channels_last
 
     pipe = build_tiny_pipeline("sd")
     pipe.set_progress_bar_config(disable=True)

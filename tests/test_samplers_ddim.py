@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from diffalign.train.samplers import ddim_step_with_logprob
+from diffalign.samplers import ddim_step_with_logprob
 
 T = 1000
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from diffalign.train.samplers import flow_cps_step_with_logprob, flow_sde_step_with_logprob
+from diffalign.samplers import flow_cps_step_with_logprob, flow_sde_step_with_logprob
 
 SHAPE = (3, 4, 5, 6)
 

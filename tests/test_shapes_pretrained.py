@@ -81,7 +81,7 @@ def test_shapes_sd3_sampling_settings_carry_its_t5_length_to_every_path():
     """shapes-sd3 was trained with 16 T5 tokens: its shipped sampling settings say so, and the
     training adapter (rollouts, cached embeddings) reads the same value from the folder."""
     from diffalign.pipelines import load_adapter
-    from diffalign.train.models import resolve_pretrained
+    from diffalign.pipelines.models import resolve_pretrained
 
     assert sampling_defaults(pretrained_path("sd3"))["max_sequence_length"] == 16
     assert "max_sequence_length" not in sampling_defaults(pretrained_path("sd"))

@@ -230,7 +230,7 @@ def test_pretrained_path():
     with pytest.raises(ValueError, match="unknown pretrained family"):
         pretrained_path("sdxl")
     for family in ("sd", "sd3"):
-        folder = os.path.join(os.path.dirname(diffalign.__file__), "shapes", "pretrained", f"shapes-{family}")
+        folder = os.path.join(os.path.dirname(diffalign.__file__), "pretrained", f"shapes-{family}")
         if os.path.isfile(os.path.join(folder, "model_index.json")):
             assert os.path.samefile(pretrained_path(family), folder)
         else:

@@ -6,6 +6,6 @@
   (``diffalign eval hps``);
 - :mod:`diffalign.eval.compare`: win-rate of one pipeline (+LoRA) over another per reward, with a
   Wilson interval (``diffalign eval compare``);
-- :mod:`diffalign.eval.generation`: loading ``PIPE[+LORA]`` and seeded generation shared by all jobs;
+- :mod:`diffalign.pipelines.generation`: loading ``PIPE[+LORA]`` and seeded generation shared by all jobs;
 - :mod:`diffalign.eval.report`: self-contained HTML reports and Markdown summaries.
 """

@@ -30,7 +30,7 @@ def _image_file(root: str, side: str, i: int, k: int) -> str:
 def generate_side(pipe, records: Sequence[Mapping], out: str, side: str, *, images_per_prompt: int, seed: int,
                   batch_size: int, **sampling: Any) -> None:
     """Generate ``side``'s images (``a`` or ``b``) into ``out/images/<side>/<prompt>_<k>.png``."""
-    from diffalign.eval.generation import generate
+    from diffalign.pipelines.generation import generate
 
     os.makedirs(os.path.join(out, "images", side), exist_ok=True)
 
@@ -170,7 +170,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffalign.eval.generation import PipelineSpec, load_pipeline_spec, sampling_settings
+    from diffalign.pipelines.generation import PipelineSpec, load_pipeline_spec, sampling_settings
     from diffalign.eval.prompts import read_prompt_file
     from diffalign.eval.scoring import load_reward
 

@@ -72,7 +72,7 @@ def image_path(root: str, style: str, index: int) -> str:
 
 def generate_images(pipe, prompts: Mapping[str, Sequence[str]], root: str, *, seed: int, batch_size: int, **sampling) -> None:
     """One image per prompt into ``<root>/<style>/<index:05d>.jpg`` (JPEG quality 95)."""
-    from diffalign.eval.generation import generate
+    from diffalign.pipelines.generation import generate
 
     for style, texts in prompts.items():
         os.makedirs(os.path.join(root, style), exist_ok=True)
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit("give --pipeline (to generate) or --images DIR")
         import torch
 
-        from diffalign.eval.generation import PipelineSpec, load_pipeline_spec, sampling_settings
+        from diffalign.pipelines.generation import PipelineSpec, load_pipeline_spec, sampling_settings
 
         spec = PipelineSpec(args.pipeline, args.lora)
         sampling = sampling_settings(spec.pipeline, None, num_inference_steps=args.steps, guidance_scale=args.guidance,

@@ -1,7 +1,7 @@
 """Per-transition losses of the online trainers: DDPO / Flow-GRPO's PPO surrogate and D3PO.
 
 Inputs are per-sample log-probabilities [B] of one stored denoising transition (x_t -> x_{t-1}), as
-returned by ``diffalign.train.samplers`` (per-element Gaussian log-density averaged over non-batch
+returned by ``diffalign.samplers`` (per-element Gaussian log-density averaged over non-batch
 dims). Trainers call these once per trained timestep and backward each before the next, so peak
 memory does not grow with the number of trained timesteps.
 """

@@ -268,7 +268,7 @@ class PipelineAdapter(ABC):
         noise_level: float | None = None,
     ):
         """The Gaussian of ``sampler_step`` at these inputs as a
-        :class:`~diffalign.train.samplers.StepMoments` (``mean``, ``std``, ``kl_scale``), for KL
+        :class:`~diffalign.samplers.StepMoments` (``mean``, ``std``, ``kl_scale``), for KL
         penalties between the policy and the reference network (Flow-GRPO, DPOK)."""
 
     def initial_latents(

@@ -20,8 +20,8 @@ from typing import ClassVar
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from diffalign.train.samplers.ddim import ddim_step_moments, ddim_step_with_logprob
-from diffalign.train.samplers.moments import StepMoments
+from diffalign.samplers.ddim import ddim_step_moments, ddim_step_with_logprob
+from diffalign.samplers.moments import StepMoments
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 

@@ -5,6 +5,8 @@ import json
 import os
 from typing import Any
 
+from diffalign.utils.hub import hub_help
+
 
 def read_model_index(name_or_path: str, **hub_kwargs) -> dict[str, Any]:
     """``model_index.json`` of a local diffusers folder or a hub repository."""
@@ -23,7 +25,7 @@ def read_model_index(name_or_path: str, **hub_kwargs) -> dict[str, Any]:
         try:
             path = hf_hub_download(name_or_path, "model_index.json", **hub_kwargs)
         except Exception as e:  # offline, missing repo, auth...
-            raise FileNotFoundError(_hub_help(name_or_path, e)) from e
+            raise FileNotFoundError(hub_help(name_or_path, e)) from e
     with open(path, encoding="utf-8") as f:
         try:
             return json.load(f)
@@ -43,7 +45,7 @@ def load_pipeline(pipeline_class, name_or_path, *, torch_dtype=None, **kwargs):
     except (OSError, EnvironmentError) as e:
         if os.path.isdir(name_or_path):
             raise FileNotFoundError(f"could not load a {pipeline_class.__name__} from {name_or_path}: {e}") from e
-        raise FileNotFoundError(_hub_help(name_or_path, e)) from e
+        raise FileNotFoundError(hub_help(name_or_path, e)) from e
 
 
 def _dtype_keyword() -> str:
@@ -53,13 +55,3 @@ def _dtype_keyword() -> str:
     except ImportError:
         return "torch_dtype"
     return "dtype"
-
-
-def _hub_help(name: str, err: Exception) -> str:
-    offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes")
-    return (
-        f"could not get {name!r}: it is not a local folder, and the hub "
-        + ("is disabled (HF_HUB_OFFLINE=1) and the model is not in the local cache" if offline else "lookup failed")
-        + f" ({type(err).__name__}: {err}). Download it where you have network access with "
-        f"`huggingface-cli download {name} --local-dir DIR` and pass DIR instead."
-    )

@@ -21,13 +21,13 @@ from diffusers.training_utils import compute_density_for_timestep_sampling
 
 from diffalign.pipelines.base import PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
-from diffalign.train.samplers.flow import (
+from diffalign.samplers.flow import (
     flow_cps_step_moments,
     flow_cps_step_with_logprob,
     flow_sde_step_moments,
     flow_sde_step_with_logprob,
 )
-from diffalign.train.samplers.moments import StepMoments
+from diffalign.samplers.moments import StepMoments
 
 
 class SD3Adapter(PipelineAdapter):
@@ -63,7 +63,7 @@ class SD3Adapter(PipelineAdapter):
     def from_pretrained(cls, name_or_path, **kwargs) -> "SD3Adapter":
         import os
 
-        from diffalign.eval.generation import read_sampling_file
+        from diffalign.pipelines.generation import read_sampling_file
 
         adapter = super().from_pretrained(name_or_path, **kwargs)
         if os.path.isdir(str(name_or_path)):

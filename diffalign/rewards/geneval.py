@@ -1,7 +1,7 @@
 """GenEval as a reward: 1.0 when the image satisfies its GenEval row, else 0.0 (non-differentiable).
 
 Needs ``metadata``: one GenEval row per image. The verdict is
-:class:`diffalign.eval.geneval.evaluator.GenEvalEvaluator`: ``detector`` (``auto``, ``shapes``,
+:class:`diffalign.geneval.evaluator.GenEvalEvaluator`: ``detector`` (``auto``, ``shapes``,
 ``mask2former``, ``detr``, ``owlv2`` or a transformers model folder / hub id; ``auto`` picks ``shapes``
 for shapes-world rows and ``mask2former`` otherwise, on the first batch, on that batch's device),
 ``color_classifier`` (``auto``, ``clip``, ``detector``), ``detector_options`` (e.g. ``{"device":
@@ -37,7 +37,7 @@ class GenEvalReward(Reward):
         **rule_options: Any,
     ):
         super().__init__()
-        from diffalign.eval.geneval.rules import RULE_DEFAULTS
+        from diffalign.geneval.rules import RULE_DEFAULTS
 
         unknown = sorted(set(rule_options) - set(RULE_DEFAULTS))
         if unknown:
@@ -50,7 +50,7 @@ class GenEvalReward(Reward):
         self.last_reasons: list[str] = []
 
     def _build(self, detector: str, device: torch.device | None = None) -> None:
-        from diffalign.eval.geneval.evaluator import GenEvalEvaluator
+        from diffalign.geneval.evaluator import GenEvalEvaluator
 
         options = dict(self.settings["detector_options"])
         if device is not None and detector != "shapes":
@@ -62,8 +62,8 @@ class GenEvalReward(Reward):
             self.detector_model = model.requires_grad_(False)
 
     def score(self, samples, prompts, metadata) -> torch.Tensor:
-        from diffalign.eval.geneval.evaluator import auto_detector
-        from diffalign.eval.geneval.metadata import validate_row
+        from diffalign.geneval.evaluator import auto_detector
+        from diffalign.geneval.metadata import validate_row
 
         rows = [validate_row(row, f"metadata[{i}]") for i, row in enumerate(metadata)]
         if self.evaluator is None:

@@ -43,15 +43,11 @@ PRETRAINED_FAMILIES = ("sd", "sd3")
 def pretrained_path(family: str) -> str:
     """Folder of the shipped pretrained shapes pipeline ``shapes-<family>`` (``"sd"`` or ``"sd3"``),
     loadable with ``DiffusionPipeline.from_pretrained``. Raises ``FileNotFoundError`` if absent."""
+    from diffalign.pipelines.models import embedded_path
+
     if family not in PRETRAINED_FAMILIES:
         raise ValueError(f"unknown pretrained family {family!r}; expected one of {', '.join(PRETRAINED_FAMILIES)}")
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained", f"shapes-{family}")
-    if not os.path.isfile(os.path.join(path, "model_index.json")):
-        raise FileNotFoundError(
-            f"pretrained shapes pipeline 'shapes-{family}' not found at {path} (no model_index.json); "
-            "it ships with the package; reinstall diffalign or train it with python -m diffalign.shapes.pretrain"
-        )
-    return path
+    return embedded_path(f"shapes-{family}")
 
 
 def render_row(row, rng=None, size: int = 64):

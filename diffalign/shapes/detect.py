@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diffalign.geneval.detectors import Detector
 from diffalign.shapes.imageops import (
     BINOMIAL_KERNEL,
     binomial_smooth,
@@ -169,3 +170,19 @@ def detect_shapes(
         found.append((fit, Detection(shape, tuple(float(v) for v in box), score, nearest_color(blob.rgb))))
     found.sort(key=lambda f: -f[0])  # best fit first (scores saturate at 1)
     return [d for _, d in found]
+
+
+class ShapesDetector(Detector):
+    """The shapes world's pixel detector (:func:`diffalign.shapes.detect.detect_shapes`); ``options``
+    go to it (``foreground_threshold``, ``min_area_fraction``)."""
+
+    name = "shapes"
+    provides_colors = True
+    #: the classes it can detect (``auto_detector`` picks it when a prompt set names only these).
+    classes = SHAPES
+
+    def __init__(self, **options):
+        self.options = options
+
+    def detect(self, image) -> list[Detection]:
+        return detect_shapes(image, **self.options)

@@ -1,5 +1,5 @@
 """Box geometry shared by the scene sampler and the judge: GenEval's relative-position rule
-(:func:`relative_position`, :func:`relation_components`, from :mod:`diffalign.eval.geneval.rules`)
+(:func:`relative_position`, :func:`relation_components`, from :mod:`diffalign.geneval.rules`)
 and :func:`relation_strength`, which the scene sampler uses to place objects with headroom.
 
 Boxes are ``(x0, y0, x1, y1)`` in any consistent unit (pixels for detections, [0, 1] for
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from diffalign.eval.geneval.rules import (  # noqa: F401 (re-exported)
+from diffalign.geneval.rules import (  # noqa: F401 (re-exported)
     POSITION_CUTOFF,
     POSITION_MARGIN,
     relation_components,

@@ -1,8 +1,8 @@
 """Train the shipped shapes pipelines from scratch on freshly rendered shapes-world scenes.
 
-    python -m diffalign.shapes.pretrain --family sd  --out diffalign/shapes/pretrained/shapes-sd
-    python -m diffalign.shapes.pretrain --family sd3 --out diffalign/shapes/pretrained/shapes-sd3 \
-        --vae-from diffalign/shapes/pretrained/shapes-sd
+    python -m diffalign.shapes.pretrain --family sd  --out diffalign/pretrained/shapes-sd
+    python -m diffalign.shapes.pretrain --family sd3 --out diffalign/pretrained/shapes-sd3 \
+        --vae-from diffalign/pretrained/shapes-sd
 
 Stages: (1) the VAE learns to reconstruct renders (or is taken from ``--vae-from``) and its latents
 are normalised; (2) the denoiser and text encoder(s) train jointly on TRAIN-split prompts with 10%

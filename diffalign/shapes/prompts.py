@@ -4,7 +4,7 @@ train/test split with disjoint prompts, seeded sampling, and a metadata jsonl re
 Rows have GenEval's keys and phrasing: ``tag``, ``include`` (``class``, ``count``, optional
 ``color`` and ``position: [relation, group index]``), ``exclude`` (counting only) and ``prompt``.
 The metadata reader/writer (``read_metadata``, ``write_metadata``, ``validate_row``) is GenEval's
-own, :mod:`diffalign.eval.geneval.metadata`, re-exported here.
+own, :mod:`diffalign.geneval.metadata`, re-exported here.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from diffalign.eval.geneval.metadata import read_metadata, validate_row, write_metadata  # noqa: F401 (re-exported)
+from diffalign.geneval.metadata import read_metadata, validate_row, write_metadata  # noqa: F401 (re-exported)
 from diffalign.shapes.vocab import (
     CATEGORIES,
     COLOR_NAMES,

@@ -1,8 +1,8 @@
 """GenEval's rule engine, re-exported for the shapes world (the one implementation lives in
-:mod:`diffalign.eval.geneval.rules`); ``evaluate`` is :func:`~diffalign.eval.geneval.rules.judge`."""
+:mod:`diffalign.geneval.rules`); ``evaluate`` is :func:`~diffalign.geneval.rules.judge`."""
 from __future__ import annotations
 
-from diffalign.eval.geneval.rules import (  # noqa: F401 (re-exported)
+from diffalign.geneval.rules import (  # noqa: F401 (re-exported)
     COUNTING_THRESHOLD,
     MAX_OBJECTS,
     MAX_OVERLAP,

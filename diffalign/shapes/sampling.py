@@ -5,7 +5,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from diffalign.eval.generation import SAMPLING_FILE, read_sampling_file  # noqa: F401 (SAMPLING_FILE re-exported)
+from diffalign.pipelines.generation import SAMPLING_FILE, read_sampling_file  # noqa: F401 (SAMPLING_FILE re-exported)
 
 FALLBACK_SAMPLING = {"num_inference_steps": 20, "guidance_scale": 5.0, "height": 64, "width": 64}
 

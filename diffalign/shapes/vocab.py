@@ -6,8 +6,8 @@ them after blur, noise and a small colour shift.
 """
 from __future__ import annotations
 
-from diffalign.eval.geneval.vocab import COLOR_NAMES as GENEVAL_COLOR_NAMES
-from diffalign.eval.geneval.vocab import RELATIONS, TAGS  # noqa: F401 (RELATIONS re-exported)
+from diffalign.geneval.vocab import COLOR_NAMES as GENEVAL_COLOR_NAMES
+from diffalign.geneval.vocab import RELATIONS, TAGS  # noqa: F401 (RELATIONS re-exported)
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond")
 """Axis-aligned shapes. Every shape's bounding box is a square of side ``size``; the triangle

@@ -8,23 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-
-@dataclass
-class ModelConfig:
-    #: hub id, local diffusers folder, or an embedded shapes pipeline: ``shapes-sd`` / ``shapes-sd3``.
-    pretrained: str = "shapes-sd"
-    #: model family (``sd``, ``sdxl``, ``sd3``, ``cogvideox``); detected from model_index.json if unset.
-    family: Optional[str] = None
-    revision: Optional[str] = None
-    variant: Optional[str] = None
-    #: dtype of the frozen weights (VAE, text encoders, base network): fp32 | fp16 | bf16.
-    weight_dtype: str = "fp32"
-    #: attention kernel: sdpa | xformers | flash.
-    attention: str = "sdpa"
-    gradient_checkpointing: bool = False
-    #: channels-last memory format for the convolutional networks (UNet, VAE): same results, faster
-    #: convolutions on CPU (oneDNN; ~20 % on the shapes pipelines) and on recent GPUs.
-    channels_last: bool = False
+from diffalign.pipelines.models import ModelConfig  # noqa: F401 (part of the trainer configs)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from diffalign.pipelines import PipelineAdapter
 from diffalign.train.checkpoint import load_checkpoint, load_extra_tensors, resolve_resume, save_checkpoint
 from diffalign.train.config import TrainConfig
 from diffalign.train.metrics import MetricsLogger
-from diffalign.train.models import load_model
+from diffalign.pipelines.models import load_model
 from diffalign.train.optim import build_lr_scheduler, build_optimizer
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

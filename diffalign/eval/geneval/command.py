@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from diffalign.eval.geneval.rules import RULE_DEFAULTS
+from diffalign.geneval.rules import RULE_DEFAULTS
 
 # CLI flag -> judge() keyword (GenEval's own option names where it has one)
 RULE_FLAGS = {
@@ -57,8 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffalign.eval.geneval import job, layout, read_metadata
-    from diffalign.eval.geneval.evaluator import GenEvalEvaluator, auto_detector
+    from diffalign.eval.geneval import job, layout
+    from diffalign.geneval import read_metadata
+    from diffalign.geneval.evaluator import GenEvalEvaluator, auto_detector
 
     if args.images_only:
         if args.pipeline or args.metadata:
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.images_only:
         summary = job.run(args.out, evaluator, images_dir=args.images_only, batch_size=args.batch_size)
     else:
-        from diffalign.eval.generation import PipelineSpec, load_pipeline_spec, sampling_settings
+        from diffalign.pipelines.generation import PipelineSpec, load_pipeline_spec, sampling_settings
 
         spec = PipelineSpec(args.pipeline, args.lora)
         sampling = sampling_settings(spec.pipeline, job.GENEVAL_SAMPLING, num_inference_steps=args.steps,

@@ -16,8 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 from PIL import Image
 
 from diffalign.eval.geneval import layout
-from diffalign.eval.geneval.evaluator import GenEvalEvaluator
-from diffalign.eval.geneval.summary import summarize_results
+from diffalign.geneval.evaluator import GenEvalEvaluator
+from diffalign.geneval.summary import summarize_results
 
 GENEVAL_SAMPLING = {"num_inference_steps": 50, "guidance_scale": 9.0}
 """GenEval's reference generation settings (4 images per prompt, seed 42)."""
@@ -37,7 +37,7 @@ def generate_layout(
 ) -> None:
     """Generate ``images_per_prompt`` images per row with ``pipe`` into GenEval's layout at ``root``
     (images are written as each batch finishes)."""
-    from diffalign.eval.generation import generate
+    from diffalign.pipelines.generation import generate
 
     for i, row in enumerate(rows):
         layout.write_metadata_record(root, i, row)

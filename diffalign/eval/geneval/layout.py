@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from diffalign.eval.geneval.metadata import validate_row
+from diffalign.geneval.metadata import validate_row
 
 _IMAGE_NAME = re.compile(r"\d+\.png")
 

@@ -27,7 +27,7 @@ from diffalign.train.online.ema import ParameterEMA
 from diffalign.train.online.policy import PolicyGradientTrainer
 from diffalign.train.online.sampling import guided_output
 from diffalign.train.online.trajectories import Trajectories
-from diffalign.train.samplers import gaussian_kl
+from diffalign.samplers import gaussian_kl
 
 SDE_TYPES = ("sde", "cps")
 

@@ -2,7 +2,7 @@
 
 Colour sources (``color_classifier``): ``"auto"`` (the detector's own colours when it names them,
 as the shapes detector does, otherwise GenEval's CLIP classifier), ``"clip"``, ``"detector"``, or a
-:class:`~diffalign.eval.geneval.colors.ClipColorClassifier` instance. The CLIP model is built only
+:class:`~diffalign.geneval.colors.ClipColorClassifier` instance. The CLIP model is built only
 when a colour clause needs it.
 """
 from __future__ import annotations
@@ -11,19 +11,19 @@ from typing import Any, Mapping, Sequence
 
 from PIL import Image
 
-from diffalign.eval.geneval.colors import ClipColorClassifier
-from diffalign.eval.geneval.detectors import Detector, load_detector
-from diffalign.eval.geneval.rules import RULE_DEFAULTS, Detection, judge, keep_detections
+from diffalign.geneval.colors import ClipColorClassifier
+from diffalign.geneval.detectors import Detector, load_detector
+from diffalign.geneval.rules import RULE_DEFAULTS, Detection, judge, keep_detections
 
 COLOR_SOURCES = ("auto", "clip", "detector")
 
 
 def auto_detector(rows: Sequence[Mapping]) -> str:
     """``shapes`` when every class the rows mention is a shapes-world shape, else ``mask2former``."""
-    from diffalign.shapes.vocab import SHAPES
+    from diffalign.geneval.detectors import DETECTORS
 
     classes = {c["class"] for r in rows for c in [*r["include"], *r.get("exclude", [])]}
-    return "shapes" if classes and classes <= set(SHAPES) else "mask2former"
+    return "shapes" if classes and classes <= set(DETECTORS.get("shapes").classes) else "mask2former"
 
 
 def protocol_label(detector_name: str) -> str:
@@ -34,9 +34,9 @@ def protocol_label(detector_name: str) -> str:
 class GenEvalEvaluator:
     """Judges images against GenEval rows with one detector (see the module docstring).
 
-    ``rule_options`` override :data:`~diffalign.eval.geneval.rules.RULE_DEFAULTS`;
-    ``detector_options`` go to :func:`~diffalign.eval.geneval.detectors.load_detector`;
-    ``clip_options`` to :class:`~diffalign.eval.geneval.colors.ClipColorClassifier`.
+    ``rule_options`` override :data:`~diffalign.geneval.rules.RULE_DEFAULTS`;
+    ``detector_options`` go to :func:`~diffalign.geneval.detectors.load_detector`;
+    ``clip_options`` to :class:`~diffalign.geneval.colors.ClipColorClassifier`.
     """
 
     def __init__(

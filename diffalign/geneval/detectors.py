@@ -1,13 +1,13 @@
 """Object detectors behind one interface, for GenEval's rules.
 
-A :class:`Detector` turns one RGB image into :class:`~diffalign.eval.geneval.rules.Detection` s with
+A :class:`Detector` turns one RGB image into :class:`~diffalign.geneval.rules.Detection` s with
 GenEval's class names, boxes in pixels and raw scores (the rule engine applies thresholds itself).
 ``name`` labels every result it produces. Built-ins (:func:`load_detector`):
 
 - ``shapes``: the shapes world's exact pixel detector (names colours itself);
 - ``mask2former``, ``detr``, ``owlv2``: transformers detectors under their default hub ids
   (:data:`HUB_DEFAULTS`); any other name is taken as a local folder or hub id of a transformers
-  Mask2Former / DETR-family / OWL model (:class:`~diffalign.eval.geneval.hf_detector.TransformersDetector`).
+  Mask2Former / DETR-family / OWL model (:class:`~diffalign.geneval.hf_detector.TransformersDetector`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from diffalign.eval.geneval.rules import Detection
+from diffalign.geneval.rules import Detection
+from diffalign.registry import Registry
 
 HUB_DEFAULTS: dict[str, str] = {
     "mask2former": "facebook/mask2former-swin-small-coco-instance",
@@ -48,20 +49,18 @@ class Detector(ABC):
         return {"name": self.name, "provides_colors": self.provides_colors}
 
 
-class ShapesDetector(Detector):
-    """The shapes world's pixel detector (:func:`diffalign.shapes.detect.detect_shapes`); ``options``
-    go to it (``foreground_threshold``, ``min_area_fraction``)."""
-
-    name = "shapes"
-    provides_colors = True
-
-    def __init__(self, **options: Any):
-        self.options = options
-
-    def detect(self, image: Image.Image) -> list[Detection]:
-        from diffalign.shapes.detect import detect_shapes
-
-        return detect_shapes(image, **self.options)
+#: detectors by short name; others register with ``DETECTORS.register(name, cls)`` or the
+#: ``diffalign.detectors`` entry-point group. The shapes world registers its exact pixel detector
+#: here as a lazy path (``diffalign.shapes.detect:ShapesDetector``), so this layer never imports it.
+DETECTORS: Registry[type[Detector]] = Registry(
+    "detector",
+    {
+        "shapes": "diffalign.shapes.detect:ShapesDetector",
+        # any transformers detection model by local folder or hub id (HUB_DEFAULTS' short names)
+        "transformers": "diffalign.geneval.hf_detector:TransformersDetector",
+    },
+    entry_point_group="diffalign.detectors",
+)
 
 
 def load_detector(name: str | Detector, **options: Any) -> Detector:
@@ -70,10 +69,7 @@ def load_detector(name: str | Detector, **options: Any) -> Detector:
     :class:`Detector` instance passes through."""
     if isinstance(name, Detector):
         return name
-    if name == "shapes":
-        return ShapesDetector(**options)
-    from diffalign.eval.geneval.hf_detector import TransformersDetector
-
-    if name in HUB_DEFAULTS:
-        return TransformersDetector(HUB_DEFAULTS[name], **options)
-    return TransformersDetector(name, **options)
+    if name in DETECTORS:
+        return DETECTORS.get(name)(**options)
+    transformers_detector = DETECTORS.get("transformers")
+    return transformers_detector(HUB_DEFAULTS.get(name, name), **options)

@@ -42,7 +42,7 @@ import math
 
 import torch
 
-from diffalign.train.samplers.moments import StepMoments
+from diffalign.samplers.moments import StepMoments
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Iterable, Mapping, Sequence
 
-from diffalign.eval.geneval.vocab import TAGS
+from diffalign.geneval.vocab import TAGS
 
 
 def summarize(rows: Sequence[Mapping], corrects: Iterable) -> dict[str, float]:

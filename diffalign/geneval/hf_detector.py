@@ -12,7 +12,7 @@ The model kind comes from the checkpoint's ``config.model_type``:
 - anything ``AutoModelForObjectDetection`` loads (DETR, Conditional/Deformable DETR, RT-DETR, YOLOS...):
   ``post_process_object_detection`` with no score cut (per query, the best non-background class).
 
-Class names go through :func:`~diffalign.eval.geneval.vocab.geneval_class_name` (COCO's ``mouse``,
+Class names go through :func:`~diffalign.geneval.vocab.geneval_class_name` (COCO's ``mouse``,
 ``remote``, ``keyboard`` become GenEval's ``computer mouse``, ``tv remote``, ``computer keyboard``)
 and then ``label_map``; DETR's unused ``N/A`` ids are dropped. Boxes are clipped to the image.
 The thresholds GenEval uses (0.3 / 0.9) were tuned for mmdet's Mask2Former: scores of other
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from diffalign.eval.geneval.detectors import Detector
-from diffalign.eval.geneval.rules import Detection
-from diffalign.eval.geneval.vocab import OBJECT_NAMES, geneval_class_name
+from diffalign.geneval.detectors import Detector
+from diffalign.geneval.rules import Detection
+from diffalign.geneval.vocab import OBJECT_NAMES, geneval_class_name
 
 INSTANCE_TYPES = ("mask2former", "maskformer")
 ZERO_SHOT_TYPES = ("owlv2", "owlvit")
@@ -77,9 +77,9 @@ class TransformersDetector(Detector):
         try:
             config = AutoConfig.from_pretrained(self.model_id)
         except (OSError, ValueError) as err:
-            from diffalign.pipelines.loading import _hub_help
+            from diffalign.utils.hub import hub_help
 
-            raise FileNotFoundError(_hub_help(self.model_id, err)) from err
+            raise FileNotFoundError(hub_help(self.model_id, err)) from err
         self.model_type = config.model_type
         if self.model_type in INSTANCE_TYPES:
             self.kind = "instance"

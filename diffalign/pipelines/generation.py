@@ -41,7 +41,7 @@ class PipelineSpec:
 
 def resolve_pipeline_path(name: str) -> str:
     """``shapes-sd`` / ``shapes-sd3`` -> the embedded folder; anything else unchanged."""
-    from diffalign.train.models import resolve_pretrained
+    from diffalign.pipelines.models import resolve_pretrained
 
     return resolve_pretrained(name)
 

@@ -8,7 +8,7 @@ import json
 import os
 from typing import Iterable, Mapping
 
-from diffalign.eval.geneval.vocab import COLOR_NAMES, RELATIONS, TAGS
+from diffalign.geneval.vocab import COLOR_NAMES, RELATIONS, TAGS
 
 
 def validate_row(row, where: str = "row") -> dict:

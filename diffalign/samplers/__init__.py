@@ -9,14 +9,14 @@ Gaussian log-density; ``log_prob`` has shape [B], the per-element log-density (c
 averaged over non-batch dims, computed in fp32. The ``*_moments`` functions return the transition
 Gaussian itself (:class:`StepMoments`) for KL penalties against a reference network.
 """
-from diffalign.train.samplers.ddim import ddim_step_moments, ddim_step_with_logprob
-from diffalign.train.samplers.flow import (
+from diffalign.samplers.ddim import ddim_step_moments, ddim_step_with_logprob
+from diffalign.samplers.flow import (
     flow_cps_step_moments,
     flow_cps_step_with_logprob,
     flow_sde_step_moments,
     flow_sde_step_with_logprob,
 )
-from diffalign.train.samplers.moments import StepMoments, gaussian_kl
+from diffalign.samplers.moments import StepMoments, gaussian_kl
 
 __all__ = [
     "StepMoments",

@@ -5,7 +5,7 @@ For each object GenEval checks: if the detector gave a mask, the object is paste
 classified by OpenCLIP ``ViT-L-14`` (``pretrained="openai"``, with the QuickGELU activation those
 weights were trained with, as GenEval's open-clip-torch 2.20 built it) and the model's own evaluation
 transform. Per class, the text classifier is clip_benchmark's ``zero_shot_classifier``: for each
-colour, the three templates of :data:`~diffalign.eval.geneval.vocab.COLOR_TEMPLATES` are encoded,
+colour, the three templates of :data:`~diffalign.geneval.vocab.COLOR_TEMPLATES` are encoded,
 L2-normalised, averaged and normalised again; the predicted colour is the argmax of the cosine
 similarity with the normalised image embedding.
 """
@@ -16,8 +16,8 @@ from typing import Any, Callable, Sequence
 import torch
 from PIL import Image
 
-from diffalign.eval.geneval.rules import Detection
-from diffalign.eval.geneval.vocab import COLOR_NAMES, COLOR_TEMPLATES
+from diffalign.geneval.rules import Detection
+from diffalign.geneval.vocab import COLOR_NAMES, COLOR_TEMPLATES
 
 BACKGROUND = "#999"
 """GenEval's canvas colour for masked objects (``bgcolor``); ``"original"`` keeps the image."""
@@ -115,7 +115,7 @@ class ClipColorClassifier:
         return names
 
     def for_image(self, image: Image.Image) -> Callable[[Sequence[Detection], str], list[str]]:
-        """The ``classify_colors`` callback :func:`~diffalign.eval.geneval.rules.judge` takes, for one image."""
+        """The ``classify_colors`` callback :func:`~diffalign.geneval.rules.judge` takes, for one image."""
         return lambda objects, classname: self.classify(image, objects, classname)
 
     def describe(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from diffalign.eval.geneval.vocab import COLOR_NAMES, RELATIONS
+from diffalign.geneval.vocab import COLOR_NAMES, RELATIONS
 
 THRESHOLD = 0.3
 """Score a detection must exceed to be kept."""

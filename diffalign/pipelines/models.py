@@ -1,0 +1,77 @@
+"""The model section of a config (:class:`ModelConfig`) and turning it into a loaded adapter.
+
+Pipelines shipped inside the package (the shapes world's ``shapes-sd`` and ``shapes-sd3``) live in
+``diffalign/pretrained/<name>`` and are addressed by name wherever a hub id or a folder is accepted.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from diffalign.pipelines import PipelineAdapter, load_adapter
+
+#: pipelines embedded in the package: name -> family.
+EMBEDDED = {"shapes-sd": "sd", "shapes-sd3": "sd3"}
+EMBEDDED_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
+
+
+@dataclass
+class ModelConfig:
+    #: hub id, local diffusers folder, or an embedded shapes pipeline: ``shapes-sd`` / ``shapes-sd3``.
+    pretrained: str = "shapes-sd"
+    #: model family (``sd``, ``sdxl``, ``sd3``, ``cogvideox``); detected from model_index.json if unset.
+    family: Optional[str] = None
+    revision: Optional[str] = None
+    variant: Optional[str] = None
+    #: dtype of the frozen weights (VAE, text encoders, base network): fp32 | fp16 | bf16.
+    weight_dtype: str = "fp32"
+    #: attention kernel: sdpa | xformers | flash.
+    attention: str = "sdpa"
+    gradient_checkpointing: bool = False
+    #: channels-last memory format for the convolutional networks (UNet, VAE): same results, faster
+    #: convolutions on CPU (oneDNN; ~20 % on the shapes pipelines) and on recent GPUs.
+    channels_last: bool = False
+
+
+
+def embedded_path(name: str) -> str:
+    """Folder of the embedded pipeline ``name`` (``shapes-sd`` / ``shapes-sd3``), loadable with
+    ``DiffusionPipeline.from_pretrained``. Raises ``FileNotFoundError`` if it is absent."""
+    if name not in EMBEDDED:
+        raise ValueError(f"unknown embedded pipeline {name!r}; expected one of {', '.join(EMBEDDED)}")
+    path = os.path.join(EMBEDDED_ROOT, name)
+    if not os.path.isfile(os.path.join(path, "model_index.json")):
+        raise FileNotFoundError(
+            f"pretrained shapes pipeline {name!r} not found at {path} (no model_index.json); "
+            "it ships with the package; reinstall diffalign or train it with python -m diffalign.shapes.pretrain"
+        )
+    return path
+
+
+def resolve_pretrained(name: str) -> str:
+    """``shapes-sd`` / ``shapes-sd3`` -> the embedded folder; anything else is a hub id or a path."""
+    return embedded_path(name) if name in EMBEDDED else name
+
+
+def load_model(cfg: ModelConfig, device="cpu", dtype: torch.dtype = torch.float32) -> PipelineAdapter:
+    kwargs = {"torch_dtype": dtype, "device": device}
+    if cfg.revision:
+        kwargs["revision"] = cfg.revision
+    if cfg.variant:
+        kwargs["variant"] = cfg.variant
+    adapter = load_adapter(resolve_pretrained(cfg.pretrained), family=cfg.family, **kwargs)
+    if cfg.channels_last:
+        use_channels_last(adapter.pipe)
+    return adapter
+
+
+def use_channels_last(pipe) -> None:
+    """Put a pipeline's convolutional networks (UNet, VAE) in channels-last memory format; the
+    outputs are the same, convolutions run faster (a transformer denoiser is left as it is)."""
+    for name in ("unet", "vae"):
+        module = getattr(pipe, name, None)
+        if isinstance(module, torch.nn.Module):
+            module.to(memory_format=torch.channels_last)
