@@ -14,6 +14,7 @@ import torch
 from diffusers import DDIMScheduler, DiffusionPipeline
 
 from diffalign.pipelines import LORA_WEIGHT_NAME, adapter_for, load_adapter
+from diffalign.pipelines.sampling import sample
 from diffalign.pipelines.tiny import build_tiny_adapter, build_tiny_pipeline
 
 PROMPTS = ["a red circle left of a blue square", "two green triangles"]
@@ -96,18 +97,14 @@ def check_matches_pipeline_call(family: str, guidance_scale: float, **overrides)
     start = torch.randn(1, *adapter.latent_shape(32, 32), generator=seeded(7))
     expected = pipe(PROMPTS[0], latents=start.clone(), num_inference_steps=2, guidance_scale=guidance_scale,
                     output_type="latent").images
-    cond = adapter.encode_prompt(PROMPTS[:1])
-    uncond = adapter.encode_negative_prompt(None, 1) if guidance_scale > 1 else None
-    sched = adapter.sampling_scheduler(2)
-    x = start.clone()
-    with torch.no_grad():
-        for t in sched.timesteps:
-            out = adapter.guided_forward(x, t, cond, uncond, guidance_scale)
-            x = sched.step(out, t, x, eta=0.0).prev_sample
-    torch.testing.assert_close(x, expected, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # the chain every trainer and sampler uses, deterministic (DDIM eta 0)
+        chain = sample(adapter, PROMPTS[:1], num_inference_steps=2, guidance_scale=guidance_scale,
+                       noise_level=0.0, latents=start.clone(), decode=False)
+    torch.testing.assert_close(chain.final, expected, rtol=1e-4, atol=1e-5)
+    assert torch.equal(chain.log_probs, torch.zeros(1, 2))
 
 
-def check_sampler_step_and_rollout(family: str, **overrides) -> None:
+def check_sampler_step_and_chain(family: str, **overrides) -> None:
     adapter = build_tiny_adapter(family, **overrides)
     cond = adapter.encode_prompt(PROMPTS)
     sched = adapter.sampling_scheduler(4)
@@ -124,10 +121,11 @@ def check_sampler_step_and_rollout(family: str, **overrides) -> None:
     std = math.sqrt((1 - ab[501]) / (1 - ab[751]) * (1 - ab[751] / ab[501]))
     assert abs(lp.mean().item() - (-0.5 - math.log(std) - 0.5 * math.log(2 * math.pi))) < 0.05
     with torch.no_grad():
-        roll = adapter.rollout(PROMPTS, num_inference_steps=3, guidance_scale=2.0, generator=seeded(2))
-    assert roll.latents.shape == (2, 4, *adapter.latent_shape(32, 32))
-    assert roll.log_probs.shape == (2, 3) and torch.isfinite(roll.log_probs).all()
-    assert roll.images.shape == (2, 3, 32, 32) and 0 <= roll.images.min() and roll.images.max() <= 1
+        chain = sample(adapter, PROMPTS, num_inference_steps=3, guidance_scale=2.0, generator=seeded(2))
+    assert chain.latents.shape == chain.next_latents.shape == (2, 3, *adapter.latent_shape(32, 32))
+    assert torch.equal(chain.latents[:, 1:], chain.next_latents[:, :-1]) and torch.equal(chain.next_latents[:, -1], chain.final)
+    assert chain.log_probs.shape == (2, 3) and torch.isfinite(chain.log_probs).all()
+    assert chain.images.shape == (2, 3, 32, 32) and 0 <= chain.images.min() and chain.images.max() <= 1
 
 
 def check_reference_is_base(family: str) -> None:

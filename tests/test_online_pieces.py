@@ -24,7 +24,7 @@ from diffalign.train.online.config import PromptsConfig
 from diffalign.train.online.ema import ParameterEMA
 from diffalign.train.online.grouping import KRepeatSampler
 from diffalign.train.online.prompts import PromptSet
-from diffalign.train.online.sampling import Guidance, sample_chain
+from diffalign.pipelines.sampling import Guidance, sample_chain
 
 
 # --------------------------------------------------------------------------- K-repeat sampler

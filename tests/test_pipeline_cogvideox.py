@@ -9,6 +9,7 @@ from diffusers import CogVideoXPipeline, DiffusionPipeline
 
 from diffalign.pipelines import load_adapter
 from diffalign.pipelines.cogvideox import CogVideoXAdapter
+from diffalign.pipelines.sampling import sample
 from diffalign.pipelines.tiny import build_tiny_adapter, build_tiny_pipeline
 
 PROMPTS = ["a red circle moving left", "two dogs running"]
@@ -145,9 +146,9 @@ def test_ddim_step_uses_cogvideox_alphas_and_rollout_log_probs():
     near_ode, _ = adapter.sampler_step(sched, v, t, latents, noise_level=1e-6, generator=gen(0))
     torch.testing.assert_close(near_ode, sched.step(v, t, latents).prev_sample, rtol=1e-4, atol=1e-4)
 
-    roll = adapter.rollout(PROMPTS, num_inference_steps=3, guidance_scale=2.0, generator=gen(0))
-    assert roll.latents.shape == (2, 4, 3, 4, 4, 4) and roll.images.shape == (2, 9, 3, 16, 16)
-    assert roll.log_probs.shape == (2, 3) and torch.isfinite(roll.log_probs).all()
+    chain = sample(adapter, PROMPTS, num_inference_steps=3, guidance_scale=2.0, generator=gen(0))
+    assert chain.latents.shape == (2, 3, 3, 4, 4, 4) and chain.images.shape == (2, 9, 3, 16, 16)
+    assert chain.log_probs.shape == (2, 3) and torch.isfinite(chain.log_probs).all()
 
 
 def test_reference_is_the_base_network():

@@ -28,8 +28,8 @@ def test_adapter_reproduces_pipeline_call(prediction_type, guidance):
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
-def test_sampler_step_and_rollout(prediction_type):
-    fc.check_sampler_step_and_rollout("sd", prediction_type=prediction_type)
+def test_sampler_step_and_chain(prediction_type):
+    fc.check_sampler_step_and_chain("sd", prediction_type=prediction_type)
 
 
 def test_reference_is_the_base_network():

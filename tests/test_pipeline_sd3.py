@@ -10,6 +10,7 @@ from diffusers import DiffusionPipeline, StableDiffusion3Pipeline
 
 from diffalign.pipelines import load_adapter
 from diffalign.pipelines.sd3 import SD3Adapter
+from diffalign.pipelines.sampling import sample
 from diffalign.pipelines.tiny import build_tiny_adapter, build_tiny_pipeline
 
 PROMPTS = fc.PROMPTS
@@ -134,19 +135,19 @@ def test_sampler_step_log_prob_and_rollout_match_the_diffusers_pipeline():
     _, again = adapter.sampler_step(sched, out, t, latents, prev_sample=prev)
     assert torch.equal(again, logp)
 
-    # noise_level 0 through the generic rollout = the pipeline's own Euler sampling, CFG included.
-    ode = adapter.rollout(PROMPTS, num_inference_steps=4, guidance_scale=3.0, noise_level=0.0, latents=latents,
-                          decode=False)
+    # noise_level 0 through the one sampling chain = the pipeline's own Euler sampling, CFG included.
+    ode = sample(adapter, PROMPTS, num_inference_steps=4, guidance_scale=3.0, noise_level=0.0, latents=latents,
+                 decode=False)
     reference = adapter.pipe(PROMPTS, num_inference_steps=4, guidance_scale=3.0, latents=latents,
                              output_type="latent").images
-    torch.testing.assert_close(ode.latents[:, -1], reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ode.final, reference, rtol=1e-5, atol=1e-5)
     assert torch.equal(ode.log_probs, torch.zeros(2, 4))
 
-    sde = adapter.rollout(PROMPTS, num_inference_steps=4, guidance_scale=3.0, latents=latents, generator=gen(0))
-    assert sde.latents.shape == (2, 5, 4, 16, 16) and sde.images.shape == (2, 3, 32, 32)
+    sde = sample(adapter, PROMPTS, num_inference_steps=4, guidance_scale=3.0, latents=latents, generator=gen(0))
+    assert sde.latents.shape == (2, 4, 4, 16, 16) and sde.images.shape == (2, 3, 32, 32)
     assert torch.isfinite(sde.log_probs).all() and sde.log_probs.shape == (2, 4)
-    torch.testing.assert_close(sde.timesteps, sched.timesteps)
-    assert not torch.allclose(sde.latents[:, -1], reference)
+    torch.testing.assert_close(sde.timesteps, sched.timesteps.expand(2, 4))
+    assert not torch.allclose(sde.final, reference)
 
 
 def test_reference_is_the_base_network():
@@ -162,8 +163,8 @@ def test_saved_lora_loads_in_the_diffusers_pipeline_and_changes_its_output(tmp_p
     latents, t, cond = fixed_inputs(adapter)
     with torch.no_grad():
         tuned = adapter.forward(latents, t, cond)
-        tuned_ode = adapter.rollout(PROMPTS, num_inference_steps=3, guidance_scale=2.0, noise_level=0.0,
-                                    latents=latents, decode=False).latents[:, -1]
+        tuned_ode = sample(adapter, PROMPTS, num_inference_steps=3, guidance_scale=2.0, noise_level=0.0,
+                           latents=latents, decode=False).final
     path = adapter.save_lora(tmp_path)
     assert path.endswith("pytorch_lora_weights.safetensors")
 

@@ -24,8 +24,8 @@ def test_adapter_reproduces_pipeline_call(guidance):
     fc.check_matches_pipeline_call("sdxl", guidance)
 
 
-def test_sampler_step_and_rollout():
-    fc.check_sampler_step_and_rollout("sdxl")
+def test_sampler_step_and_chain():
+    fc.check_sampler_step_and_chain("sdxl")
 
 
 def test_reference_is_the_base_network():

@@ -17,7 +17,7 @@ from diffalign.pipelines.tiny import build_tiny_pipeline
 from diffalign.train import get_trainer_class
 from diffalign.train.metrics import read_metrics
 from diffalign.train.online import config as C
-from diffalign.train.online.sampling import step_gradient_scales
+from diffalign.pipelines.sampling import step_gradient_scales
 from diffalign.train_command import list_recipes, recipe_path, trainer_name
 
 CONFIGS = {
@@ -108,8 +108,13 @@ def test_first_update_is_exactly_on_policy(tmp_path, trainer, family):
     if trainer == "ddpo":
         cfg.batch_size = 2  # 4 rollouts in micro-batches of 2: shuffled, time-permuted, re-batched
     _, _, rows = run(cfg, family)
-    assert rows[0]["onpolicy_log_ratio_max"] == 0.0
-    assert rows[0]["log_ratio_max"] > 0.0  # the policy did change within the iteration
+    if trainer == "ddpo":
+        # re-batched micro-batches (2 of 4 rollouts) reach the convolutions with another batch size than
+        # the rollout, so oneDNN may sum in another order: equal to float32 rounding, not bitwise
+        assert rows[0]["onpolicy_log_ratio_max"] < 1e-5
+    else:
+        assert rows[0]["onpolicy_log_ratio_max"] == 0.0
+    assert rows[0]["log_ratio_max"] > 1e-5  # the policy did change within the iteration (above the tolerance)
     assert rows[0]["optimizer_steps"] == 4
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from diffalign.pipelines.base import LORA_WEIGHT_NAME, PipelineAdapter, Rollout
+from diffalign.pipelines.base import LORA_WEIGHT_NAME, PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
 
 # family name -> "module:Class", imported lazily so that loading one family never imports the others.
@@ -89,7 +89,6 @@ __all__ = [
     "LORA_WEIGHT_NAME",
     "PipelineAdapter",
     "PromptEmbeds",
-    "Rollout",
     "adapter_for",
     "detect_family",
     "families",

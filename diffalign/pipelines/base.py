@@ -7,9 +7,9 @@ of it a training algorithm needs, in a family-neutral vocabulary:
 - latents: ``encode_pixels`` / ``decode_latents`` (pixels are float RGB in [0, 1]);
 - the training distribution: ``sample_timesteps``, ``sample_noise``, ``add_noise``,
   ``training_target``; ``forward`` is the conditioned network call;
-- sampling for online trainers: ``sampling_scheduler`` + ``sampler_step`` (which also returns the
-  log-probability of the step) + ``guided_forward`` (classifier-free guidance) and the ``rollout``
-  loop built from them;
+- sampling: ``sampling_scheduler`` + ``sampler_step`` (which also returns the log-probability of
+  the step) + ``guided_forward`` (classifier-free guidance); the one chain built from them is
+  :mod:`diffalign.pipelines.sampling`;
 - LoRA via peft (``add_lora``; ``reference()`` runs the same network with adapters disabled),
   ``save_lora`` (``pytorch_lora_weights.safetensors`` that the family's diffusers pipeline loads with
   ``load_lora_weights``) and ``save_pretrained`` (a full pipeline folder);
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
@@ -32,23 +31,6 @@ import torch
 from diffalign.pipelines.conditioning import PromptEmbeds
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-
-
-@dataclass
-class Rollout:
-    """A sampled trajectory, as the online trainers store it (see ``PipelineAdapter.rollout``).
-
-    ``latents``: [B, S+1, *latent_shape], the state before each step and the final one;
-    ``timesteps``: [S] the network timesteps used at each step; ``log_probs``: [B, S] the
-    log-probability of each transition under the sampling policy (fp32);
-    ``images``: decoded final samples, float RGB in [0, 1] (``None`` when not decoded).
-    """
-
-    latents: torch.Tensor
-    timesteps: torch.Tensor
-    log_probs: torch.Tensor
-    images: torch.Tensor | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class PipelineAdapter(ABC):
@@ -294,8 +276,10 @@ class PipelineAdapter(ABC):
         cond: PromptEmbeds,
         uncond: PromptEmbeds | None = None,
         guidance_scale: float = 1.0,
+        detach_uncond: bool = False,
     ) -> torch.Tensor:
-        """Network output with classifier-free guidance (one batched forward when guiding)."""
+        """Network output with classifier-free guidance (one batched forward when guiding);
+        ``detach_uncond`` stops the gradient through the unconditional branch."""
         b = latents.shape[0]
         t = torch.as_tensor(timestep, device=latents.device)
         if t.ndim == 0:
@@ -304,48 +288,9 @@ class PipelineAdapter(ABC):
             return self.forward(latents, t, cond)
         out = self.forward(torch.cat([latents, latents]), torch.cat([t, t]), PromptEmbeds.cat([uncond, cond]))
         out_u, out_c = out.chunk(2)
+        if detach_uncond:
+            out_u = out_u.detach()
         return out_u + guidance_scale * (out_c - out_u)
-
-    def rollout(
-        self,
-        prompts: Sequence[str] | PromptEmbeds,
-        *,
-        num_inference_steps: int = 20,
-        guidance_scale: float = 1.0,
-        noise_level: float | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        num_frames: int | None = None,
-        generator: torch.Generator | None = None,
-        negative_prompt: str | None = None,
-        decode: bool = True,
-        latents: torch.Tensor | None = None,
-    ) -> Rollout:
-        """Sample with ``sampler_step`` at every step, recording the trajectory and log-probs."""
-        cond = prompts if isinstance(prompts, PromptEmbeds) else self.encode_prompt(list(prompts))
-        b = len(cond)
-        uncond = self.encode_negative_prompt(negative_prompt, b) if guidance_scale != 1.0 else None
-        height = height or self.default_resolution()
-        width = width or self.default_resolution()
-        scheduler = self.sampling_scheduler(num_inference_steps)
-        x = latents if latents is not None else self.initial_latents(
-            b, height, width, num_frames=num_frames, generator=generator, scheduler=scheduler
-        )
-        states, logps, ts = [x], [], []
-        for t in scheduler.timesteps:
-            model_in = scheduler.scale_model_input(x, t) if hasattr(scheduler, "scale_model_input") else x
-            out = self.guided_forward(model_in, t, cond, uncond, guidance_scale)
-            x, logp = self.sampler_step(scheduler, out, t, x, noise_level=noise_level, generator=generator)
-            states.append(x)
-            logps.append(logp)
-            ts.append(torch.as_tensor(t))
-        images = self.decode_latents(x) if decode else None
-        return Rollout(
-            latents=torch.stack(states, dim=1),
-            timesteps=torch.stack(ts),
-            log_probs=torch.stack(logps, dim=1),
-            images=images,
-        )
 
     def default_resolution(self) -> int:
         """Default output side in pixels (the network's sample size times the VAE factor)."""

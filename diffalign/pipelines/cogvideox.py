@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline
 
-from diffalign.pipelines.base import PipelineAdapter, Rollout
+from diffalign.pipelines.base import PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
 from diffalign.pipelines.ddpm import DDPMFamilyMixin
 
@@ -129,15 +129,6 @@ class CogVideoXAdapter(DDPMFamilyMixin, PipelineAdapter):
             image_rotary_emb=self.rotary_embeddings(noisy_latents),
             return_dict=False,
         )[0]
-
-    # ------------------------------------------------------------------ sampling
-    def rollout(self, prompts, *, height: int | None = None, width: int | None = None,
-                num_frames: int | None = None, **kwargs) -> Rollout:
-        """``PipelineAdapter.rollout`` with CogVideoX's (non-square) default size and frame count."""
-        default_h, default_w, default_f = self.default_size()
-        return super().rollout(
-            prompts, height=height or default_h, width=width or default_w, num_frames=num_frames or default_f, **kwargs
-        )
 
 
 __all__ = ["CogVideoXAdapter"]

@@ -25,7 +25,7 @@ from diffalign.train.metrics import MetricsLogger
 from diffalign.train.online.config import OnlineConfig
 from diffalign.train.online.grouping import KRepeatSampler
 from diffalign.train.online.prompts import PromptSet
-from diffalign.train.online.sampling import Guidance, sample_chain
+from diffalign.pipelines.sampling import Guidance, sample_chain
 from diffalign.train.online.scoring import RewardScorer, load_reward
 from diffalign.train.trainer import Trainer
 

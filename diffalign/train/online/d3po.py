@@ -16,7 +16,7 @@ import torch
 from diffalign.losses import d3po_loss
 from diffalign.train.online.config import D3POConfig
 from diffalign.train.online.policy import PolicyGradientTrainer
-from diffalign.train.online.sampling import transition_log_prob
+from diffalign.pipelines.sampling import transition_log_prob
 from diffalign.train.online.trajectories import Trajectories
 
 

@@ -14,7 +14,7 @@ from diffalign.losses import ppo_loss
 from diffalign.train.online.advantages import PerPromptStatTracker, global_advantages
 from diffalign.train.online.config import DDPOConfig
 from diffalign.train.online.policy import PolicyGradientTrainer
-from diffalign.train.online.sampling import transition_log_prob
+from diffalign.pipelines.sampling import transition_log_prob
 from diffalign.train.online.trajectories import Trajectories
 
 

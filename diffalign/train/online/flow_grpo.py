@@ -25,7 +25,7 @@ from diffalign.train.online.advantages import group_advantages, keep_nonzero, ze
 from diffalign.train.online.config import FlowGRPOConfig
 from diffalign.train.online.ema import ParameterEMA
 from diffalign.train.online.policy import PolicyGradientTrainer
-from diffalign.train.online.sampling import guided_output
+from diffalign.pipelines.sampling import guided_output
 from diffalign.train.online.trajectories import Trajectories
 from diffalign.samplers import gaussian_kl
 

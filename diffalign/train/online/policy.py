@@ -26,7 +26,7 @@ import torch
 
 from diffalign.train.online.base import OnlineTrainer
 from diffalign.train.online.config import PolicyGradientConfig
-from diffalign.train.online.sampling import Guidance, sample_chain, step_gradient_scales
+from diffalign.pipelines.sampling import Guidance, sample_chain, step_gradient_scales
 from diffalign.train.online.trajectories import Trajectories
 
 

@@ -26,7 +26,7 @@ import torch
 from diffalign.losses import REWARD_LOSS_KINDS, reward_loss
 from diffalign.train.online.base import OnlineTrainer
 from diffalign.train.online.config import AlignPropConfig, DRaFTConfig, ReFLConfig, RewardGradientConfig
-from diffalign.train.online.sampling import Guidance, guided_output, sample_chain
+from diffalign.pipelines.sampling import Guidance, guided_output, sample_chain
 from diffalign.train.online.scoring import require_differentiable
 
 TRUNCATIONS = ("gaussian", "uniform", "fixed")

@@ -1,11 +1,14 @@
-"""The denoising chain of the online trainers, on the model adapter's primitives.
+"""The one sampling chain of diffalign, on the model adapter's primitives.
 
 One step is :func:`guided_step`: the guided network output (``adapter.guided_forward``, so CFG runs
-both branches in one batched forward, exactly as in training) followed by ``adapter.sampler_step``.
-Rollouts (:func:`sample_chain`) and the training re-evaluation of stored transitions
-(:func:`transition_log_prob`) both go through it with the same network (the accelerate-prepared
-one the trainer binds), dtype and guidance, which is what makes the first update's importance
-ratio exactly 1.
+both branches in one batched forward, exactly as in training) followed by ``adapter.sampler_step``
+(which also returns the step's log-probability). Everything that samples through an adapter goes
+through it: online trainers' rollouts (:func:`sample_chain`), the training re-evaluation of stored
+transitions (:func:`transition_log_prob`), reward-gradient chains and :func:`sample` (prompts in,
+trajectory and decoded images out). Rollouts and re-evaluation use the same network (the
+accelerate-prepared one the trainer binds), dtype and guidance, which is what makes the first
+update's importance ratio exactly 1. With ``noise_level=0`` the chain is the family pipeline's own
+deterministic sampler (DDIM eta 0 / flow Euler): the family tests compare it with ``pipe(...)``.
 
 ``sample_chain`` also serves the reward-gradient trainers: steps before ``grad_from`` run without
 a graph, the later ones keep it (optionally gradient-checkpointed per step, so the activations of
@@ -19,7 +22,8 @@ from typing import Sequence
 import torch
 import torch.utils.checkpoint
 
-from diffalign.pipelines import PipelineAdapter, PromptEmbeds
+from diffalign.pipelines.base import PipelineAdapter
+from diffalign.pipelines.conditioning import PromptEmbeds
 
 
 @dataclass
@@ -51,16 +55,8 @@ def guided_output(
 ) -> torch.Tensor:
     """The network output at ``(x, t)`` with classifier-free guidance. ``detach_uncond`` stops the
     gradient through the unconditional branch (Flow-GRPO's July-2025 training forward)."""
-    x_in = model_input(scheduler, x, t)
-    if not detach_uncond or not guidance.guided:
-        return adapter.guided_forward(x_in, t, guidance.cond, guidance.uncond if guidance.guided else None, guidance.scale)
-    b = x.shape[0]
-    tt = torch.as_tensor(t, device=x.device)
-    tt = tt.expand(b) if tt.ndim == 0 else tt
-    out = adapter.forward(torch.cat([x_in, x_in]), torch.cat([tt, tt]), PromptEmbeds.cat([guidance.uncond, guidance.cond]))
-    out_u, out_c = out.chunk(2)
-    out_u = out_u.detach()
-    return out_u + guidance.scale * (out_c - out_u)
+    uncond = guidance.uncond if guidance.guided else None
+    return adapter.guided_forward(model_input(scheduler, x, t), t, guidance.cond, uncond, guidance.scale, detach_uncond)
 
 
 def guided_step(
@@ -109,6 +105,7 @@ class Chain:
 
     final: torch.Tensor
     latents: torch.Tensor | None = None
+    images: torch.Tensor | None = None
     next_latents: torch.Tensor | None = None
     log_probs: torch.Tensor | None = None
     timesteps: torch.Tensor | None = None
@@ -173,6 +170,45 @@ def sample_chain(
     )
 
 
+def sample(
+    adapter: PipelineAdapter,
+    prompts: Sequence[str] | PromptEmbeds,
+    *,
+    num_inference_steps: int = 20,
+    guidance_scale: float = 1.0,
+    noise_level: float | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    num_frames: int | None = None,
+    generator: torch.Generator | None = None,
+    negative_prompt: str | None = None,
+    latents: torch.Tensor | None = None,
+    decode: bool = True,
+) -> Chain:
+    """Prompts in, a sampled :class:`Chain` out: every transition stored with its log-probability and
+    the final latents decoded to ``images`` (float RGB in [0, 1]) unless ``decode=False``. Size
+    defaults to the family's (``adapter.default_size()``); ``noise_level`` as in
+    ``adapter.sampler_step`` (None: the family's default; 0: the deterministic sampler)."""
+    cond = prompts if isinstance(prompts, PromptEmbeds) else adapter.encode_prompt(list(prompts))
+    b = len(cond)
+    uncond = adapter.encode_negative_prompt(negative_prompt, b) if guidance_scale != 1.0 else None
+    default_h, default_w, default_f = adapter.default_size()
+    scheduler = adapter.sampling_scheduler(num_inference_steps)
+    if latents is None:
+        latents = adapter.initial_latents(
+            b, height or default_h, width or default_w, num_frames=num_frames or default_f,
+            generator=generator, scheduler=scheduler,
+        )
+    steps = len(scheduler.timesteps)
+    chain = sample_chain(
+        adapter, scheduler, latents, Guidance(cond, uncond, guidance_scale), [noise_level] * steps,
+        generator=generator, store=[True] * steps,
+    )
+    if decode:
+        chain.images = adapter.decode_latents(chain.final)
+    return chain
+
+
 def _checkpointed_output(adapter, scheduler, x, t, guidance):
     return guided_output(adapter, scheduler, x, t, guidance)
 
@@ -194,6 +230,6 @@ def step_gradient_scales(adapter: PipelineAdapter, scheduler, noise_level: float
 
 
 __all__ = [
-    "Chain", "Guidance", "guided_output", "guided_step", "model_input", "sample_chain", "step_gradient_scales",
-    "transition_log_prob",
+    "Chain", "Guidance", "guided_output", "guided_step", "model_input", "sample", "sample_chain",
+    "step_gradient_scales", "transition_log_prob",
 ]
