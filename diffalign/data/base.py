@@ -206,7 +206,11 @@ class PreferenceDataset(torch.utils.data.Dataset, ABC):
             if self.source.column_holds_text(column):
                 for row, value in enumerate(self.source.read_column(column)):
                     files.extend(media_paths(value, self.source.media_root(row)))
-        return _fingerprint(self.options(), files, content=content)
+        options = self.options()
+        digest = self.source.digest()
+        if digest is not None:  # in-memory rows: their contents stand for the files
+            options["rows"] = digest
+        return _fingerprint(options, files, content=content)
 
     def describe(self) -> dict[str, Any]:
         """A short summary for logs: source, sizes and options."""

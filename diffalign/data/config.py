@@ -8,14 +8,14 @@ so a recipe sets ``data.path=...``, ``data.columns.label_0=my_label`` and so on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from diffalign.data.base import PreferenceDataset
 from diffalign.data.columns import PairColumns, RankedColumns, UnpairedColumns, VideoPairColumns, columns_from_mapping
 from diffalign.data.errors import DatasetError
 from diffalign.data.pairs import PairDataset
 from diffalign.data.ranked import RankedDataset
-from diffalign.data.sources import open_source
+from diffalign.data.sources import MemorySource, open_source
 from diffalign.data.transforms import Preprocess
 from diffalign.data.unpaired import PairsAsUnpaired, UnpairedDataset
 from diffalign.data.video_pairs import VideoPairDataset
@@ -69,10 +69,16 @@ class DataConfig:
         return Preprocess(self.resolution, self.random_crop, self.random_flip, self.num_frames)
 
 
-def build_dataset(cfg: DataConfig, seed: int = 0) -> PreferenceDataset:
-    """The dataset ``cfg`` describes; ``seed`` drives its (reproducible) augmentation."""
-    if not cfg.path:
-        raise DatasetError("data.path is not set")
+def build_dataset(cfg: DataConfig, seed: int = 0, rows: Any = None) -> PreferenceDataset:
+    """The dataset ``cfg`` describes; ``seed`` drives its (reproducible) augmentation.
+
+    ``rows`` (instead of ``cfg.path``): in-memory rows with the kind's columns, a ``datasets.Dataset``,
+    a torch map-style dataset of dicts or a list of dicts (:class:`~diffalign.data.sources.MemorySource`);
+    a :class:`PreferenceDataset` is returned as it is."""
+    if isinstance(rows, PreferenceDataset):
+        return rows
+    if rows is None and not cfg.path:
+        raise DatasetError("data.path is not set (or pass the rows themselves: dataset=...)")
     if cfg.kind not in KINDS:
         raise DatasetError(f"unknown data kind {cfg.kind!r}; choose one of: {', '.join(KINDS)}")
     try:
@@ -81,7 +87,7 @@ def build_dataset(cfg: DataConfig, seed: int = 0) -> PreferenceDataset:
         raise DatasetError(f"data: {e}") from e
     column_kind = "pairs" if cfg.kind == "unpaired" and cfg.unpaired_from_pairs else cfg.kind
     columns = columns_from_mapping(KINDS[column_kind], cfg.columns)
-    source = open_source(cfg.path, format=cfg.format, split=cfg.split)
+    source = MemorySource(rows) if rows is not None else open_source(cfg.path, format=cfg.format, split=cfg.split)
     if column_kind == "pairs":
         pairs = PairDataset(source, columns, preprocess, ties=cfg.ties, soft_label_of=cfg.soft_label_of,
                             media=cfg.media, seed=seed)

@@ -11,11 +11,13 @@ and ``higher_is_better`` attributes. Built-in names:
 - wrappers: ``video`` and ``multiview`` (take an image reward by name), ``temporal_consistency``,
   ``weighted_sum`` (weighted composition that also returns every component).
 
-Add your own with ``@register("name")`` on a :class:`Reward` subclass, or an entry point in the
+In Python, :func:`as_reward` also takes a plain callable ``(images, prompts) -> scores`` or several
+rewards with weights (what the trainers' ``reward=`` argument accepts). Add your own with ``@register("name")`` on a :class:`Reward` subclass, or an entry point in the
 ``diffalign.rewards`` group. See ``docs/rewards.md``.
 """
 from diffalign.rewards.base import Reward
+from diffalign.rewards.function import CallableReward, as_reward
 from diffalign.rewards.inputs import MODALITIES, as_samples
 from diffalign.rewards.registry import available, get_factory, load, register
 
-__all__ = ["MODALITIES", "Reward", "as_samples", "available", "get_factory", "load", "register"]
+__all__ = ["CallableReward", "MODALITIES", "Reward", "as_reward", "as_samples", "available", "get_factory", "load", "register"]

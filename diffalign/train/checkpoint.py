@@ -8,7 +8,10 @@ A checkpoint is written into a hidden temporary folder, flushed, then renamed in
 - ``optimizer.pt`` / ``lr_scheduler.pt``: their ``state_dict()`` (read back with
   ``torch.load(weights_only=True)``);
 - ``state.json``: the global step and whatever small JSON state the trainer adds;
-- ``extra.safetensors`` (optional): other tensors a trainer keeps (e.g. EMA weights).
+- ``extra.safetensors`` (optional): other tensors a trainer keeps (e.g. EMA weights);
+- ``pytorch_lora_weights.safetensors`` (LoRA runs): the trained LoRA in diffusers' layout, so
+  ``pipe.load_lora_weights("OUT/checkpoints/step-000100")`` loads an intermediate checkpoint like
+  the final output (as diffusers' training scripts' ``checkpoint-*`` folders do).
 
 Trainers draw every random number from generators seeded by ``(seed, step)`` and order data by
 ``(seed, epoch)``, so restoring the step restores the randomness: resuming continues exactly.
@@ -74,9 +77,12 @@ def save_checkpoint(
     extra_state: dict[str, Any] | None = None,
     keep_last: int | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    adapter: Any = None,
 ) -> str:
     """Write a complete checkpoint for ``step`` atomically; prune to ``keep_last``; return its path.
-    ``extra_tensors`` (e.g. EMA weights) go to ``extra.safetensors``."""
+    ``extra_tensors`` (e.g. EMA weights) go to ``extra.safetensors``; with ``adapter`` (a
+    :class:`~diffalign.pipelines.PipelineAdapter` holding a LoRA) its ``pytorch_lora_weights.safetensors``
+    is written too."""
     from safetensors.torch import save_file
 
     root = os.path.join(output_dir, CHECKPOINT_DIR)
@@ -88,6 +94,8 @@ def save_checkpoint(
     save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, os.path.join(tmp, TRAINABLE_FILE))
     if extra_tensors:
         save_file({k: v.detach().contiguous().cpu() for k, v in extra_tensors.items()}, os.path.join(tmp, EXTRA_FILE))
+    if adapter is not None:
+        adapter.save_lora(tmp)
     if optimizer is not None:
         torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
     if lr_scheduler is not None:

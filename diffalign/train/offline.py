@@ -62,10 +62,46 @@ class OfflineConfig(TrainConfig):
     proportion_empty_prompts: float = 0.0
 
 
-class OfflinePreferenceTrainer(Trainer):
-    config_class = OfflineConfig
+class ResumableIndexSampler:
+    """Which example indices a process uses at each micro-step: a fresh seeded permutation per
+    epoch, cut into global batches of ``batch_size x num_processes``, each process taking its slice.
+    A pure function of the micro-step, so resuming needs no sampler state."""
 
-    def __init__(self, config: OfflineConfig, adapter=None):
+    def __init__(self, num_examples: int, batch_size: int, num_processes: int = 1, process_index: int = 0, seed: int = 0):
+        per_global = batch_size * num_processes
+        if num_examples < per_global:
+            raise ValueError(
+                f"the dataset has {num_examples} examples, fewer than one global batch "
+                f"(batch_size {batch_size} x {num_processes} processes)"
+            )
+        self.n, self.batch_size, self.world, self.rank, self.seed = num_examples, batch_size, num_processes, process_index, seed
+        self.batches_per_epoch = num_examples // per_global
+
+    def epoch_of(self, micro_step: int) -> int:
+        return micro_step // self.batches_per_epoch
+
+    def indices(self, micro_step: int) -> list[int]:
+        epoch, pos = divmod(micro_step, self.batches_per_epoch)
+        gen = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+        perm = torch.randperm(self.n, generator=gen)
+        start = pos * self.batch_size * self.world + self.rank * self.batch_size
+        return perm[start : start + self.batch_size].tolist()
+
+
+class OfflinePreferenceTrainer(Trainer):
+    """Fills in the :class:`~diffalign.train.trainer.Trainer` phases for offline preference data:
+    set-up = the dataset (from ``config.data``, or ``dataset=`` given in Python) and its latent
+    cache; step = ``gradient_accumulation_steps`` micro-batches, each ``compute_loss`` -> backward,
+    one optimizer step through accelerate's accumulation.
+
+    ``dataset`` may be a :class:`~diffalign.data.PreferenceDataset`, a ``datasets.Dataset``, a torch
+    map-style dataset of dicts or a list of dicts with the columns of ``config.data.kind`` (the
+    same columns as a parquet / jsonl file; images as PIL images, arrays, bytes or paths)."""
+
+    config_class = OfflineConfig
+    progress_keys = ("loss", "implicit_acc")
+
+    def __init__(self, config: OfflineConfig, adapter=None, dataset=None):
         self.spec = get_loss(config.method)
         unknown = set(config.loss) - set(self.spec.parameters)
         if unknown:
@@ -75,22 +111,28 @@ class OfflinePreferenceTrainer(Trainer):
             )
         if not self.spec.needs_reference and self.spec.inputs not in ("pair", "winner"):
             raise ValueError(f"method {config.method} is not an offline method")
+        self._given_dataset = dataset
         super().__init__(config, adapter)
 
-    # ------------------------------------------------------------------ data
-    def setup_data(self) -> None:
+    def accelerator_accumulation_steps(self) -> int:
+        return self.config.gradient_accumulation_steps
+
+    # ------------------------------------------------------------------ set-up phase
+    def setup(self) -> None:
         cfg: OfflineConfig = self.config  # type: ignore[assignment]
         wanted = DATA_KIND.get(self.spec.inputs)
         if wanted is None:
             raise ValueError(f"method {cfg.method} needs rollouts, not an offline data set (use the online trainer)")
         if cfg.data.kind != wanted and not (wanted == "unpaired" and cfg.data.unpaired_from_pairs):
             raise ValueError(f"method {cfg.method} trains on data.kind={wanted}, but data.kind={cfg.data.kind}")
-        self.dataset = build_dataset(cfg.data, seed=cfg.seed)
+        self.dataset = build_dataset(cfg.data, seed=cfg.seed, rows=self._given_dataset)
         self._prompt_memo: dict[str, PromptEmbeds] = {}
         self.cache: LatentCache | None = None
         if cfg.cache.enabled and not self.dataset.preprocess.is_random:
             self.cache = self._build_cache()
         self._empty_cond = self.adapter.encode_prompt([""]) if cfg.proportion_empty_prompts > 0 else None
+        acc = self.accelerator
+        self.sampler = ResumableIndexSampler(len(self.dataset), cfg.batch_size, acc.num_processes, acc.process_index, cfg.seed)
 
     def _build_cache(self) -> LatentCache:
         cfg: OfflineConfig = self.config  # type: ignore[assignment]
@@ -116,9 +158,6 @@ class OfflinePreferenceTrainer(Trainer):
             progress=cfg.progress_bar,
         )
 
-    def num_examples(self) -> int:
-        return len(self.dataset)
-
     def get_batch(self, indices: list[int], micro_step: int) -> dict[str, torch.Tensor]:
         if self.cache is not None:
             encoded = self.cache.batch(indices)
@@ -128,6 +167,31 @@ class OfflinePreferenceTrainer(Trainer):
             gen = torch.Generator(device=self.device).manual_seed(self.config.seed * 65_537 + micro_step)
             encoded = encode_batch(self.adapter, batch, gen, self._prompt_memo)
         return {k: v.to(self.device) for k, v in encoded.items()}
+
+    def generator(self, micro_step: int) -> torch.Generator:
+        """The random stream of one micro-step on this process (noise, timesteps, dropout draws)."""
+        seed = (self.config.seed * 1_000_003 + micro_step * 1_009 + self.accelerator.process_index) % (2**63)
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    # ------------------------------------------------------------------ step phase
+    def step(self, index: int) -> dict[str, float]:
+        """One optimizer step: ``gradient_accumulation_steps`` micro-batches through accelerate."""
+        acc, accum = self.accelerator, self.config.gradient_accumulation_steps
+        stats_sum: dict[str, float] = {}
+        for micro in range(accum):
+            k = index * accum + micro
+            batch = self.get_batch(self.sampler.indices(k), k)
+            with acc.accumulate(self.network):
+                loss, stats = self.compute_loss(batch, self.generator(k))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {index} (micro-batch {micro}): {stats}")
+                acc.backward(loss)
+                stats_sum.update(self.clip_and_step())
+            stats = {**stats, "loss": float(loss.detach())}
+            for key, value in stats.items():
+                stats_sum[key] = stats_sum.get(key, 0.0) + value / accum
+        stats_sum["epoch"] = self.sampler.epoch_of((index + 1) * accum - 1)
+        return stats_sum
 
     # ------------------------------------------------------------------ objective
     def _drop_captions(self, cond: PromptEmbeds, generator: torch.Generator) -> PromptEmbeds:

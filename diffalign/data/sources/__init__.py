@@ -16,6 +16,7 @@ from pathlib import Path
 from diffalign.data.errors import DatasetError
 from diffalign.data.sources.hf_disk import HFDiskSource
 from diffalign.data.sources.jsonl import JsonlSource
+from diffalign.data.sources.memory import MemorySource
 from diffalign.data.sources.parquet import ParquetSource
 from diffalign.data.sources.table import GLOB_CHARS, TableSource
 
@@ -25,6 +26,7 @@ __all__ = [
     "HFDiskSource",
     "ParquetSource",
     "JsonlSource",
+    "MemorySource",
     "detect_format",
     "open_source",
 ]

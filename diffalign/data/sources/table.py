@@ -51,6 +51,11 @@ class TableSource(ABC):
     def column_holds_text(self, column: str) -> bool:
         """True when the column stores strings or lists of strings (for media columns: file paths)."""
 
+    def digest(self) -> str | None:
+        """A hash of the rows for tables without files (in-memory rows); None when :meth:`files`
+        identifies the table."""
+        return None
+
     def require_columns(self, columns: Mapping[str, str]) -> None:
         """Check every needed column exists. ``columns`` maps a role (``"image_1"``) to a column name.
 

@@ -1,32 +1,29 @@
-"""``OnlineTrainer``: what every online trainer shares on top of :class:`~diffalign.train.trainer.Trainer`.
+"""``OnlineTrainer``: what the online trainers share to fill in the :class:`~diffalign.train.trainer.Trainer`
+phases (it has no loop of its own: :class:`~diffalign.train.online.policy.PolicyGradientTrainer`
+and :class:`~diffalign.train.online.reward_gradient.RewardGradientTrainer` each implement ``step``).
 
-The base trainer keeps set-up (accelerate, LoRA or full fine-tuning + reference, optimizer and
-schedule), checkpoint/resume, logs and outputs; this class adds the online loop shape: per step
-(iteration) a subclass's ``run_iteration`` samples with the current policy and updates on it. Here:
-prompts (:class:`PromptSet` + :class:`KRepeatSampler`), prompt encoding with a memo, the sample
-size, the reward and its scorer, the gradient bookkeeping of hand-synchronised accumulation
-(``backward`` / ``optimizer_step``), gathering across processes, sample grids, and the held-out
-evaluation. Every random draw of step ``s`` comes from :meth:`rng` seeded by ``(seed, s, stream,
-process)``, so a resumed run continues exactly.
+Set-up: prompts (:class:`PromptSet` + :class:`KRepeatSampler`), the reward (a registered name, a
+:class:`~diffalign.rewards.Reward`, a plain callable or several with weights) and its scorer, the
+sample size and the sampling scheduler. Also here: prompt encoding with a memo, the gradient
+bookkeeping of hand-synchronised accumulation (``backward`` / ``optimizer_step``), gathering across
+processes, sample grids and the evaluate phase (held-out reward). Every random draw of step ``s``
+comes from :meth:`rng` seeded by ``(seed, s, stream, process)``, so a resumed run continues exactly.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import inspect
-import os
-import time
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 
 from diffalign.pipelines import PromptEmbeds
-from diffalign.train.metrics import MetricsLogger
 from diffalign.train.online.config import OnlineConfig
 from diffalign.train.online.grouping import KRepeatSampler
 from diffalign.train.online.prompts import PromptSet
 from diffalign.pipelines.sampling import Guidance, sample_chain
-from diffalign.train.online.scoring import RewardScorer, load_reward
+from diffalign.train.online.scoring import RewardScorer, resolve_reward
 from diffalign.train.trainer import Trainer
 
 #: named random streams of one iteration (the value is mixed into the seed).
@@ -35,45 +32,36 @@ STREAMS = {"noise": 1, "order": 2, "window": 3, "truncation": 4, "filter": 5, "l
 
 class OnlineTrainer(Trainer):
     config_class = OnlineConfig
+    progress_keys = ("reward_mean", "eval_reward_mean")
     #: group size of the prompt sampler (Flow-GRPO: K rollouts per prompt).
     group_size: int = 1
+
+    def __init__(self, config: OnlineConfig, adapter=None, reward=None):
+        #: the reward given in Python (overrides ``config.reward.name``): see :func:`resolve_reward`.
+        self._given_reward = reward
+        super().__init__(config, adapter)
 
     # ------------------------------------------------------------------ hooks for subclasses
     def updates_per_iteration(self) -> int:
         """Optimizer steps one iteration makes."""
         raise TypeError(f"{type(self).__name__} must implement updates_per_iteration()")
 
-    def run_iteration(self, step: int) -> dict[str, float]:
-        """Sample, score and update for iteration ``step`` (0-based); return the stats to log."""
-        raise TypeError(f"{type(self).__name__} must implement run_iteration()")
-
     def prompts_per_batch(self) -> int:
         """Prompt draws per sampling batch and process (D3PO: one per pair)."""
         return self.config.sampling.batch_size
 
-    @contextlib.contextmanager
-    def evaluation_weights(self) -> Iterator[None]:
-        """Weights used for evaluation and the saved outputs (EMA trainers swap theirs in)."""
-        yield
-
-    # ------------------------------------------------------------------ base-trainer hooks
-    def build_index_sampler(self):
-        return None
-
-    def accelerator_accumulation_steps(self) -> int:
-        return 1  # accumulation over micro-batches and timesteps is synchronised by hand
-
+    # ------------------------------------------------------------------ template phases
     def num_optimizer_steps(self) -> int:
         return self.config.max_steps * self.updates_per_iteration()
 
-    def setup_data(self) -> None:
+    def setup(self) -> None:
         cfg: OnlineConfig = self.config  # type: ignore[assignment]
         acc = self.accelerator
         self.prompt_set = PromptSet.from_config(cfg.prompts, seed=cfg.seed)
         self.prompt_sampler = KRepeatSampler(
             len(self.prompt_set), self.prompts_per_batch(), self.group_size, acc.num_processes, acc.process_index, cfg.seed
         )
-        self.reward = load_reward(cfg.reward, self.device)
+        self.reward = resolve_reward(cfg.reward if self._given_reward is None else self._given_reward, self.device)
         self.scorer = RewardScorer(self.reward, cfg.reward.workers)
         self._prompt_memo: dict[str, PromptEmbeds] = {}
         self._uncond: PromptEmbeds | None = None
@@ -83,7 +71,14 @@ class OnlineTrainer(Trainer):
         self.scheduler = self.make_scheduler(cfg.sampling.num_steps)
         self.optimizer_steps_done = 0
         self.eval_set: PromptSet | None = None  # built on the first evaluation
-        self.logger: MetricsLogger | None = None
+
+    def resume(self) -> int:
+        start_step = super().resume()
+        self.optimizer_steps_done = start_step * self.updates_per_iteration()
+        return start_step
+
+    def close(self) -> None:
+        self.scorer.close()
 
     # ------------------------------------------------------------------ randomness and prompts
     def rng(self, step: int, stream: str, index: int = 0, shared: bool = False, device=None) -> torch.Generator:
@@ -144,14 +139,8 @@ class OnlineTrainer(Trainer):
             self.accelerator.backward(loss)
 
     def optimizer_step(self) -> dict[str, float]:
-        """Clip, step the optimizer and the schedule, clear the gradients."""
-        stats = {}
-        max_norm = self.config.optim.max_grad_norm
-        if max_norm > 0:
-            stats["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.adapter.trainable_parameters(), max_norm))
-        self.optimizer.step()
-        self.lr_scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        """Clip, step the optimizer and the schedule, clear the gradients; count the step."""
+        stats = self.clip_and_step()
         self.after_optimizer_step(self.optimizer_steps_done)
         self.optimizer_steps_done += 1
         return stats
@@ -176,31 +165,7 @@ class OnlineTrainer(Trainer):
         acc = self.accelerator
         return values.reshape(acc.num_processes, -1, *values.shape[1:])[acc.process_index]
 
-    # ------------------------------------------------------------------ loop
-    def run_loop(self, start_step: int, logger: MetricsLogger) -> None:
-        cfg: OnlineConfig = self.config  # type: ignore[assignment]
-        self.optimizer_steps_done = start_step * self.updates_per_iteration()
-        self.logger = logger
-        if cfg.evaluation.every_steps and start_step == 0:
-            logger.log(0, self.evaluate(0))
-        bar = self.progress_bar(start_step)
-        try:
-            for step in range(start_step, cfg.max_steps):
-                t0 = time.time()
-                stats = self.run_iteration(step)
-                done = step + 1
-                stats.update(lr=self.lr_scheduler.get_last_lr()[0], step_time=time.time() - t0,
-                             optimizer_steps=self.optimizer_steps_done)
-                if cfg.evaluation.every_steps and done % cfg.evaluation.every_steps == 0:
-                    stats.update(self.evaluate(done))
-                logger.log(done, stats)
-                bar.update(1)
-                bar.set_postfix({k: f"{stats[k]:.4g}" for k in ("reward_mean", "eval_reward_mean") if k in stats})
-                self.after_step(done, logger)
-        finally:
-            bar.close()
-            self.scorer.close()
-
+    # ------------------------------------------------------------------ grids
     def save_sample_grid(self, step: int, images: torch.Tensor, prompts: Sequence[str], rewards: torch.Tensor,
                          folder: str = "samples") -> None:
         """A grid of (at most ``sample_grid_size``) images captioned with their rewards (main process)."""
@@ -214,15 +179,19 @@ class OnlineTrainer(Trainer):
             frames = frames[:, frames.shape[1] // 2]
         captions = [f"{r:.3g} | {p}" for r, p in zip(rewards[:n].tolist(), prompts[:n])]
         grid = make_grid(frames.float().cpu(), captions=captions, ncols=min(8, n), title=f"step {step}")
-        out = os.path.join(self.config.output_dir, folder)
-        os.makedirs(out, exist_ok=True)
-        grid.save(os.path.join(out, f"step-{step:06d}.png"))
-        if self.logger is not None:  # tensorboard / wandb
-            self.logger.log_image(step, folder, grid)
+        self.save_grid(step, folder, grid)
 
-    # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
+    # ------------------------------------------------------------------ evaluate phase
     def evaluate(self, step: int) -> dict[str, float]:
+        """The held-out reward every ``evaluation.every_steps`` steps (and before training), then the
+        validation grid when due."""
+        every = self.config.evaluation.every_steps
+        stats = self.held_out_reward(step) if every and step % every == 0 else {}
+        super().evaluate(step)
+        return stats
+
+    @torch.no_grad()
+    def held_out_reward(self, step: int) -> dict[str, float]:
         """Mean reward of deterministic samples on the held-out prompts (same noise every time)."""
         cfg: OnlineConfig = self.config  # type: ignore[assignment]
         ev, acc = cfg.evaluation, self.accelerator
@@ -259,11 +228,6 @@ class OnlineTrainer(Trainer):
         if shown is not None:
             self.save_sample_grid(step, *shown, folder="eval")
         return stats
-
-    # ------------------------------------------------------------------ outputs
-    def save_outputs(self):
-        with self.evaluation_weights():
-            return super().save_outputs()
 
 
 __all__ = ["OnlineTrainer", "STREAMS"]

@@ -23,7 +23,7 @@ from diffalign.train.online.trajectories import Trajectories
 class D3POTrainer(PolicyGradientTrainer):
     config_class = D3POConfig
 
-    def __init__(self, config: D3POConfig, adapter=None):
+    def __init__(self, config: D3POConfig, adapter=None, reward=None):
         if config.sampling.batch_size % 2:
             raise ValueError(f"D3PO samples pairs: sampling.batch_size must be even, got {config.sampling.batch_size}")
         pairs = config.sampling.batch_size // 2 * config.sampling.num_batches
@@ -33,10 +33,10 @@ class D3POTrainer(PolicyGradientTrainer):
                 f"gradient_accumulation_steps = {config.batch_size * config.gradient_accumulation_steps} (batch_size counts pairs)"
             )
         self.check_exclude_final_steps(config)
-        super().__init__(config, adapter)
+        super().__init__(config, adapter, reward)
 
-    def setup_data(self) -> None:
-        super().setup_data()
+    def setup(self) -> None:
+        super().setup()
         self.warn_if_one_step_dominates(self.config.exclude_final_steps)
 
     def updates_per_iteration(self) -> int:

@@ -21,7 +21,7 @@ from diffalign.train.online.trajectories import Trajectories
 class DDPOTrainer(PolicyGradientTrainer):
     config_class = DDPOConfig
 
-    def __init__(self, config: DDPOConfig, adapter=None):
+    def __init__(self, config: DDPOConfig, adapter=None, reward=None):
         per_iteration = config.sampling.batch_size * config.sampling.num_batches
         step_batch = config.batch_size * config.gradient_accumulation_steps
         if per_iteration % step_batch:
@@ -31,15 +31,15 @@ class DDPOTrainer(PolicyGradientTrainer):
             )
         self.check_exclude_final_steps(config)
         self.group_size = config.group_size
-        super().__init__(config, adapter)
+        super().__init__(config, adapter, reward)
 
     def updates_per_iteration(self) -> int:
         cfg = self.config
         per_iteration = cfg.sampling.batch_size * cfg.sampling.num_batches
         return per_iteration // (cfg.batch_size * cfg.gradient_accumulation_steps) * cfg.num_inner_epochs
 
-    def setup_data(self) -> None:
-        super().setup_data()
+    def setup(self) -> None:
+        super().setup()
         cfg: DDPOConfig = self.config  # type: ignore[assignment]
         self.tracker = PerPromptStatTracker(cfg.tracker_buffer_size, cfg.tracker_min_count)
         self.warn_if_one_step_dominates(cfg.exclude_final_steps)

@@ -35,7 +35,7 @@ SDE_TYPES = ("sde", "cps")
 class FlowGRPOTrainer(PolicyGradientTrainer):
     config_class = FlowGRPOConfig
 
-    def __init__(self, config: FlowGRPOConfig, adapter=None):
+    def __init__(self, config: FlowGRPOConfig, adapter=None, reward=None):
         if config.sde_type not in SDE_TYPES:
             raise ValueError(f"sde_type={config.sde_type!r}; expected one of {', '.join(SDE_TYPES)}")
         if config.sampling.num_batches % config.gradient_accumulation_steps:
@@ -51,13 +51,13 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
                     f"steps inside the {config.sampling.num_steps} sampling steps"
                 )
         self.group_size = config.group_size
-        super().__init__(config, adapter)
+        super().__init__(config, adapter, reward)
 
     def updates_per_iteration(self) -> int:
         cfg = self.config
         return cfg.sampling.num_batches // cfg.gradient_accumulation_steps * cfg.num_inner_epochs
 
-    def setup_data(self) -> None:
+    def setup(self) -> None:
         cfg: FlowGRPOConfig = self.config  # type: ignore[assignment]
         if not hasattr(self.adapter, "sde_type"):
             raise ValueError(
@@ -66,7 +66,7 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
             )
         self.adapter.sde_type = cfg.sde_type
         self.adapter.cps_reference_log_prob = cfg.cps_reference_log_prob
-        super().setup_data()
+        super().setup()
         self.ema = ParameterEMA(self.adapter.trainable_parameters(), cfg.ema_decay, cfg.ema_update_interval) if cfg.ema else None
 
     # ------------------------------------------------------------------ sampling

@@ -1,6 +1,7 @@
-"""``PolicyGradientTrainer``: the sample -> score -> advantages -> replay loop of DDPO, D3PO, Flow-GRPO.
+"""``PolicyGradientTrainer``: the step phase of DDPO, D3PO and Flow-GRPO (sample -> score -> advantages
+-> replay), filled into the :class:`~diffalign.train.trainer.Trainer` template.
 
-Per iteration:
+Per step (iteration):
 
 1. ``sampling.num_batches`` rollout batches with the current policy (no graph; the network in eval
    mode), the chosen steps' transitions stored with their log-probs; each batch's images go to the
@@ -102,7 +103,8 @@ class PolicyGradientTrainer(OnlineTrainer):
         return Trajectories.cat([t for t, _ in parts])
 
     # ------------------------------------------------------------------ iteration
-    def run_iteration(self, step: int) -> dict[str, float]:
+    def step(self, step: int) -> dict[str, float]:
+        """Step phase: one iteration (sample -> score -> advantages -> ``num_inner_epochs`` of updates)."""
         t0 = time.time()
         traj = self.collect(step)
         all_rewards = self.gather(traj.rewards)
@@ -116,6 +118,7 @@ class PolicyGradientTrainer(OnlineTrainer):
         t1 = time.time()
         stats.update(self.train_on(traj, step))
         stats["training_time"] = time.time() - t1
+        stats["optimizer_steps"] = self.optimizer_steps_done
         return stats
 
     def train_on(self, traj: Trajectories, step: int) -> dict[str, float]:

@@ -37,15 +37,15 @@ class RewardGradientTrainer(OnlineTrainer):
     #: name used in messages.
     method: str = "reward-gradient training"
 
-    def __init__(self, config: RewardGradientConfig, adapter=None):
+    def __init__(self, config: RewardGradientConfig, adapter=None, reward=None):
         if config.loss not in REWARD_LOSS_KINDS:
             raise ValueError(f"loss={config.loss!r}; expected one of {', '.join(REWARD_LOSS_KINDS)}")
         if config.loss != "negative" and config.loss_target is None:
             raise ValueError(f"loss={config.loss!r} needs loss_target")
-        super().__init__(config, adapter)
+        super().__init__(config, adapter, reward)
 
-    def setup_data(self) -> None:
-        super().setup_data()
+    def setup(self) -> None:
+        super().setup()
         require_differentiable(self.reward, self.method)
 
     def updates_per_iteration(self) -> int:
@@ -62,7 +62,8 @@ class RewardGradientTrainer(OnlineTrainer):
         ``[all prompts] x repeats``), and stats."""
         raise TypeError(f"{type(self).__name__} must implement differentiable_samples()")
 
-    def run_iteration(self, step: int) -> dict[str, float]:
+    def step(self, step: int) -> dict[str, float]:
+        """Step phase: ``gradient_accumulation_steps`` differentiable rollouts, one optimizer step."""
         cfg: RewardGradientConfig = self.config  # type: ignore[assignment]
         accum = cfg.gradient_accumulation_steps
         sums: dict[str, float] = {}
@@ -83,6 +84,7 @@ class RewardGradientTrainer(OnlineTrainer):
         sums["reward_mean"] = float(self.gather(torch.tensor([sums["reward_mean"]])).mean())
         if cfg.sample_grid_every and (step + 1) % cfg.sample_grid_every == 0:
             self.save_sample_grid(step + 1, *shown)
+        sums["optimizer_steps"] = self.optimizer_steps_done
         return sums
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -93,7 +95,7 @@ class AlignPropTrainer(RewardGradientTrainer):
     config_class = AlignPropConfig
     method = "AlignProp"
 
-    def __init__(self, config: AlignPropConfig, adapter=None):
+    def __init__(self, config: AlignPropConfig, adapter=None, reward=None):
         if config.truncation not in TRUNCATIONS:
             raise ValueError(f"truncation={config.truncation!r}; expected one of {', '.join(TRUNCATIONS)}")
         if config.truncation == "fixed" and not 1 <= config.truncation_index < config.sampling.num_steps:
@@ -109,7 +111,7 @@ class AlignPropTrainer(RewardGradientTrainer):
                 f"truncation range [{config.truncation_min}, {config.truncation_max}) holds no cut-off in "
                 f"[1, {config.sampling.num_steps})"
             )
-        super().__init__(config, adapter)
+        super().__init__(config, adapter, reward)
 
     def cutoff(self, step: int, micro: int) -> int:
         """The first sampling-loop index whose denoiser output keeps the graph (``1 <= c < N``)."""
@@ -142,13 +144,13 @@ class DRaFTTrainer(RewardGradientTrainer):
     config_class = DRaFTConfig
     method = "DRaFT"
 
-    def __init__(self, config: DRaFTConfig, adapter=None):
+    def __init__(self, config: DRaFTConfig, adapter=None, reward=None):
         n = config.sampling.num_steps
         if not 0 <= config.backprop_steps <= n:
             raise ValueError(f"backprop_steps={config.backprop_steps} must be in [0, {n}] (0 = the whole chain)")
         if config.lv_samples < 0 or (config.lv_samples and config.backprop_steps != 1):
             raise ValueError(f"DRaFT-LV (lv_samples={config.lv_samples} > 0) back-propagates one step: set backprop_steps=1")
-        super().__init__(config, adapter)
+        super().__init__(config, adapter, reward)
 
     def differentiable_samples(self, step, micro, x, guidance):
         cfg: DRaFTConfig = self.config  # type: ignore[assignment]
@@ -177,14 +179,14 @@ class ReFLTrainer(RewardGradientTrainer):
     config_class = ReFLConfig
     method = "ReFL"
 
-    def __init__(self, config: ReFLConfig, adapter=None):
+    def __init__(self, config: ReFLConfig, adapter=None, reward=None):
         n = config.sampling.num_steps
         if not 0 <= config.step_min <= config.step_max < n:
             raise ValueError(
                 f"ReFL's step range [{config.step_min}, {config.step_max}] must lie in [0, {n - 1}] "
                 f"(sampling.num_steps={n})"
             )
-        super().__init__(config, adapter)
+        super().__init__(config, adapter, reward)
 
     def differentiable_samples(self, step, micro, x, guidance):
         cfg: ReFLConfig = self.config  # type: ignore[assignment]

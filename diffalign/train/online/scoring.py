@@ -1,19 +1,24 @@
-"""Reward scoring for the online trainers: loading, the differentiability check, and scoring in
+"""Reward scoring for the online trainers: resolving the reward (config or Python object), the differentiability check, and scoring in
 worker threads so the next batch samples while a separate reward model scores the last one."""
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-from diffalign.rewards import Reward, load
+from diffalign.rewards import Reward, as_reward, load
 from diffalign.train.online.config import RewardConfig
 
 
-def load_reward(cfg: RewardConfig, device) -> Reward:
-    """``diffalign.rewards.load(cfg.name, **cfg.options)`` moved to ``device``."""
-    return load(cfg.name, **dict(cfg.options)).to(device)
+def resolve_reward(spec: RewardConfig | Any, device) -> Reward:
+    """The reward a trainer scores with, moved to ``device``: the config's ``reward`` section
+    (``diffalign.rewards.load(name, **options)``), or what ``reward=`` was given in Python (a
+    registered name, a :class:`Reward`, a callable ``(images, prompts) -> scores``, or several with
+    weights; see :func:`diffalign.rewards.as_reward`)."""
+    if isinstance(spec, RewardConfig):
+        return load(spec.name, **dict(spec.options)).to(device)
+    return as_reward(spec).to(device)
 
 
 def require_differentiable(reward: Reward, trainer: str) -> None:
@@ -53,4 +58,4 @@ class RewardScorer:
             self._pool.shutdown(wait=True)
 
 
-__all__ = ["RewardScorer", "load_reward", "require_differentiable"]
+__all__ = ["RewardScorer", "resolve_reward", "require_differentiable"]
