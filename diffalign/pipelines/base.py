@@ -397,17 +397,14 @@ class PipelineAdapter(ABC):
         return os.path.join(str(save_directory), LORA_WEIGHT_NAME)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, merge_lora: bool = True, **kwargs) -> str:
-        """Write a full diffusers pipeline folder (LoRA merged into the weights when attached)."""
+        """Write a full diffusers pipeline folder (LoRA merged into the weights when attached: a copy
+        of the denoiser goes through diffusers' ``fuse_lora`` + ``unload_lora``, the trained one keeps its adapter)."""
         if self.has_lora and merge_lora:
             import copy
 
-            from peft.tuners.tuners_utils import BaseTunerLayer
-
             denoiser = copy.deepcopy(self.denoiser)
-            for module in denoiser.modules():
-                if isinstance(module, BaseTunerLayer):
-                    module.merge()
-            _strip_peft(denoiser)
+            denoiser.fuse_lora(adapter_names=[self._lora_config["adapter_name"]])
+            denoiser.unload_lora()
             original = self.denoiser
             setattr(self.pipe, self.denoiser_name, denoiser)
             try:
@@ -432,17 +429,3 @@ class PipelineAdapter(ABC):
     def to(self, device=None, dtype=None) -> "PipelineAdapter":
         self.pipe.to(device=device, dtype=dtype)
         return self
-
-
-def _strip_peft(module: torch.nn.Module) -> None:
-    """Replace merged peft LoRA layers by their base layers so the module saves like the original."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    for name, child in list(module.named_children()):
-        if isinstance(child, BaseTunerLayer):
-            setattr(module, name, child.get_base_layer())
-        else:
-            _strip_peft(child)
-    for attr in ("peft_config", "_hf_peft_config_loaded"):
-        if attr in module.__dict__:
-            delattr(module, attr)
