@@ -22,3 +22,18 @@ def get_trainer_class(name: str):
         raise KeyError(f"unknown trainer {name!r}; known: {', '.join(sorted(TRAINERS))}")
     module, _, cls = TRAINERS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+class _TrainModule(type(importlib)):
+    """``diffalign.train`` is also the Python entry point: ``diffalign.train(config, dataset=None,
+    reward=None, adapter=None)`` runs :func:`diffalign.train.api.train`."""
+
+    def __call__(self, config, dataset=None, reward=None, adapter=None, overrides=()):
+        from diffalign.train.api import train
+
+        return train(config, dataset=dataset, reward=reward, adapter=adapter, overrides=overrides)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _TrainModule
