@@ -14,7 +14,7 @@ product code:
 - ``pg``: ``DDPOTrainer.train_on`` on one collected batch, training ``T`` of the chain's steps, with
   diffalign's one backward per timestep (``per-step``) versus the same losses summed into one graph
   and back-propagated once (``one-graph``, what a loop without per-step backward would hold);
-- ``alignprop``: ``AlignPropTrainer.run_iteration`` with a fixed cut-off (``K`` back-propagated
+- ``alignprop``: ``AlignPropTrainer.step`` with a fixed cut-off (``K`` back-propagated
   steps), each graph-keeping UNet call gradient-checkpointed (``checkpointed``) or not (``plain``).
 
 Usage: ``python bench/online_memory.py [--latent 32] [--steps 9] [--batch 2] [--threads 2]``
@@ -110,7 +110,7 @@ def _child(kind: str, variant: str, size: int, args) -> dict:
         with torch.no_grad():  # thread pools and lazily built tables, outside the measured region
             trainer.adapter.decode_latents(trainer.initial_latents(1, torch.Generator().manual_seed(0)))
         base = _reset_peak(device)
-        trainer.run_iteration(0)
+        trainer.step(0)
     return {"kind": kind, "variant": variant, "size": size, "growth_mb": _peak(device) - base, "device": device}
 
 
