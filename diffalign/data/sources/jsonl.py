@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from diffalign.data.errors import DatasetError
-from diffalign.data.sources.table import TableSource
+from diffalign.data.sources.table import TableSource, values_hold_text
 
 __all__ = ["JsonlSource"]
 
@@ -46,12 +46,7 @@ class JsonlSource(TableSource):
         return len(self.rows)
 
     def read_row(self, index: int, columns: Sequence[str]) -> dict[str, Any]:
-        row = self.rows[self.check_index(index)]
-        missing = [c for c in columns if c not in row]
-        if missing:
-            raise DatasetError(f"{self.where(index)}: no key {', '.join(map(repr, missing))}; "
-                               f"this row has: {', '.join(row) or '(nothing)'}")
-        return {c: row[c] for c in columns}
+        return self.pick_columns(index, self.rows[self.check_index(index)], columns)
 
     def read_column(self, column: str) -> list[Any]:
         values = []
@@ -71,11 +66,4 @@ class JsonlSource(TableSource):
         return [self.path]
 
     def column_holds_text(self, column: str) -> bool:
-        for row in self.rows:
-            value = row.get(column)
-            if value is None:
-                continue
-            if isinstance(value, list):
-                return all(isinstance(v, str) for v in value)
-            return isinstance(value, str)
-        return False
+        return values_hold_text(row.get(column) for row in self.rows)

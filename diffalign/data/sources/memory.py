@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from diffalign.data.errors import DatasetError
-from diffalign.data.sources.table import TableSource, arrow_type_is_text
+from diffalign.data.sources.table import TableSource, arrow_type_is_text, values_hold_text
 
 __all__ = ["MemorySource", "content_digest"]
 
@@ -53,11 +53,7 @@ class MemorySource(TableSource):
         row = self.rows[index]
         if not isinstance(row, dict):
             raise DatasetError(f"{self.where(index)}: a {type(row).__name__}, not a dict of columns")
-        missing = [c for c in columns if c not in row]
-        if missing:
-            raise DatasetError(f"{self.where(index)}: no key {', '.join(map(repr, missing))}; "
-                               f"this row has: {', '.join(row) or '(nothing)'}")
-        return {c: row[c] for c in columns}
+        return self.pick_columns(index, row, columns)
 
     def read_column(self, column: str) -> list[Any]:
         if self._hf:
@@ -76,13 +72,7 @@ class MemorySource(TableSource):
     def column_holds_text(self, column: str) -> bool:
         if self._hf:
             return arrow_type_is_text(self.dataset.data.schema.field(column).type)
-        for value in self.read_column(column):
-            if value is None:
-                continue
-            if isinstance(value, list):
-                return all(isinstance(v, str) for v in value)
-            return isinstance(value, str)
-        return False
+        return values_hold_text(self.rows[i].get(column) for i in range(len(self)))
 
     def digest(self) -> str:
         """A hash of the rows' contents (``datasets``' own fingerprint for a ``datasets.Dataset``),

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from diffalign.data.errors import DatasetError
 
-__all__ = ["TableSource", "GLOB_CHARS", "arrow_type_is_text"]
+__all__ = ["TableSource", "GLOB_CHARS", "arrow_type_is_text", "values_hold_text"]
 
 #: characters that make a path a glob pattern.
 GLOB_CHARS = frozenset("*?[")
@@ -56,6 +56,14 @@ class TableSource(ABC):
         identifies the table."""
         return None
 
+    def pick_columns(self, index: int, row: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
+        """``columns`` of ``row`` (a dict, row ``index``), or a :class:`DatasetError` naming the missing keys."""
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise DatasetError(f"{self.where(index)}: no key {', '.join(map(repr, missing))}; "
+                               f"this row has: {', '.join(row) or '(nothing)'}")
+        return {c: row[c] for c in columns}
+
     def require_columns(self, columns: Mapping[str, str]) -> None:
         """Check every needed column exists. ``columns`` maps a role (``"image_1"``) to a column name.
 
@@ -73,6 +81,17 @@ class TableSource(ABC):
         if not isinstance(index, int) or not 0 <= index < n:
             raise IndexError(f"{self.name}: row {index!r} out of range for {n} rows")
         return index
+
+
+def values_hold_text(values: Iterable[Any]) -> bool:
+    """True when the first non-null value is a string or a list of strings (for rows held as dicts)."""
+    for value in values:
+        if value is None:
+            continue
+        if isinstance(value, list):
+            return all(isinstance(v, str) for v in value)
+        return isinstance(value, str)
+    return False
 
 
 def arrow_type_is_text(arrow_type) -> bool:
