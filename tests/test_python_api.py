@@ -38,7 +38,10 @@ def test_dpo_from_python_on_in_memory_pairs(tmp_path):
     pipe = build_tiny_pipeline("sd")
     base = {n: p.detach().clone() for n, p in pipe.unet.named_parameters()}
     # the README example: a list of dicts with Pick-a-Pic's columns, the pipeline object as the model
-    result = diffalign.train(_dpo_config(tmp_path, "run", checkpointing_steps=1), dataset=_pairs(), adapter=pipe)
+    validation = {"prompts": ["a photo of thing 1"], "every_steps": 2, "num_inference_steps": 2, "guidance_scale": 1.0}
+    result = diffalign.train(_dpo_config(tmp_path, "run", checkpointing_steps=1, validation=validation),
+                             dataset=_pairs(), adapter=pipe)
+    assert os.listdir(os.path.join(result.output_dir, "validation")) == ["step-000002.png"]  # the evaluate phase
     rows = read_metrics(result.metrics_path)
     assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["loss"]) for r in rows)
     lora = {n: p for n, p in pipe.unet.named_parameters() if "lora_B" in n}

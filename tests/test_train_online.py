@@ -266,6 +266,26 @@ def test_lora_output_loads_into_plain_diffusers(tmp_path):
         base = build_tiny_pipeline("sd").unet(x, t, encoder_hidden_states=cond).sample
     torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(theirs, base)
+    # the checkpoint folder holds the same LoRA in diffusers' layout (as diffusers' training scripts do)
+    checkpoint = build_tiny_pipeline("sd")
+    checkpoint.load_lora_weights(os.path.join(cfg.output_dir, "checkpoints", "step-000001"))
+    with torch.no_grad():
+        from_checkpoint = checkpoint.unet(x, t, encoder_hidden_states=cond).sample
+    torch.testing.assert_close(from_checkpoint, ours, rtol=1e-4, atol=1e-5)
+
+
+def test_every_trainer_fills_in_the_one_template():
+    """One loop (``Trainer.train``); every registered trainer implements ``step`` and none derives
+    from another registered trainer."""
+    from diffalign.train.trainer import Trainer
+
+    names = ["offline", "ddpo", "d3po", "flow_grpo", "alignprop", "draft", "refl"]
+    classes = {name: get_trainer_class(name) for name in names}
+    for name, cls in classes.items():
+        assert issubclass(cls, Trainer) and cls.train is Trainer.train, name
+        assert cls.step is not Trainer.step, name
+        others = [other for other_name, other in classes.items() if other_name != name and other is not cls]
+        assert not any(issubclass(cls, other) for other in others), name
 
 
 def test_diffalign_train_runs_an_online_recipe(tmp_path):
