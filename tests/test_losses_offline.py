@@ -8,7 +8,6 @@ import torch
 from diffalign.losses import (
     INPUT_LAYOUTS,
     LOSSES,
-    LossSpec,
     dense_dpo_loss,
     diffusion_dpo_loss,
     dspo_loss,
@@ -17,13 +16,9 @@ from diffalign.losses import (
     kto_loss,
     mapo_loss,
     rankdpo_loss,
-    register_loss,
     sft_loss,
     smpo_loss,
 )
-
-#: a loss an installed package would expose through the ``diffalign.losses`` entry-point group.
-EP_SFT = LossSpec("ep_sft", sft_loss, "winner", False)
 
 
 def logsig(x):
@@ -488,58 +483,6 @@ def test_unknown_loss_is_a_one_line_error_listing_the_choices():
     assert "\n" not in message and message.startswith("unknown loss 'nope'; choose one of: d3po, dcpo, ")
     assert set(message.split(": ", 1)[1].split(", ")) == set(LOSSES.names())
     assert isinstance(err.value, KeyError)
-
-
-@pytest.fixture
-def scratch_registries():
-    """Registrations a test makes are removed afterwards."""
-    losses, layouts = set(LOSSES.names()), set(INPUT_LAYOUTS.names())
-    yield
-    for name in set(LOSSES.names()) - losses:
-        LOSSES.unregister(name)
-    for name in set(INPUT_LAYOUTS.names()) - layouts:
-        INPUT_LAYOUTS.unregister(name)
-
-
-def test_register_loss_adds_a_pure_function_with_its_input_spec(scratch_registries):
-    @register_loss("half_dpo", inputs="pair", needs_reference=True, defaults={"beta": 10.0})
-    def half_dpo(policy_w, policy_l, ref_w, ref_l, beta=1.0):
-        """Half of Diffusion-DPO."""
-        loss, stats = diffusion_dpo_loss(policy_w, policy_l, ref_w, ref_l, beta=beta)
-        return loss / 2, stats
-
-    assert half_dpo.__name__ == "half_dpo"  # the decorator returns the function itself
-    spec = get_loss("half_dpo")
-    assert (spec.fn, spec.inputs, spec.needs_reference, spec.conditioning) == (half_dpo, "pair", True, "shared")
-    assert spec.summary == "Half of Diffusion-DPO." and spec.required == ("policy_w", "policy_l", "ref_w", "ref_l")
-    loss, _ = spec(t(PW), t(PL), t(RW), t(RL))  # default beta 10 -> U = [1, -0.5]
-    assert loss.item() == pytest.approx((-logsig(1.0) - logsig(-0.5)) / 4, rel=1e-6)
-    with pytest.raises(ValueError, match="already registered; pass override=True"):
-        register_loss("half_dpo", half_dpo, inputs="pair", needs_reference=True)
-    with pytest.raises(ValueError, match="already registered"):
-        register_loss("diffusion_dpo", half_dpo, inputs="pair", needs_reference=True)
-    with pytest.raises(ValueError, match=r"unknown inputs layout 'pairs'; choose one of: list, pair, "):
-        register_loss("typo", half_dpo, inputs="pairs", needs_reference=True)
-    with pytest.raises(ValueError, match=r"unknown conditioning 'own'; choose one of: shared, dual_caption"):
-        register_loss("typo", half_dpo, inputs="pair", needs_reference=True, conditioning="own")
-    with pytest.raises(ValueError, match=r"defaults \['gamma'\] are not arguments of half_dpo"):
-        register_loss("typo", half_dpo, inputs="pair", needs_reference=True, defaults={"gamma": 1})
-    with pytest.raises(TypeError, match="must be a LossSpec"):
-        LOSSES.register("typo", half_dpo)
-    assert "typo" not in LOSSES
-
-
-def test_registries_read_their_entry_point_groups(scratch_registries, monkeypatch):
-    from importlib import metadata
-
-    points = {
-        "diffalign.losses": [metadata.EntryPoint("ep_sft", f"{__name__}:EP_SFT", "diffalign.losses")],
-        "diffalign.input_layouts": [],
-    }
-    monkeypatch.setattr(metadata, "entry_points", lambda group: points.get(group, []))
-    monkeypatch.setattr(LOSSES, "_entry_points_read", False)
-    assert (LOSSES.entry_point_group, INPUT_LAYOUTS.entry_point_group) == ("diffalign.losses", "diffalign.input_layouts")
-    assert get_loss("ep_sft") is EP_SFT and "ep_sft" in LOSSES.names()
 
 
 def test_input_layouts_name_their_data_kind():
