@@ -94,6 +94,8 @@ def test_register_loss_adds_a_pure_function_with_its_input_spec(registries):
         register_loss("typo", half_dpo, inputs="pair", needs_reference=True, defaults={"gamma": 1})
     with pytest.raises(TypeError, match="must be a LossSpec"):
         LOSSES.register("typo", half_dpo)
+    with pytest.raises(ValueError, match="loss registered as 'typo' is named 'sft'"):
+        LOSSES.register("typo", get_loss("sft"))
     assert "typo" not in LOSSES
 
 

@@ -72,11 +72,16 @@ def _first_line(doc: str | None) -> str:
     return (doc or "").strip().split("\n")[0]
 
 
-def _check_layout(name: str, layout: Any) -> None:
-    if not isinstance(layout, InputLayout):
-        raise TypeError(f"input layout {name!r} must be an InputLayout, got {type(layout).__name__}")
-    if layout.name != name:
-        raise ValueError(f"input layout registered as {name!r} is named {layout.name!r}")
+def _entries_of(kind: str, cls: type, hint: str = "") -> Callable[[str, Any], None]:
+    """A registry's ``validate``: entries are ``cls`` instances whose ``name`` is the registered name."""
+
+    def check(name: str, entry: Any) -> None:
+        if not isinstance(entry, cls):
+            raise TypeError(f"{kind} {name!r} must be a {cls.__name__}{hint}, got {type(entry).__name__}")
+        if entry.name != name:
+            raise ValueError(f"{kind} registered as {name!r} is named {entry.name!r}")
+
+    return check
 
 
 #: input layouts by name; the offline ones are defined in ``diffalign.train.layouts``.
@@ -97,7 +102,7 @@ INPUT_LAYOUTS: Registry[InputLayout] = Registry(
         ),
     },
     entry_point_group="diffalign.input_layouts",
-    validate=_check_layout,
+    validate=_entries_of("input layout", InputLayout),
 )
 
 
@@ -206,20 +211,13 @@ def _specs() -> dict[str, LossSpec]:
     return {spec.name: spec for spec in specs}
 
 
-def _check_loss(name: str, spec: Any) -> None:
-    if not isinstance(spec, LossSpec):
-        raise TypeError(f"loss {name!r} must be a LossSpec (or register a function with register_loss), got {type(spec).__name__}")
-    if spec.name != name:
-        raise ValueError(f"loss registered as {name!r} is named {spec.name!r}")
-
-
 #: losses by name (``LOSSES.names()``, ``"dpo" in LOSSES``, ``LOSSES.get(name)``).
 LOSSES: Registry[LossSpec] = Registry(
     "loss",
     _specs(),
     entry_point_group="diffalign.losses",
     aliases={"dpo": "diffusion_dpo", "ddpo": "ppo", "flow_grpo": "ppo"},
-    validate=_check_loss,
+    validate=_entries_of("loss", LossSpec, " (or register a function with register_loss)"),
 )
 
 
