@@ -25,6 +25,7 @@ from diffalign.train.encoding import collate_encoded, conditioning, encode_batch
 from diffalign.train.latent_cache import LatentCache, cache_key, default_cache_root, model_fingerprint
 from diffalign.train.trainer import Trainer
 
+
 @dataclass
 class CacheConfig:
     #: encode latents + text once to disk (only when preprocessing is deterministic).
