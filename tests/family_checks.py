@@ -142,6 +142,14 @@ def check_reference_is_base(family: str) -> None:
     torch.testing.assert_close(off, expected)
     assert (on - off).abs().max() > 1e-2
     torch.testing.assert_close(again, on)  # adapters back on after the block
+    # the training forward's reference pass (what every offline loss uses): the base network, no grad
+    noise = torch.randn(x.shape, generator=seeded(5))
+    ref, ref_parts = adapter.training_errors(x, cond, noise=noise, timesteps=t, reference=True)
+    base_errors, base_parts = base.training_errors(x, cond, noise=noise, timesteps=t)
+    torch.testing.assert_close(ref_parts["prediction"], base_parts["prediction"])
+    torch.testing.assert_close(ref, base_errors)
+    policy, _ = adapter.training_errors(x, cond, noise=noise, timesteps=t)
+    assert not ref.requires_grad and policy.requires_grad and (policy - ref).abs().max() > 1e-6
 
 
 def check_lora_loads_in_diffusers(family: str, tmp_path) -> None:

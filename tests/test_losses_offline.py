@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from diffalign.losses import (
+    INPUT_LAYOUTS,
     LOSSES,
     dense_dpo_loss,
     diffusion_dpo_loss,
@@ -473,8 +474,24 @@ def test_registry_selects_by_name_with_defaults():
     assert not get_loss("mapo").needs_reference and get_loss("mapo").inputs == "pair"
     assert get_loss("dspo_sdxl").defaults["branch"] == "sdxl"
     assert get_loss("kto").parameters[:3] == ("policy", "ref", "desirable")
-    with pytest.raises(KeyError, match="known losses"):
+
+
+def test_unknown_loss_is_a_one_line_error_listing_the_choices():
+    with pytest.raises(ValueError) as err:  # also a KeyError, for callers that caught the mapping's
         get_loss("nope")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("unknown loss 'nope'; choose one of: d3po, dcpo, ")
+    assert set(message.split(": ", 1)[1].split(", ")) == set(LOSSES.names())
+    assert isinstance(err.value, KeyError)
+
+
+def test_input_layouts_name_their_data_kind():
+    kinds = {name: INPUT_LAYOUTS.get(name).data_kind for name in INPUT_LAYOUTS.names()}
+    assert kinds == {"pair": "pairs", "pair_winner_elements": "pairs", "winner": "pairs", "single": "unpaired",
+                     "list": "ranked", "pair_segments": "video_pairs", "transition": None, "transition_pair": None}
+    assert INPUT_LAYOUTS.get("transition").errors is None and callable(INPUT_LAYOUTS.get("pair").errors)
+    # every registered loss names a registered layout
+    assert {get_loss(name).inputs for name in LOSSES.names()} <= set(kinds)
 
 
 @pytest.mark.gpu

@@ -100,6 +100,14 @@ def test_full_training_step_path_reaches_the_lora_parameters():
     torch.testing.assert_close(again, errors)
     for g, p in zip(grads, params):
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
+    # Per-segment errors (DenseDPO): latent frames split into contiguous chunks, each averaged.
+    frame_errors = ((parts["prediction"] - parts["target"]) ** 2).mean(dim=(2, 3, 4))  # [B, F]
+    assert frame_errors.shape == (2, 3)
+    same = dict(noise=parts["noise"], timesteps=parts["timesteps"])
+    per_frame, _ = adapter.training_errors(latents, cond, segments=3, **same)
+    torch.testing.assert_close(per_frame, frame_errors)
+    two, _ = adapter.training_errors(latents, cond, segments=2, **same)  # frames {0, 1} and {2}
+    torch.testing.assert_close(two, torch.stack([frame_errors[:, :2].mean(1), frame_errors[:, 2]], 1))
 
 
 def test_forward_matches_the_pipeline_transformer_call_with_rotary_embeddings():

@@ -1,7 +1,11 @@
-"""The offline preference trainer on every family's tiny pipeline: every loss trains, resume is
-exact, the cache is reused, and the LoRA it writes loads into plain diffusers."""
+"""The offline preference trainer on every family's tiny pipeline: every loss gets the errors its
+input layout defines and its gradient reaches the LoRA, the loop trains each data kind, resume is
+exact, the cache is reused and agrees with raw images, and the LoRA it writes loads into plain diffusers."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import json
 import math
 import os
@@ -11,9 +15,10 @@ import pytest
 import torch
 
 from diffalign.data import DataConfig, write_pairs_jsonl
-from diffalign.losses import LOSSES
+from diffalign.losses import INPUT_LAYOUTS, LOSSES
 from diffalign.pipelines import adapter_for
 from diffalign.pipelines.tiny import build_tiny_pipeline
+from diffalign.train.encoding import conditioning
 from diffalign.train.metrics import read_metrics
 from diffalign.train.offline import CacheConfig, OfflineConfig, OfflinePreferenceTrainer
 
@@ -83,7 +88,7 @@ def _config(tmp_path, data_dirs, family, method, **kw) -> OfflineConfig:
     return cfg
 
 
-OFFLINE_METHODS = [name for name, s in LOSSES.items() if s.inputs not in ("transition", "transition_pair")]
+OFFLINE_METHODS = [name for name in LOSSES.names() if INPUT_LAYOUTS.get(LOSSES[name].inputs).errors is not None]
 
 
 def _combos():
@@ -97,8 +102,125 @@ def _combos():
             yield family, method
 
 
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _one_by_one(adapter, x, noise, t, cond, reference: bool):
+    """Per sample, each on its own: add_noise -> network -> target (the definition of the training
+    forward, written out independently of ``training_errors``). Returns (predictions, targets)."""
+    preds, targets = [], []
+    with torch.no_grad(), adapter.reference() if reference else contextlib.nullcontext():
+        for i in range(x.shape[0]):
+            xi, ni, ti = x[i : i + 1], noise[i : i + 1], t[i : i + 1]
+            preds.append(adapter.forward(adapter.add_noise(xi, ni, ti), ti, cond[i : i + 1]))
+            targets.append(adapter.training_target(xi, ni, ti))
+    return torch.cat(preds), torch.cat(targets)
+
+
+def _mse(pred, target, segments=None):
+    err = (pred.float() - target.float()) ** 2
+    chunks = err.tensor_split(segments, dim=1) if segments else [err]
+    out = torch.stack([c.flatten(1).mean(1) for c in chunks], 1)
+    return out if segments else out[:, 0]
+
+
+def _expected_inputs(adapter, batch, spec, generator):
+    """The loss arguments of one offline step, computed sample by sample from the layout's definition:
+    noise then timesteps drawn from ``generator``; pairs share them; reference = LoRA disabled."""
+    cond = conditioning(batch)
+    out = {}
+    if spec.inputs in ("single", "list"):
+        x = batch["x"]
+        k = x.shape[1] if spec.inputs == "list" else 1
+        flat = x.flatten(0, 1) if spec.inputs == "list" else x
+        noise = adapter.sample_noise(flat, generator)
+        t = adapter.sample_timesteps(x.shape[0], generator).repeat_interleave(k)
+        cond = cond.repeat_interleave(k)
+        for name, ref in (("policy", False), ("ref", True)):
+            out[name] = _mse(*_one_by_one(adapter, flat, noise, t, cond, ref)).view(x.shape[0], k).squeeze(1)
+        out.update({"desirable": batch["desirable"]} if spec.inputs == "single" else {"scores": batch["scores"]})
+        return out
+    segmented = spec.inputs == "pair_segments"
+    first, second = ("v0", "v1") if segmented else ("w", "l")
+    noise = adapter.sample_noise(batch[first], generator)
+    t = adapter.sample_timesteps(batch[first].shape[0], generator)
+    if spec.inputs == "winner":
+        return {"policy_w": _mse(*_one_by_one(adapter, batch["w"], noise, t, cond, False))}
+    cond_0, cond_1 = (cond, cond) if spec.conditioning == "shared" else (conditioning(batch, "cond_w"), conditioning(batch, "cond_l"))
+    segments = batch["segment_labels"].shape[1] if segmented else None
+    names = ("0", "1") if segmented else ("w", "l")
+    for role, ref in (("policy", False), ("ref", True)):
+        pred_w, target_w = _one_by_one(adapter, batch[first], noise, t, cond_0, ref)
+        out[f"{role}_{names[0]}"] = _mse(pred_w, target_w, segments)
+        out[f"{role}_{names[1]}"] = _mse(*_one_by_one(adapter, batch[second], noise, t, cond_1, ref), segments)
+        out[f"{role}_pred_w"], out["target_w"] = pred_w, target_w
+    out.update(segment_labels=batch["segment_labels"]) if segmented else out.update(soft_label=batch["soft_labels"])
+    return out
+
+
+def _recording(fn, calls):
+    @functools.wraps(fn)  # keeps the signature the trainer reads the argument names from
+    def record(*args, **kwargs):
+        calls.append(kwargs)
+        return fn(*args, **kwargs)
+
+    return record
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.mark.parametrize("family,method", list(_combos()))
-def test_every_loss_trains_every_family(tmp_path, data_dirs, family, method):
+def test_each_loss_gets_its_inputs_on_each_family(tmp_path, data_dirs, shared_cache, family, method):
+    """One offline step of every loss on every family it applies to: the loss function receives
+    exactly the errors its input layout defines (recomputed here sample by sample), and its loss
+    reaches every LoRA parameter it should and no other parameter."""
+    cfg = _config(tmp_path, data_dirs, family, method)
+    cfg.cache.dir = shared_cache
+    trainer = OfflinePreferenceTrainer(cfg, adapter=adapter_for(build_tiny_pipeline(family)))
+    adapter, spec = trainer.adapter, trainer.spec
+    with torch.no_grad():  # a LoRA that matters, so policy and reference differ
+        for name, p in adapter.denoiser.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.1 * torch.randn(p.shape, generator=_seeded(len(name))))
+    calls = []
+    trainer.spec = dataclasses.replace(spec, fn=_recording(spec.fn, calls))
+    batch = trainer.get_batch([0, 1], 0)
+    loss, stats = trainer.compute_loss(batch, _seeded(7))
+    (got,) = calls
+
+    expected = _expected_inputs(adapter, batch, spec, _seeded(7))
+    wanted = {name for name in spec.parameters if name in expected}
+    assert {k: got.pop(k) for k in spec.defaults} == dict(spec.defaults)  # e.g. DCPO's beta 500
+    if "num_train_timesteps" in spec.parameters:
+        assert got.pop("num_train_timesteps") == 1000
+    assert set(got) == wanted
+    for name, value in got.items():
+        # one sample at a time vs the batched forward: same math, other reduction/conv blocking
+        torch.testing.assert_close(value.float(), expected[name].float(), rtol=1e-5, atol=1e-6, msg=name)
+        if name.startswith("ref"):
+            assert not value.requires_grad, name
+    assert all(got[n].requires_grad for n in got if n.startswith("policy"))
+    assert loss.ndim == 0 and math.isfinite(loss.item()) and stats["loss"] == pytest.approx(loss.item())
+    pairs = [(n, "ref" + n[len("policy"):]) for n in got if n.startswith("policy") and "ref" + n[len("policy"):] in got]
+    assert bool(pairs) == spec.needs_reference
+    assert all((got[pol] - got[ref]).abs().max() > 1e-6 for pol, ref in pairs)  # the reference is another network
+
+    loss.backward()
+    named = dict(adapter.denoiser.named_parameters())
+    lora = [n for n, p in named.items() if p.requires_grad]
+    assert lora and all("lora_" in n for n in lora)
+    assert any(named[n].grad is not None and named[n].grad.abs().sum() > 0 for n in lora)
+    assert all(p.grad is None for n, p in named.items() if "lora_" not in n)
+
+
+@pytest.mark.parametrize("family,method", [("sd", "kto"), ("sdxl", "rankdpo"), ("sd3", "flow_dpo"), ("cogvideox", "dense_dpo")])
+def test_offline_training_end_to_end(tmp_path, data_dirs, family, method):
+    """The whole loop (data kinds unpaired, ranked, pairs, video pairs; one per family): steps logged,
+    finite metrics, the LoRA moved, frozen weights unchanged, the LoRA file written."""
     cfg = _config(tmp_path, data_dirs, family, method)
     adapter = adapter_for(build_tiny_pipeline(family))
     before = {n: p.detach().clone() for n, p in adapter.denoiser.named_parameters()}
@@ -123,6 +245,7 @@ def _run(tmp_path, data_dirs, steps, resume=None, checkpointing_steps=0):
     return read_metrics(result.metrics_path), trainer.adapter.lora_state_dict()
 
 
+@pytest.mark.slow
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, data_dirs):
     full, full_lora = _run(tmp_path / "a", data_dirs, steps=5)
     _run(tmp_path / "b", data_dirs, steps=2, checkpointing_steps=1)  # "interrupted" after step 2
@@ -155,14 +278,26 @@ def test_cache_is_built_once_and_keyed_by_data(tmp_path, data_dirs):
 
 
 def test_cached_and_uncached_batches_agree(tmp_path, data_dirs):
+    """Training from the latent cache and from raw images gives the same batch and the same loss.
+
+    The two paths draw the VAE posterior sample from ``seed * 65537 + k``, k the first index of the
+    cache's encode chunk or the micro-step; with chunks of one batch both use k = 0 for micro-step 0.
+    Same inputs, same ops, same order on CPU: equal bit for bit (tolerance 0); any other value would
+    mean the cache stored something else (dtype, order, a missing key)."""
     cfg = _config(tmp_path, data_dirs, "sd", "diffusion_dpo")
+    cfg.cache.encode_batch_size = cfg.batch_size
     cached = OfflinePreferenceTrainer(cfg, adapter=adapter_for(build_tiny_pipeline("sd")))
     cfg.cache.enabled = False
     raw = OfflinePreferenceTrainer(cfg, adapter=adapter_for(build_tiny_pipeline("sd")))
+    assert cached.cache is not None and raw.cache is None
     a, b = cached.get_batch([0, 1], 0), raw.get_batch([0, 1], 0)
     assert set(a) == set(b)
-    torch.testing.assert_close(a["cond.prompt_embeds"], b["cond.prompt_embeds"])
-    assert a["w"].shape == b["w"].shape
+    for key in a:
+        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+    loss_a, stats_a = cached.compute_loss(a, _seeded(3))
+    loss_b, stats_b = raw.compute_loss(b, _seeded(3))
+    assert loss_a.item() == loss_b.item() and stats_a == stats_b
+    assert stats_a["policy_w_err"] != stats_a["policy_l_err"]  # real, distinct errors were compared
 
 
 def test_bad_loss_argument_and_wrong_data_kind_are_clear(tmp_path, data_dirs):
@@ -174,6 +309,9 @@ def test_bad_loss_argument_and_wrong_data_kind_are_clear(tmp_path, data_dirs):
     cfg.data.kind = "pairs"
     with pytest.raises(ValueError, match="data.kind=ranked"):
         OfflinePreferenceTrainer(cfg, adapter=adapter_for(build_tiny_pipeline("sd")))
+    cfg.method = "d3po"
+    with pytest.raises(ValueError, match="d3po needs rollouts"):
+        OfflinePreferenceTrainer(cfg, adapter=adapter_for(build_tiny_pipeline("sd")))
     cfg = _config(tmp_path, data_dirs, "sd", "dcpo")
     cfg.data.columns = {}
     trainer = OfflinePreferenceTrainer(cfg, adapter=adapter_for(build_tiny_pipeline("sd")))
@@ -181,6 +319,7 @@ def test_bad_loss_argument_and_wrong_data_kind_are_clear(tmp_path, data_dirs):
         trainer.train()
 
 
+@pytest.mark.slow
 def test_train_command_lora_loads_into_plain_diffusers(tmp_path, data_dirs):
     from diffusers import DiffusionPipeline
 
@@ -208,6 +347,7 @@ def test_train_command_lora_loads_into_plain_diffusers(tmp_path, data_dirs):
     assert np.abs(sample(base) - sample(tuned)).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_two_processes_with_accelerate_launch(tmp_path, data_dirs):
     """`accelerate launch --num_processes 2 -m diffalign train` on CPU (gloo): both ranks train,
     gradients are synchronised (the trainer checks the ranks' weights agree) and one LoRA is written."""

@@ -34,14 +34,8 @@ class UnpairedDataset(PreferenceDataset):
     kind = "unpaired"
     collate = staticmethod(collate_unpaired)
 
-    def __init__(
-        self,
-        source: TableSource,
-        columns: UnpairedColumns = UnpairedColumns(),
-        preprocess: Preprocess = Preprocess(),
-        media: str = "image",
-        seed: int = 0,
-    ):
+    def __init__(self, source: TableSource, columns: UnpairedColumns = UnpairedColumns(),
+                 preprocess: Preprocess = Preprocess(), media: str = "image", seed: int = 0):
         super().__init__(source, preprocess, media=media, seed=seed)
         source.require_columns(used_columns(columns))
         self.columns = columns

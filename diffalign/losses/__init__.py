@@ -10,7 +10,8 @@ Conventions shared by every loss:
 - Betas follow the official Diffusion-DPO convention u = -(beta/2)·(Δ_policy - Δ_ref) unless a
   docstring says otherwise (diffusers' SD script's beta 2500 ≙ 5000 here).
 
-Pick one by name with :func:`get_loss` (see ``diffalign.losses.registry``).
+Pick one by name with :func:`get_loss`; add one with :func:`register_loss` (and, for a new kind of
+training example, :func:`register_input_layout`): see ``diffalign.losses.registry`` and docs/losses.md.
 """
 from diffalign.losses.dense import dense_dpo_loss
 from diffalign.losses.dpo import diffusion_dpo_loss, flow_dpo_loss
@@ -19,12 +20,22 @@ from diffalign.losses.kto import kto_loss
 from diffalign.losses.mapo import mapo_loss
 from diffalign.losses.policy_gradient import d3po_loss, ppo_loss
 from diffalign.losses.rank import rankdpo_loss
-from diffalign.losses.registry import LOSSES, LossSpec, get_loss
+from diffalign.losses.registry import (
+    INPUT_LAYOUTS,
+    LOSSES,
+    InputLayout,
+    LossSpec,
+    get_loss,
+    register_input_layout,
+    register_loss,
+)
 from diffalign.losses.reward import REWARD_LOSS_KINDS, reward_loss
 from diffalign.losses.sft import sft_loss
 from diffalign.losses.smpo import smpo_loss
 
 __all__ = [
+    "INPUT_LAYOUTS",
+    "InputLayout",
     "LOSSES",
     "LossSpec",
     "REWARD_LOSS_KINDS",
@@ -38,6 +49,8 @@ __all__ = [
     "mapo_loss",
     "ppo_loss",
     "rankdpo_loss",
+    "register_input_layout",
+    "register_loss",
     "reward_loss",
     "sft_loss",
     "smpo_loss",

@@ -177,9 +177,15 @@ class PipelineAdapter(ABC):
         """The conditioned network forward; returns a prediction shaped like ``noisy_latents``."""
 
     @staticmethod
-    def per_sample_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Squared error averaged over every non-batch element, in fp32: shape [B]."""
+    def per_sample_error(prediction: torch.Tensor, target: torch.Tensor, segments: int | None = None) -> torch.Tensor:
+        """Squared error averaged over every non-batch element, in fp32: shape [B].
+
+        ``segments=S`` splits dim 1 (the frames of video latents ``[B, F, C, H, W]``) into ``S``
+        contiguous chunks and averages each: shape [B, S] (DenseDPO's per-segment errors).
+        """
         err = (prediction.float() - target.float()) ** 2
+        if segments:
+            return torch.stack([c.reshape(c.shape[0], -1).mean(1) for c in err.tensor_split(segments, dim=1)], 1)
         return err.reshape(err.shape[0], -1).mean(dim=1)
 
     def training_errors(
@@ -190,20 +196,29 @@ class PipelineAdapter(ABC):
         noise: torch.Tensor | None = None,
         timesteps: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        reference: bool = False,
+        segments: int | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The whole training-step path: noise, timesteps, forward, target -> per-sample error [B].
+        """The training forward every offline loss uses: noise, timesteps, ``add_noise``, the network
+        forward, ``training_target`` -> per-sample error [B] (fp32, see :meth:`per_sample_error`).
 
-        Returns ``(errors, parts)`` where ``parts`` holds ``noise``, ``timesteps``, ``prediction``
-        and ``target`` for callers that need them.
+        ``noise`` / ``timesteps`` are drawn (in that order, from ``generator``) when not given.
+        ``reference=True`` runs the reference network (``reference()``) without grad;
+        ``segments=S`` returns per-segment errors [B, S] for video. Returns ``(errors, parts)`` where
+        ``parts`` holds ``noise``, ``timesteps``, ``prediction`` and ``target``.
         """
         if noise is None:
             noise = self.sample_noise(latents, generator)
         if timesteps is None:
             timesteps = self.sample_timesteps(latents.shape[0], generator, device=latents.device)
         noisy = self.add_noise(latents, noise, timesteps)
-        pred = self.forward(noisy, timesteps, cond)
         target = self.training_target(latents, noise, timesteps)
-        return self.per_sample_error(pred, target), {
+        if reference:
+            with torch.no_grad(), self.reference():
+                pred = self.forward(noisy, timesteps, cond)
+        else:
+            pred = self.forward(noisy, timesteps, cond)
+        return self.per_sample_error(pred, target, segments), {
             "noise": noise,
             "timesteps": timesteps,
             "prediction": pred,

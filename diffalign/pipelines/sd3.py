@@ -209,17 +209,8 @@ class SD3Adapter(PipelineAdapter):
         sched.set_timesteps(num_inference_steps, device=self.device, **kwargs)
         return sched
 
-    def sampler_step(
-        self,
-        scheduler,
-        model_output: torch.Tensor,
-        timestep: torch.Tensor | int | float,
-        sample: torch.Tensor,
-        *,
-        noise_level: float | None = None,
-        prev_sample: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sampler_step(self, scheduler, model_output, timestep, sample, *, noise_level=None, prev_sample=None,
+                     generator=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Flow-GRPO's SDE step (``noise_level`` default 0.7; 0 = Euler ODE step, log-prob 0), or the
         coefficients-preserving step when ``sde_type == "cps"``."""
         level = self.default_noise_level if noise_level is None else float(noise_level)

@@ -169,13 +169,8 @@ def flow_cps_step_moments(
 
 
 def flow_sde_step_with_logprob(
-    scheduler,
-    model_output: torch.Tensor,
-    timestep: torch.Tensor | float,
-    sample: torch.Tensor,
-    noise_level: float = 0.7,
-    prev_sample: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    scheduler, model_output: torch.Tensor, timestep: torch.Tensor | float, sample: torch.Tensor,
+    noise_level: float = 0.7, prev_sample: torch.Tensor | None = None, generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of Flow-GRPO's flow SDE and the log-probability of the resulting ``prev_sample``.
 

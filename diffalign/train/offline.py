@@ -1,15 +1,13 @@
 """The offline preference trainer: every loss of ``diffalign.losses`` on every model family.
 
-One trainer serves Diffusion-DPO, MaPO, DSPO, SmPO, KTO, DCPO, TDPO, RankDPO, DenseDPO, Flow-DPO
-and SFT. The loss's :class:`~diffalign.losses.LossSpec` says which forward passes it needs
-(``inputs`` layout, reference or not, how the halves are conditioned); this module computes
-exactly those per-sample errors with the model adapter and hands them to the loss by argument name.
-So a new algorithm is a loss function plus a registry entry and a recipe.
-
-Per step and pair (the unified step of the research notes, §1.1): one noise tensor and one
-timestep per pair shared by winner and loser; the policy forward on [winners; losers] with grad;
-the reference forward (adapters disabled, or the frozen copy) without grad; per-sample errors in
-fp32, mean over every non-batch element.
+One trainer serves Diffusion-DPO, MaPO, DSPO, SmPO, KTO, DCPO, TDPO, RankDPO, DenseDPO, Flow-DPO,
+SFT and any loss registered with :func:`diffalign.losses.register_loss`. The loss's
+:class:`~diffalign.losses.LossSpec` names its input layout (``inputs``), whether it needs the
+reference network and how the halves are conditioned; the layout (``diffalign.losses.INPUT_LAYOUTS``,
+built-ins in :mod:`diffalign.train.layouts`) says which data kind it reads and computes the
+per-sample errors with the adapter's one training forward (``PipelineAdapter.training_errors``);
+the trainer hands them to the loss by argument name. So a new algorithm is a loss function (plus,
+for a new kind of example, an input layout) registered from any code, and a recipe.
 """
 from __future__ import annotations
 
@@ -20,22 +18,12 @@ from typing import Any, Optional
 import torch
 
 from diffalign.data import DataConfig, build_dataset
-from diffalign.losses import get_loss
+from diffalign.losses import INPUT_LAYOUTS, get_loss
 from diffalign.pipelines import PromptEmbeds
 from diffalign.train.config import TrainConfig
 from diffalign.train.encoding import collate_encoded, conditioning, encode_batch, split_encoded
 from diffalign.train.latent_cache import LatentCache, cache_key, default_cache_root, model_fingerprint
 from diffalign.train.trainer import Trainer
-
-#: data kind each loss input layout needs.
-DATA_KIND = {
-    "pair": "pairs",
-    "pair_winner_elements": "pairs",
-    "winner": "pairs",
-    "single": "unpaired",
-    "list": "ranked",
-    "pair_segments": "video_pairs",
-}
 
 
 @dataclass
@@ -109,8 +97,9 @@ class OfflinePreferenceTrainer(Trainer):
                 f"loss.{sorted(unknown)[0]}: not an argument of {config.method} "
                 f"(arguments: {', '.join(self.spec.parameters)})"
             )
-        if not self.spec.needs_reference and self.spec.inputs not in ("pair", "winner"):
-            raise ValueError(f"method {config.method} is not an offline method")
+        self.layout = INPUT_LAYOUTS.get(self.spec.inputs)
+        if self.layout.errors is None:
+            raise ValueError(f"method {config.method} needs rollouts, not an offline data set (use the online trainer)")
         self._given_dataset = dataset
         super().__init__(config, adapter)
 
@@ -120,9 +109,7 @@ class OfflinePreferenceTrainer(Trainer):
     # ------------------------------------------------------------------ set-up phase
     def setup(self) -> None:
         cfg: OfflineConfig = self.config  # type: ignore[assignment]
-        wanted = DATA_KIND.get(self.spec.inputs)
-        if wanted is None:
-            raise ValueError(f"method {cfg.method} needs rollouts, not an offline data set (use the online trainer)")
+        wanted = self.layout.data_kind
         if cfg.data.kind != wanted and not (wanted == "unpaired" and cfg.data.unpaired_from_pairs):
             raise ValueError(f"method {cfg.method} trains on data.kind={wanted}, but data.kind={cfg.data.kind}")
         self.dataset = build_dataset(cfg.data, seed=cfg.seed, rows=self._given_dataset)
@@ -203,79 +190,17 @@ class OfflinePreferenceTrainer(Trainer):
         return PromptEmbeds({k: torch.where(drop.view(-1, *[1] * (v.ndim - 1)), empty[k].to(v.dtype), v)
                              for k, v in cond.tensors.items()})
 
-    def _forward_errors(self, latents, noise, timesteps, cond, reference: bool, reduce_segments: int | None = None):
-        adapter = self.adapter
-        noisy = adapter.add_noise(latents, noise, timesteps)
-        target = adapter.training_target(latents, noise, timesteps)
-        if reference:
-            with torch.no_grad(), adapter.reference():
-                pred = adapter.forward(noisy, timesteps, cond)
-        else:
-            pred = adapter.forward(noisy, timesteps, cond)
-        if reduce_segments:
-            err = (pred.float() - target.float()) ** 2  # [B, F, C, H, W]: segments along frames
-            errors = torch.stack([c.reshape(c.shape[0], -1).mean(1) for c in err.tensor_split(reduce_segments, dim=1)], 1)
-        else:
-            errors = adapter.per_sample_error(pred, target)
-        return errors, pred, target
-
     def compute_loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
         spec, adapter = self.spec, self.adapter
         cond = self._drop_captions(conditioning(batch), generator)
-        need_ref = spec.needs_reference
-        inputs: dict[str, Any] = {}
-        if spec.inputs in ("pair", "pair_winner_elements", "winner", "pair_segments"):
-            first, second = ("v0", "v1") if spec.inputs == "pair_segments" else ("w", "l")
-            x0, x1 = batch[first], batch[second]
-            b = x0.shape[0]
-            noise = adapter.sample_noise(x0, generator)
-            t = adapter.sample_timesteps(b, generator, device=self.device)
-            if spec.inputs == "winner":
-                inputs["policy_w"] = self._forward_errors(x0, noise, t, cond, False)[0]
-            else:
-                if spec.conditioning == "shared":
-                    cond2 = cond.repeat(2)
-                else:  # dual_caption (DCPO) / caption_contrast (TDPO): each half with its own caption
-                    if "cond_w.prompt_embeds" not in batch and not any(k.startswith("cond_w.") for k in batch):
-                        raise ValueError(
-                            f"method {self.config.method} conditions winner and loser on their own captions: set "  # type: ignore[attr-defined]
-                            "data.columns.caption_w/caption_l (or caption_0/caption_1) to the data's caption columns"
-                        )
-                    cond2 = PromptEmbeds.cat([conditioning(batch, "cond_w"), conditioning(batch, "cond_l")])
-                lat, noise2, t2 = torch.cat([x0, x1]), torch.cat([noise, noise]), torch.cat([t, t])
-                segments = batch["segment_labels"].shape[1] if spec.inputs == "pair_segments" else None
-                pol, pred, target = self._forward_errors(lat, noise2, t2, cond2, False, segments)
-                names = ("policy_0", "policy_1", "ref_0", "ref_1") if segments else ("policy_w", "policy_l", "ref_w", "ref_l")
-                inputs[names[0]], inputs[names[1]] = pol.chunk(2)
-                if need_ref:
-                    ref, ref_pred, _ = self._forward_errors(lat, noise2, t2, cond2, True, segments)
-                    inputs[names[2]], inputs[names[3]] = ref.chunk(2)
-                    inputs["ref_pred_w"] = ref_pred[:b]
-                inputs["policy_pred_w"], inputs["target_w"] = pred[:b], target[:b]
-                if "soft_labels" in batch:
-                    inputs["soft_label"] = batch["soft_labels"]
-                if segments:
-                    inputs["segment_labels"] = batch["segment_labels"]
-        elif spec.inputs == "single":
-            x = batch["x"]
-            noise = adapter.sample_noise(x, generator)
-            t = adapter.sample_timesteps(x.shape[0], generator, device=self.device)
-            inputs["policy"] = self._forward_errors(x, noise, t, cond, False)[0]
-            inputs["ref"] = self._forward_errors(x, noise, t, cond, True)[0]
-            inputs["desirable"] = batch["desirable"]
-        elif spec.inputs == "list":
-            x = batch["x"]  # [B, K, ...]: one timestep per list, own noise per image
-            b, k = x.shape[:2]
-            flat = x.flatten(0, 1)
-            noise = adapter.sample_noise(flat, generator)
-            t = adapter.sample_timesteps(b, generator, device=self.device).repeat_interleave(k)
-            cond_k = cond.repeat_interleave(k)
-            inputs["policy"] = self._forward_errors(flat, noise, t, cond_k, False)[0].view(b, k)
-            inputs["ref"] = self._forward_errors(flat, noise, t, cond_k, True)[0].view(b, k)
-            inputs["scores"] = batch["scores"]
-        else:
-            raise ValueError(f"the offline trainer cannot run a loss with inputs {spec.inputs!r}")
+        inputs = dict(self.layout.errors(adapter, batch, cond, generator, spec))
         if "num_train_timesteps" in spec.parameters and "num_train_timesteps" not in self.config.loss:  # type: ignore[attr-defined]
             inputs["num_train_timesteps"] = adapter.num_train_timesteps
         args = {name: inputs[name] for name in spec.parameters if name in inputs}
+        missing = [name for name in spec.required if name not in args and name not in self.config.loss]  # type: ignore[attr-defined]
+        if missing:
+            raise ValueError(
+                f"loss {spec.name} takes {missing} that input layout {spec.inputs!r} does not give "
+                f"(it gives: {', '.join(sorted(inputs))})"
+            )
         return spec(**args, **self.config.loss)  # type: ignore[attr-defined]

@@ -72,6 +72,23 @@ def tiny_clip_text_encoder(seed: int, pad_token_id: int, *, hidden_size: int = 3
     return cls(config).eval()
 
 
+def tiny_unet_config(sample_size: int, **overrides: Any) -> dict[str, Any]:
+    """Config of a two-level ``UNet2DConditionModel`` (32/64 channels) shared by the tiny SD and SDXL
+    pipelines; ``overrides`` add or replace keys."""
+    return {
+        "sample_size": sample_size,
+        "in_channels": 4,
+        "out_channels": 4,
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+        "block_out_channels": (32, 64),
+        "layers_per_block": 1,
+        "attention_head_dim": (2, 4),
+        "norm_num_groups": 8,
+        **overrides,
+    }
+
+
 def build(seed: int = 0, *, prediction_type: str = "epsilon", sample_size: int = 16, model_max_length: int = 77,
           unet: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None):
     """A tiny ``StableDiffusionPipeline``; deterministic for ``seed``.
@@ -84,20 +101,7 @@ def build(seed: int = 0, *, prediction_type: str = "epsilon", sample_size: int =
     from diffalign.pipelines.tokenizers import clip_tokenizer
 
     torch.manual_seed(seed)
-    unet_config = dict(
-        sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        attention_head_dim=(2, 4),
-        cross_attention_dim=32,
-        norm_num_groups=8,
-    )
-    unet_config.update(unet or {})
-    denoiser = UNet2DConditionModel(**unet_config).eval()
+    denoiser = UNet2DConditionModel(**{**tiny_unet_config(sample_size, cross_attention_dim=32), **(unet or {})}).eval()
     tokenizer = clip_tokenizer("<|endoftext|>", model_max_length=model_max_length)
     text_encoder = tiny_clip_text_encoder(seed + 1, pad_token_id=tokenizer.pad_token_id,
                                           max_position_embeddings=max(77, model_max_length))

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from diffalign.pipelines.tiny.sd import SD_SCHEDULER_CONFIG, tiny_clip_text_encoder, tiny_vae
+from diffalign.pipelines.tiny.sd import SD_SCHEDULER_CONFIG, tiny_clip_text_encoder, tiny_unet_config, tiny_vae
 
 SDXL_SCHEDULER_CONFIG: dict[str, Any] = {
     **SD_SCHEDULER_CONFIG,
@@ -31,25 +31,16 @@ def build(seed: int = 0, *, prediction_type: str = "epsilon", sample_size: int =
 
     hidden_1, hidden_2, time_dim = 32, 32, 8
     torch.manual_seed(seed)
-    unet_config = dict(
-        sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        attention_head_dim=(2, 4),
+    unet_config = tiny_unet_config(
+        sample_size,
         use_linear_projection=True,
         transformer_layers_per_block=(1, 1),
         addition_embed_type="text_time",
         addition_time_embed_dim=time_dim,
         projection_class_embeddings_input_dim=6 * time_dim + hidden_2,
         cross_attention_dim=hidden_1 + hidden_2,
-        norm_num_groups=8,
     )
-    unet_config.update(unet or {})
-    denoiser = UNet2DConditionModel(**unet_config).eval()
+    denoiser = UNet2DConditionModel(**{**unet_config, **(unet or {})}).eval()
     tokenizer = clip_tokenizer("<|endoftext|>", model_max_length=model_max_length)
     tokenizer_2 = clip_tokenizer("!", model_max_length=model_max_length)
     positions = max(77, model_max_length)
