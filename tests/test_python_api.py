@@ -119,8 +119,23 @@ def test_ddpo_with_a_lambda_reward(tmp_path):
         assert row["reward_mean"] == pytest.approx(float(images.mean(dim=(1, 2, 3)).mean()), rel=1e-6)
 
 
-def test_weighted_rewards_and_wrong_arguments(tmp_path):
-    from diffalign.rewards import as_reward
+def test_config_and_reward_forms_and_wrong_arguments(tmp_path):
+    from diffalign.rewards import CallableReward, as_reward
+    from diffalign.train.api import as_config
+
+    # a recipe path with overrides, a dict and a config object give the same config
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("trainer: ddpo\nmax_steps: 7\nsampling:\n  num_steps: 3\n")
+    from_path = as_config(str(recipe), ["optim.lr=0.5"])
+    from_dict = as_config({"trainer": "ddpo", "max_steps": 7, "sampling": {"num_steps": 3}, "optim": {"lr": 0.5}})
+    assert type(from_path) is diffalign.DDPOConfig and from_path == from_dict
+    assert as_config(from_dict) is from_dict and as_config(from_dict, ["max_steps=2"]).max_steps == 2
+
+    # a differentiable callable reward passes the gradient to the pixels; a plain one is detached
+    pixels = torch.rand(2, 3, 8, 8, requires_grad=True)
+    CallableReward(lambda im, p: im.mean(dim=(1, 2, 3)), differentiable=True)(pixels, ["a", "b"]).sum().backward()
+    torch.testing.assert_close(pixels.grad, torch.full_like(pixels, 1 / (3 * 8 * 8)))
+    assert not as_reward(lambda im, p: im.mean(dim=(1, 2, 3)))(pixels, ["a", "b"]).requires_grad
 
     images = torch.rand(3, 3, 8, 8)
     both = as_reward({"bright": (lambda im, p: im.mean(dim=(1, 2, 3)), 2.0), "jpeg_compressibility": 0.5})
