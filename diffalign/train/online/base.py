@@ -20,13 +20,14 @@ from typing import Iterator, Sequence
 
 import torch
 
+from diffalign.rewards import load as load_reward
 from diffalign.pipelines import PromptEmbeds
 from diffalign.train.metrics import MetricsLogger
 from diffalign.train.online.config import OnlineConfig
 from diffalign.train.online.grouping import KRepeatSampler
 from diffalign.train.online.prompts import PromptSet
 from diffalign.train.online.sampling import Guidance, sample_chain
-from diffalign.train.online.scoring import RewardScorer, load_reward
+from diffalign.train.online.scoring import RewardScorer
 from diffalign.train.trainer import Trainer
 
 #: named random streams of one iteration (the value is mixed into the seed).
@@ -73,7 +74,7 @@ class OnlineTrainer(Trainer):
         self.prompt_sampler = KRepeatSampler(
             len(self.prompt_set), self.prompts_per_batch(), self.group_size, acc.num_processes, acc.process_index, cfg.seed
         )
-        self.reward = load_reward(cfg.reward, self.device)
+        self.reward = load_reward(cfg.reward.name, device=self.device, **cfg.reward.options)
         self.scorer = RewardScorer(self.reward, cfg.reward.workers)
         self._prompt_memo: dict[str, PromptEmbeds] = {}
         self._uncond: PromptEmbeds | None = None
