@@ -81,7 +81,7 @@ class OnlineTrainer(Trainer):
         default_h, default_w, default_f = self.adapter.default_size()
         self.sample_size = (cfg.sampling.height or default_h, cfg.sampling.width or default_w,
                             cfg.sampling.num_frames or default_f)
-        self.scheduler = self.make_scheduler(cfg.sampling.num_steps)
+        self.scheduler = self.make_scheduler(cfg.sampling.num_inference_steps)
         self.optimizer_steps_done = 0
         self.eval_set: PromptSet | None = None  # built on the first evaluation
         self.logger: MetricsLogger | None = None
@@ -229,8 +229,8 @@ class OnlineTrainer(Trainer):
         ev, acc = cfg.evaluation, self.accelerator
         if self.eval_set is None:
             self.eval_set = PromptSet.from_config(cfg.prompts, evaluation=True, seed=ev.seed, num_rows=ev.num_prompts)
-        num_steps = ev.num_steps or cfg.sampling.num_steps
-        scheduler = self.scheduler if num_steps == cfg.sampling.num_steps else self.make_scheduler(num_steps)
+        num_steps = ev.num_inference_steps or cfg.sampling.num_inference_steps
+        scheduler = self.scheduler if num_steps == cfg.sampling.num_inference_steps else self.make_scheduler(num_steps)
         levels = [0.0 if ev.noise_level is None else ev.noise_level] * num_steps
         mine = list(range(acc.process_index, len(self.eval_set), acc.num_processes))
         rewards, shown = [], None
