@@ -180,7 +180,7 @@ class DDPOConfig(PolicyGradientConfig):
 
     Per iteration and process: ``sampling.batch_size x sampling.num_batches`` rollouts; per inner
     epoch, samples shuffled and cut into micro-batches of ``batch_size``, the time axis shuffled per
-    sample and the first ``int(num_steps x timestep_fraction)`` steps trained;
+    sample and the first ``int(num_inference_steps x timestep_fraction)`` steps trained;
     ``gradient_accumulation_steps`` micro-batches per optimizer step. Advantages: the per-prompt
     stat tracker (or global normalisation).
     """
