@@ -9,7 +9,7 @@ checked against the dataclass; every problem is one line naming where it comes f
 - an unknown key lists the valid keys of its section (a renamed key says its new name);
 - a value of the wrong type names the expected type;
 - a field declared with :func:`choice` lists its choices (a callable gives them at check time, e.g. a
-  registry's names); one declared with :func:`parsed` is converted by its function (which raises a
+  :class:`~diffalign.registry.Registry`, whose aliases are accepted too); one declared with :func:`parsed` is converted by its function (which raises a
   ``ValueError`` naming the choices), also when the dataclass is built in Python
   (:func:`apply_parsers` in ``__post_init__``).
 
@@ -161,7 +161,7 @@ class _Checker:
             raise self.fail(f"{path}: expected {_describe(tp)}, got {value!r}")
         choices = metadata.get("choices")
         if choices is not None and not isinstance(value, (list, dict)):
-            valid = list(choices() if callable(choices) else choices)
+            valid = choices() if callable(choices) else choices  # a sequence, or a Registry (aliases count)
             if value not in valid:
                 raise self.fail(f"{path}: {value!r} is not one of: {', '.join(map(str, valid))}")
 

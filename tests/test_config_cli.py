@@ -154,3 +154,11 @@ def test_cli_lists_commands_and_version():
     assert out.stdout.startswith("diffalign ")
     out = subprocess.run([sys.executable, "-m", "diffalign"], capture_output=True, text=True)
     assert out.returncode == 2
+
+
+def test_offline_method_is_checked_against_the_losses():
+    from diffalign.losses import LOSSES
+    from diffalign.train.offline import OfflineConfig
+
+    assert load_config(OfflineConfig, None, ["method=mapo"]).method == "mapo"
+    assert error(OfflineConfig, None, ["method=dpoo"]) == "command line: method: 'dpoo' is not one of: " + ", ".join(LOSSES)
