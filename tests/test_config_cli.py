@@ -162,3 +162,5 @@ def test_offline_method_is_checked_against_the_losses():
 
     assert load_config(OfflineConfig, None, ["method=mapo"]).method == "mapo"
     assert error(OfflineConfig, None, ["method=dpoo"]) == "command line: method: 'dpoo' is not one of: " + ", ".join(LOSSES)
+    message = error(OfflineConfig, None, ["data.kind=pair"])
+    assert message == "command line: data.kind: 'pair' is not one of: pairs, unpaired, ranked, video_pairs"

@@ -20,6 +20,8 @@ import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+from diffalign.utils.dtypes import dtype_argument
+
 EXAMPLES = 6
 
 
@@ -166,7 +168,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tie-tolerance", type=float, default=0.0, help="score differences up to this are ties")
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--device")
-    p.add_argument("--dtype")
+    p.add_argument("--dtype", type=dtype_argument, help="pipeline dtype: fp16/float16, bf16/bfloat16, fp32/float32 (default: as saved)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,6 +21,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from diffalign.utils.dtypes import dtype_argument
+
 STYLES = ("anime", "concept-art", "paintings", "photo")
 CHUNK = 80
 """The benchmark averages scores in consecutive chunks of 80 prompts."""
@@ -193,7 +195,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device")
-    p.add_argument("--dtype")
+    p.add_argument("--dtype", type=dtype_argument, help="pipeline dtype: fp16/float16, bf16/bfloat16, fp32/float32 (default: as saved)")
 
 
 def run(args: argparse.Namespace) -> int:

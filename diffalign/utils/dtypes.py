@@ -1,11 +1,10 @@
-"""Dtype names: every place a dtype is given (configs, ``--dtype``, reward options) accepts the
-short and the torch spelling alike: ``fp32``/``float32``, ``fp16``/``float16``/``half``,
-``bf16``/``bfloat16``."""
+"""Dtype names: every place a dtype is given (configs, ``--dtype``, reward and detector options)
+accepts the short and the torch spelling alike: ``fp32``/``float32``, ``fp16``/``float16``/``half``,
+``bf16``/``bfloat16``. (torch is imported only when a torch dtype is asked for, so the command-line
+parser stays light.)"""
 from __future__ import annotations
 
 from typing import Any
-
-import torch
 
 #: accepted spelling -> the short name configs store.
 DTYPE_NAMES: dict[str, str] = {
@@ -13,23 +12,39 @@ DTYPE_NAMES: dict[str, str] = {
     "fp16": "fp16", "float16": "fp16", "half": "fp16",
     "bf16": "bf16", "bfloat16": "bf16",
 }
-TORCH_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: short name -> the name of the torch dtype.
+TORCH_NAMES: dict[str, str] = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def dtype_name(value: Any) -> str:
     """The short name (``fp32`` | ``fp16`` | ``bf16``) of any accepted spelling or torch dtype."""
-    if isinstance(value, torch.dtype):
-        for name, dtype in TORCH_DTYPES.items():
-            if dtype == value:
-                return name
-    elif isinstance(value, str) and value.lower() in DTYPE_NAMES:
-        return DTYPE_NAMES[value.lower()]
+    if isinstance(value, str):
+        if value.lower() in DTYPE_NAMES:
+            return DTYPE_NAMES[value.lower()]
+    elif value is not None and type(value).__name__ == "dtype":  # a torch.dtype
+        short = {v: k for k, v in TORCH_NAMES.items()}.get(str(value).removeprefix("torch."))
+        if short is not None:
+            return short
     raise ValueError(f"unknown dtype {value!r}; choose one of: {', '.join(DTYPE_NAMES)}")
 
 
-def torch_dtype(value: Any) -> torch.dtype | None:
+def torch_dtype(value: Any):
     """``"fp16"`` / ``"float16"`` / ``torch.float16`` ... -> ``torch.float16``; None stays None."""
-    return None if value is None else TORCH_DTYPES[dtype_name(value)]
+    if value is None:
+        return None
+    import torch
+
+    return getattr(torch, TORCH_NAMES[dtype_name(value)])
+
+
+def dtype_argument(value: str) -> str:
+    """``argparse`` type of the ``--dtype`` options: the short name, or a usage error listing the spellings."""
+    import argparse
+
+    try:
+        return dtype_name(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def mixed_precision_name(value: Any) -> str:
@@ -44,4 +59,4 @@ def mixed_precision_name(value: Any) -> str:
     return "no" if name == "fp32" else name
 
 
-__all__ = ["DTYPE_NAMES", "TORCH_DTYPES", "dtype_name", "mixed_precision_name", "torch_dtype"]
+__all__ = ["DTYPE_NAMES", "TORCH_NAMES", "dtype_argument", "dtype_name", "mixed_precision_name", "torch_dtype"]
