@@ -174,7 +174,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from diffalign.pipelines.generation import PipelineSpec, load_pipeline_spec, sampling_settings
     from diffalign.eval.prompts import read_prompt_file
-    from diffalign.rewards import load as load_reward
+    import diffalign.rewards
 
     records = read_prompt_file(args.prompts)[: args.limit]
     specs = {"a": PipelineSpec.parse(args.a), "b": PipelineSpec.parse(args.b)}
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
                                  height=args.height, width=args.width)
 
     pipes = {side: (lambda s=spec: load_pipeline_spec(s, device=args.device, dtype=args.dtype)) for side, spec in specs.items()}
-    rewards = {spec.split(":")[0]: (lambda s=spec: load_reward(s, device=args.device or "auto")) for spec in args.reward}
+    rewards = {spec.split(":")[0]: (lambda s=spec: diffalign.rewards.load(s, device=args.device or "auto")) for spec in args.reward}
     summary = run_compare(args.out, records, pipes, rewards, labels={k: v.label for k, v in specs.items()},
                           images_per_prompt=args.images_per_prompt, seed=args.seed, batch_size=args.batch_size,
                           sampling=sampling, tie_tolerance=args.tie_tolerance, confidence=args.confidence)

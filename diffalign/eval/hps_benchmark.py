@@ -199,7 +199,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffalign import rewards as reward_registry
+    import diffalign.rewards
 
     prompts = {s: texts[: args.limit] for s, texts in read_style_prompts(args.prompts, args.styles).items()}
     images_dir, info = args.images, {}
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     rewards = {}
     for spec_text in args.reward:
         name = spec_text.split(":")[0]
-        rewards[name] = reward_registry.load(spec_text, device=args.device or "auto", **(hps_defaults if name in ("hpsv2", "hpsv2.1") else {}))
+        rewards[name] = diffalign.rewards.load(spec_text, device=args.device or "auto", **(hps_defaults if name in ("hpsv2", "hpsv2.1") else {}))
     summary = run_benchmark(args.out, prompts, rewards, images_dir=images_dir, info=info)
     for name, s in summary["scores"].items():
         parts = ", ".join(f"{st} {v['score']:.2f}" for st, v in s["styles"].items())

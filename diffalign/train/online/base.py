@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from diffalign.rewards import load as load_reward
+import diffalign.rewards
 from diffalign.pipelines import PromptEmbeds
 from diffalign.train.metrics import MetricsLogger
 from diffalign.train.online.config import OnlineConfig
@@ -74,7 +74,7 @@ class OnlineTrainer(Trainer):
         self.prompt_sampler = KRepeatSampler(
             len(self.prompt_set), self.prompts_per_batch(), self.group_size, acc.num_processes, acc.process_index, cfg.seed
         )
-        self.reward = load_reward(cfg.reward.name, device=self.device, **cfg.reward.options)
+        self.reward = diffalign.rewards.load(cfg.reward.name, device=self.device, **cfg.reward.options)
         self.scorer = RewardScorer(self.reward, cfg.reward.workers)
         self._prompt_memo: dict[str, PromptEmbeds] = {}
         self._uncond: PromptEmbeds | None = None
