@@ -6,7 +6,8 @@ returns a plain dataclass instance. Before anything is merged, the file and then
 checked against the dataclass; every problem is one line naming where it comes from (the file or
 ``command line``), the dotted key, and what is valid:
 
-- an unknown key lists the valid keys of its section (a renamed key says its new name);
+- an unknown key lists the valid keys of its section, with the closest one when there is one (a
+  renamed key says its new name);
 - a value of the wrong type names the expected type;
 - a field declared with :func:`choice` lists its choices (a callable gives them at check time, e.g. a
   :class:`~diffalign.registry.Registry`, whose aliases are accepted too); one declared with :func:`parsed` is converted by its function (which raises a
@@ -20,6 +21,7 @@ a one-line pointer instead of "unknown key".
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 import typing
@@ -125,7 +127,9 @@ class _Checker:
                 raise self.fail(f"{path} was removed: {removed[key]}")
             if key not in fields:
                 scope = f" of {where}" if where else ""
-                raise self.fail(f"unknown key {path!r}; valid keys{scope}: {', '.join(sorted(fields))}")
+                close = difflib.get_close_matches(str(key), list(fields), n=1)
+                hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+                raise self.fail(f"unknown key {path!r}{hint}; valid keys{scope}: {', '.join(sorted(fields))}")
             self.value(hints[key], value, path, field_metadata(cls, key))
 
     def value(self, tp: Any, value: Any, path: str, metadata: Any = None) -> None:

@@ -47,10 +47,10 @@ def test_unknown_key_names_the_source_the_dotted_key_and_the_valid_keys(tmp_path
     recipe.write_text("lr: 0.1\nlearning_rate: 3\n")
     assert error(DemoConfig, recipe) == f"{recipe}: unknown key 'learning_rate'; valid keys: lora, lr, name, steps"
     recipe.write_text("lora:\n  rnak: 4\n")
-    assert error(DemoConfig, recipe) == f"{recipe}: unknown key 'lora.rnak'; valid keys of lora: alpha, rank"
+    assert error(DemoConfig, recipe) == f"{recipe}: unknown key 'lora.rnak' (did you mean 'lora.rank'?); valid keys of lora: alpha, rank"
     # a typo in an override is reported as the command line's, even with a recipe
     recipe.write_text("lr: 0.1\n")
-    assert error(DemoConfig, recipe, ["lora.rnak=4"]) == "command line: unknown key 'lora.rnak'; valid keys of lora: alpha, rank"
+    assert error(DemoConfig, recipe, ["lora.alfa=4"]) == "command line: unknown key 'lora.alfa' (did you mean 'lora.alpha'?); valid keys of lora: alpha, rank"
 
 
 def test_wrong_types_and_malformed_overrides(tmp_path):
@@ -130,7 +130,8 @@ def test_train_command_reports_config_errors_before_loading_a_model(tmp_path):
     recipe.write_text("trainer: ddpo\nmodel:\n  pretrained: /nonexistent\nsampling:\n  num_inference_steps: 3\n")
     with pytest.raises(SystemExit) as e:
         main(["train", str(recipe), "sampling.guidance=2"])
-    assert str(e.value).startswith("diffalign train: command line: unknown key 'sampling.guidance'; valid keys of sampling: ")
+    assert str(e.value).startswith(
+        "diffalign train: command line: unknown key 'sampling.guidance' (did you mean 'sampling.guidance_scale'?); valid keys of sampling: ")
     with pytest.raises(SystemExit) as e:
         main(["train", str(recipe), "trainer=dppo"])
     assert str(e.value).startswith("diffalign train: command line: trainer: unknown trainer 'dppo'; choose one of: alignprop, d3po")
