@@ -127,10 +127,21 @@ class _Checker:
                 raise self.fail(f"{path} was removed: {removed[key]}")
             if key not in fields:
                 scope = f" of {where}" if where else ""
-                close = difflib.get_close_matches(str(key), list(fields), n=1)
-                hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+                meant = self.suggest(cls, hints, str(key), renamed)
+                hint = f" (did you mean {' or '.join(repr(prefix + m) for m in meant)}?)" if meant else ""
                 raise self.fail(f"unknown key {path!r}{hint}; valid keys{scope}: {', '.join(sorted(fields))}")
             self.value(hints[key], value, path, field_metadata(cls, key))
+
+    @staticmethod
+    def suggest(cls: type, hints: dict, key: str, renamed: dict) -> list[str]:
+        """The keys meant by the unknown ``key``: the same name one section down (``lr`` ->
+        ``optim.lr``), else the closest name (old names lead to their new ones)."""
+        below = [f"{f.name}.{key}" for f in dataclasses.fields(cls)
+                 if dataclasses.is_dataclass(hints[f.name]) and key in {g.name for g in dataclasses.fields(hints[f.name])}]
+        if below:
+            return below
+        close = difflib.get_close_matches(key, [*(f.name for f in dataclasses.fields(cls)), *renamed], n=1)
+        return [renamed.get(c, c) for c in close]
 
     def value(self, tp: Any, value: Any, path: str, metadata: Any = None) -> None:
         metadata = metadata or {}

@@ -77,6 +77,12 @@ def test_trainer_configs_choices_renames_and_dtypes(tmp_path):
         "command line: trainer: 'dppo' is not one of: alignprop, d3po, ddpo, draft, flow_grpo, offline, refl")
     assert error(DDPOConfig, None, ["report_to=[jsonl,wandbb]"]) == (
         "command line: report_to[1]: 'wandbb' is not one of: jsonl, tensorboard, wandb")
+    # the key meant: the same name one section down, or the closest (an old name leads to the new one)
+    assert error(DDPOConfig, None, ["guidance_scale=3"]).startswith(
+        "command line: unknown key 'guidance_scale' (did you mean 'validation.guidance_scale' or 'sampling.guidance_scale' or 'evaluation.guidance_scale'?); "
+        "valid keys: allow_tf32, batch_size, ")
+    assert error(DDPOConfig, None, ["sampling.num_step=3"]).startswith(
+        "command line: unknown key 'sampling.num_step' (did you mean 'sampling.num_inference_steps'?); valid keys of sampling: ")
     assert error(DDPOConfig, None, ["model.weight_dtype=fp8"]) == (
         "command line: model.weight_dtype: unknown dtype 'fp8'; choose one of: fp32, float32, float, fp16, float16, half, bf16, bfloat16")
     # keys renamed when every trainer took one name per concept say their new name
