@@ -16,6 +16,6 @@ Add your own with ``@register("name")`` on a :class:`Reward` subclass, or an ent
 """
 from diffalign.rewards.base import Reward
 from diffalign.rewards.inputs import MODALITIES, as_samples
-from diffalign.rewards.registry import available, get_factory, load, register
+from diffalign.rewards.registry import REWARDS, available, get_factory, load, parse_reward_spec, register
 
-__all__ = ["MODALITIES", "Reward", "as_samples", "available", "get_factory", "load", "register"]
+__all__ = ["MODALITIES", "REWARDS", "Reward", "as_samples", "available", "get_factory", "load", "parse_reward_spec", "register"]

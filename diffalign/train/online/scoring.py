@@ -1,4 +1,4 @@
-"""Reward scoring for the online trainers: loading, the differentiability check, and scoring in
+"""Reward scoring for the online trainers: the differentiability check, and scoring in
 worker threads so the next batch samples while a separate reward model scores the last one."""
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ from typing import Sequence
 
 import torch
 
-from diffalign.rewards import Reward, load
-from diffalign.train.online.config import RewardConfig
-
-
-def load_reward(cfg: RewardConfig, device) -> Reward:
-    """``diffalign.rewards.load(cfg.name, **cfg.options)`` moved to ``device``."""
-    return load(cfg.name, **dict(cfg.options)).to(device)
+from diffalign.rewards import Reward
 
 
 def require_differentiable(reward: Reward, trainer: str) -> None:
@@ -53,4 +47,4 @@ class RewardScorer:
             self._pool.shutdown(wait=True)
 
 
-__all__ = ["RewardScorer", "load_reward", "require_differentiable"]
+__all__ = ["RewardScorer", "require_differentiable"]
