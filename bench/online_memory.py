@@ -95,7 +95,7 @@ def _child(kind: str, variant: str, size: int, args) -> dict:
         cfg.reward.name = "shapes_color"
         cfg.prompts.categories = ["colors"]
         trainer_cls = AlignPropTrainer
-    cfg.sampling.num_steps, cfg.sampling.batch_size, cfg.sampling.guidance_scale = args.steps, args.batch, 3.0
+    cfg.sampling.num_inference_steps, cfg.sampling.batch_size, cfg.sampling.guidance_scale = args.steps, args.batch, 3.0
     cfg.sampling.height = cfg.sampling.width = args.resolution
     cfg.model.gradient_checkpointing = False
     cfg.lora.rank = 4

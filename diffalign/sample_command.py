@@ -13,6 +13,8 @@ import argparse
 import json
 import os
 
+from diffalign.utils.dtypes import dtype_argument
+
 GRID_IMAGES = 64
 
 
@@ -30,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device")
-    p.add_argument("--dtype")
+    p.add_argument("--dtype", type=dtype_argument, help="pipeline dtype: fp16/float16, bf16/bfloat16, fp32/float32 (default: as saved)")
 
 
 def run(args: argparse.Namespace) -> int:

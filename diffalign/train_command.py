@@ -27,9 +27,24 @@ def list_recipes() -> list[str]:
 
 
 def trainer_name(path: str) -> str:
-    from omegaconf import OmegaConf
+    from diffalign.config import read_recipe
 
-    return str(OmegaConf.load(path).get("trainer", "offline"))
+    return str(read_recipe(path).get("trainer", "offline"))
+
+
+def trainer_class(path: str, overrides: list[str]):
+    """The trainer class the recipe (or a ``trainer=`` override) names; an unknown name is a
+    one-line ``ConfigError`` saying where it was given and the choices."""
+    from diffalign.config import COMMAND_LINE, ConfigError
+    from diffalign.registry import UnknownNameError
+    from diffalign.train import get_trainer_class
+
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("trainer=")]
+    name, source = (given[-1], COMMAND_LINE) if given else (trainer_name(path), path)
+    try:
+        return get_trainer_class(name)
+    except UnknownNameError as e:
+        raise ConfigError(f"{source}: trainer: {e}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,14 +57,14 @@ def run(args: argparse.Namespace) -> int:
     if args.list or not args.recipe:
         print("\n".join(list_recipes()))
         return 0 if args.list else 2
-    from diffalign.config import load_config
-    from diffalign.train import get_trainer_class
+    from diffalign.config import ConfigError, load_config
 
     path = recipe_path(args.recipe)
-    overrides = [o for o in args.overrides if not o.startswith("trainer=")]
-    name = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("trainer=")), None) or trainer_name(path)
-    cls = get_trainer_class(name)
-    cfg = load_config(cls.config_class, path, overrides)
+    try:
+        cls = trainer_class(path, args.overrides)
+        cfg = load_config(cls.config_class, path, args.overrides)
+    except ConfigError as e:
+        raise SystemExit(f"diffalign train: {e}") from None
     result = cls(cfg).train()
     print(f"done: {result.steps} steps; outputs in {result.output_dir}"
           + (f"; LoRA {result.lora_path}" if result.lora_path else "")

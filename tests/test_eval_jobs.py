@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import diffalign  # noqa: F401  (compat shim first)
-from diffalign import shapes
+from diffalign import rewards, shapes
 from diffalign.cli import main
 from diffalign.eval import hps_benchmark, scoring
 from diffalign.pipelines import generation
@@ -159,10 +159,10 @@ def test_prompt_files(tmp_path):
     (tmp_path / "c.json").write_text('{"prompt": "x"}')
     with pytest.raises(ValueError, match="expected a JSON list"):
         read_prompt_file(tmp_path / "c.json")
-    assert scoring.parse_reward_spec("hpsv2.1:path=/m/hps,scale=0.5,flag=true") == (
+    assert rewards.parse_reward_spec("hpsv2.1:path=/m/hps,scale=0.5,flag=true") == (
         "hpsv2.1", {"path": "/m/hps", "scale": 0.5, "flag": True})
     with pytest.raises(ValueError, match="not key=value"):
-        scoring.parse_reward_spec("clip_score:oops")
+        rewards.parse_reward_spec("clip_score:oops")
 
 
 # --------------------------------------------------------------------------- compare
@@ -253,7 +253,7 @@ def test_hps_benchmark_job(tmp_path, monkeypatch):
     for i, style in enumerate(hps_benchmark.STYLES):
         (prompt_dir / f"{style}.json").write_text(json.dumps([f"{style} prompt {j}" + "!" * (i + j) for j in range(3)]))
     monkeypatch.setattr(generation, "load_pipeline_spec", lambda spec, device=None, dtype=None: ColourPipeline())
-    monkeypatch.setattr(scoring, "load_reward", lambda spec, device=None, **kw: load("hpsv2.1", model_config=config, **kw))
+    monkeypatch.setattr(rewards, "load", lambda spec, device=None, **kw: load("hpsv2.1", model_config=config, **kw))
     out = tmp_path / "hps"
     assert main(["eval", "hps", "--pipeline", "p", "--prompts", str(prompt_dir), "--out", str(out), "--reward", "hpsv2.1",
                  "--hps-path", str(tmp_path), "--limit", "2"]) == 0

@@ -108,7 +108,7 @@ def test_ddpo_with_a_lambda_reward(tmp_path):
     config = diffalign.DDPOConfig(output_dir=str(tmp_path / "ddpo"), max_steps=2, batch_size=2, progress_bar=False)
     config.lora.rank, config.optim.lr = 4, 1e-3
     config.prompts.source, config.prompts.items = "list", ["a red circle", "a blue square"]
-    config.sampling.num_steps, config.sampling.batch_size, config.sampling.guidance_scale = 3, 2, 2.0
+    config.sampling.num_inference_steps, config.sampling.batch_size, config.sampling.guidance_scale = 3, 2, 2.0
     result = diffalign.train(config, reward=brightness, adapter=build_tiny_pipeline("sd"))
     rows = read_metrics(result.metrics_path)
     assert len(calls) == 2  # one sampling batch per step
@@ -125,9 +125,9 @@ def test_config_and_reward_forms_and_wrong_arguments(tmp_path):
 
     # a recipe path with overrides, a dict and a config object give the same config
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("trainer: ddpo\nmax_steps: 7\nsampling:\n  num_steps: 3\n")
+    recipe.write_text("trainer: ddpo\nmax_steps: 7\nsampling:\n  num_inference_steps: 3\n")
     from_path = as_config(str(recipe), ["optim.lr=0.5"])
-    from_dict = as_config({"trainer": "ddpo", "max_steps": 7, "sampling": {"num_steps": 3}, "optim": {"lr": 0.5}})
+    from_dict = as_config({"trainer": "ddpo", "max_steps": 7, "sampling": {"num_inference_steps": 3}, "optim": {"lr": 0.5}})
     assert type(from_path) is diffalign.DDPOConfig and from_path == from_dict
     assert as_config(from_dict) is from_dict and as_config(from_dict, ["max_steps=2"]).max_steps == 2
 

@@ -90,8 +90,11 @@ def test_registry_names_and_options():
     assert torch.allclose(r(flat([0.25])), torch.tensor([0.75]))
     with pytest.raises(TypeError, match="unknown options.*offset"):
         load("test_brightness", offest=1.0)
-    with pytest.raises(KeyError, match="unknown reward 'nope'.*jpeg_compressibility"):
+    with pytest.raises(KeyError) as e:
         load("nope")
+    assert str(e.value) == "unknown reward 'nope'; choose one of: " + ", ".join(rewards.available())
+    # a command-line spec carries options; they override keyword options
+    assert torch.allclose(load("test_brightness:offset=0.5", offset=2.0)(flat([0.25])), torch.tensor([0.75]))
     with pytest.raises(ValueError, match="already registered"):
         register("test_brightness", PromptLength)
 
@@ -102,12 +105,81 @@ def test_register_decorator_and_entry_points(monkeypatch):
         pass
 
     assert isinstance(load("test_decorated"), Decorated)
-    monkeypatch.setattr(reg, "_REGISTRY", dict(reg._REGISTRY))
-    monkeypatch.setattr(reg, "_entry_points_read", False)
+    monkeypatch.setattr(reg.REWARDS, "_entries", dict(reg.REWARDS._entries))
+    monkeypatch.setattr(reg.REWARDS, "_entry_points_read", False)
     ep = EntryPoint("plugin_jpeg", "diffalign.rewards.jpeg:JpegIncompressibility", reg.ENTRY_POINT_GROUP)
     monkeypatch.setattr("importlib.metadata.entry_points", lambda group=None: [ep] if group == reg.ENTRY_POINT_GROUP else [])
     r = load("plugin_jpeg")
     assert type(r).__name__ == "JpegIncompressibility" and r.name == "plugin_jpeg"
+
+
+def test_outside_reward_family_and_trainer_by_name(monkeypatch):
+    """One registry mechanism: a reward, a model family and a trainer registered from outside the
+    package come back by name; unknown names give one line naming the kind and the choices."""
+    from diffalign.pipelines import FAMILIES, PIPELINE_CLASS_TO_FAMILY, adapter_for, families, get_adapter_class, register_adapter
+    from diffalign.pipelines.sd import SDAdapter
+    from diffalign.pipelines.tiny import build_tiny_pipeline
+    from diffalign.train import TRAINERS, get_trainer_class
+
+    monkeypatch.setattr(reg.REWARDS, "_entries", dict(reg.REWARDS._entries))
+    monkeypatch.setattr(FAMILIES, "_entries", dict(FAMILIES._entries))
+    monkeypatch.setattr(TRAINERS, "_entries", dict(TRAINERS._entries))
+    monkeypatch.setattr("diffalign.pipelines.PIPELINE_CLASS_TO_FAMILY", dict(PIPELINE_CLASS_TO_FAMILY))
+
+    @register("outside_half")
+    class Half(Reward):
+        requires_prompt = False
+
+        def score(self, samples, prompts, metadata):
+            return samples.mean((1, 2, 3)) / 2
+
+    assert isinstance(load("outside_half"), Half) and Half.name == "outside_half"
+    assert torch.allclose(load("outside_half")(flat([0.5, 1.0])), torch.tensor([0.25, 0.5]))
+
+    class MyPipeline(type(build_tiny_pipeline("sd"))):
+        pass
+
+    @register_adapter("outside_sd")
+    class OutsideAdapter(SDAdapter):
+        family = "outside_sd"
+        pipeline_class = MyPipeline
+
+    assert get_adapter_class("outside_sd") is OutsideAdapter and "outside_sd" in families()
+    pipe = build_tiny_pipeline("sd")
+    pipe.__class__ = MyPipeline  # a pipeline of the new class is detected as the new family
+    assert type(adapter_for(pipe)) is OutsideAdapter
+
+    class OutsideTrainer:
+        config_class = dict
+
+    TRAINERS.register("outside", OutsideTrainer)
+    assert get_trainer_class("outside") is OutsideTrainer
+
+    for lookup, kind, names in ((get_adapter_class, "model family", families()), (get_trainer_class, "trainer", TRAINERS.names())):
+        with pytest.raises(KeyError) as e:
+            lookup("nope")
+        assert str(e.value) == f"unknown {kind} 'nope'; choose one of: {', '.join(names)}"
+    assert {"sd", "sdxl", "sd3", "cogvideox", "outside_sd"} <= set(families())
+    assert {"offline", "ddpo", "d3po", "flow_grpo", "alignprop", "draft", "refl", "outside"} == set(TRAINERS.names())
+
+
+def test_family_from_entry_point(monkeypatch, tmp_path):
+    """An entry point in ``diffalign.families`` is found by name and by its pipeline class."""
+    import json
+
+    from diffalign.pipelines import FAMILIES, PIPELINE_CLASS_TO_FAMILY, detect_family
+
+    monkeypatch.setattr(FAMILIES, "_entries", dict(FAMILIES._entries))
+    monkeypatch.setattr(FAMILIES, "_entry_points_read", False)
+    monkeypatch.setattr("diffalign.pipelines.PIPELINE_CLASS_TO_FAMILY", dict(PIPELINE_CLASS_TO_FAMILY))
+    ep = EntryPoint("plugin_sdxl", "diffalign.pipelines.sdxl:SDXLAdapter", "diffalign.families")
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group=None: [ep] if group == "diffalign.families" else [])
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+    assert detect_family(str(tmp_path)) == "sdxl"  # the built-in keeps its pipeline class
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "NoSuchPipeline"}))
+    with pytest.raises(ValueError, match="NoSuchPipeline.*plugin_sdxl"):
+        detect_family(str(tmp_path))
+    assert FAMILIES.get("plugin_sdxl").__name__ == "SDXLAdapter"
 
 
 # --------------------------------------------------------------------------- composition

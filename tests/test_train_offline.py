@@ -199,8 +199,9 @@ def test_each_loss_gets_its_inputs_on_each_family(tmp_path, data_dirs, shared_ca
         assert got.pop("num_train_timesteps") == 1000
     assert set(got) == wanted
     for name, value in got.items():
-        # one sample at a time vs the batched forward: same math, other reduction/conv blocking
-        torch.testing.assert_close(value.float(), expected[name].float(), rtol=1e-5, atol=1e-6, msg=name)
+        # one sample at a time vs the batched forward: same math, other reduction/conv blocking (with
+        # several threads per-element predictions differ by up to ~1e-5; a wrong noise/caption by ~1)
+        torch.testing.assert_close(value.float(), expected[name].float(), rtol=1e-4, atol=1e-5, msg=name)
         if name.startswith("ref"):
             assert not value.requires_grad, name
     assert all(got[n].requires_grad for n in got if n.startswith("policy"))

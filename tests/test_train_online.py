@@ -31,7 +31,7 @@ def make_config(tmp_path, trainer: str, family: str, **overrides):
     cfg.lora.rank, cfg.optim.lr, cfg.optim.weight_decay = 4, 1e-3, 0.0  # weights move only by gradient
     cfg.prompts.shapes_rows = 24
     s = cfg.sampling
-    s.num_steps, s.batch_size, s.num_batches, s.guidance_scale = 4, 4, 1, 3.0
+    s.num_inference_steps, s.batch_size, s.num_batches, s.guidance_scale = 4, 4, 1, 3.0
     # policy-gradient trainers: a reward that always varies; reward-gradient ones: a differentiable
     # one, on prompts that all ask for colours (so every sample has a gradient)
     cfg.reward.name, cfg.reward.workers = "jpeg_compressibility", 1
@@ -167,7 +167,7 @@ def test_exclude_final_steps_never_trains_the_last_steps(tmp_path, trainer):
     if trainer == "ddpo":  # (D3PO's two pairs here happen to draw the same order)
         assert len(orders) > 1  # still shuffled per sample
     cfg.exclude_final_steps = 4  # refused at construction, before any sampling
-    with pytest.raises(ValueError, match=r"exclude_final_steps=4 must be in \[0, sampling.num_steps=4\)"):
+    with pytest.raises(ValueError, match=r"exclude_final_steps=4 must be in \[0, sampling.num_inference_steps=4\)"):
         get_trainer_class(trainer)(cfg, adapter=adapter_for(build_tiny_pipeline("sd")))
 
 
@@ -300,10 +300,10 @@ def test_diffalign_train_runs_an_online_recipe(tmp_path):
         f"model:\n  pretrained: {tmp_path / 'tiny-sd'}\n"
         "lora:\n  rank: 4\n"
         "prompts:\n  source: list\n  items: [a red circle, a blue square]\n"
-        "sampling:\n  num_steps: 3\n  batch_size: 2\n  guidance_scale: 2.0\n"
+        "sampling:\n  num_inference_steps: 3\n  batch_size: 2\n  guidance_scale: 2.0\n"
         "reward:\n  name: jpeg_compressibility\n"
     )
-    assert main(["train", str(recipe), "clip_range=0.001"]) == 0
+    assert main(["train", str(recipe), "loss.clip_range=0.001"]) == 0
     rows = read_metrics(str(tmp_path / "run" / "logs" / "metrics.jsonl"))
     assert rows[0]["step"] == 1 and os.path.exists(tmp_path / "run" / "pytorch_lora_weights.safetensors")
 

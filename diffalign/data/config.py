@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from diffalign.data.base import PreferenceDataset
+from diffalign.config import choice
+from diffalign.data.base import MEDIA, PreferenceDataset
 from diffalign.data.columns import PairColumns, RankedColumns, UnpairedColumns, VideoPairColumns, columns_from_mapping
 from diffalign.data.errors import DatasetError
-from diffalign.data.pairs import PairDataset
+from diffalign.data.pairs import SOFT_LABEL_OF, TIE_POLICIES, PairDataset
 from diffalign.data.ranked import RankedDataset
-from diffalign.data.sources import MemorySource, open_source
+from diffalign.data.sources import FORMATS, MemorySource, open_source
 from diffalign.data.transforms import Preprocess
 from diffalign.data.unpaired import PairsAsUnpaired, UnpairedDataset
 from diffalign.data.video_pairs import VideoPairDataset
@@ -51,13 +52,13 @@ class DataConfig:
     """
 
     path: str = ""
-    format: str = "auto"
+    format: str = choice("auto", ("auto", *FORMATS))
     split: str = "train"
-    kind: str = "pairs"
+    kind: str = choice("pairs", tuple(KINDS))
     columns: dict[str, Optional[str]] = field(default_factory=dict)
-    media: str = "image"
-    ties: str = "drop"
-    soft_label_of: str = "winner"
+    media: str = choice("image", MEDIA)
+    ties: str = choice("drop", TIE_POLICIES)
+    soft_label_of: str = choice("winner", SOFT_LABEL_OF)
     unpaired_from_pairs: bool = False
     min_nontie_fraction: float = 0.0
     resolution: int = 512

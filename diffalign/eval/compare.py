@@ -20,6 +20,8 @@ import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+from diffalign.utils.dtypes import dtype_argument
+
 EXAMPLES = 6
 
 
@@ -166,13 +168,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tie-tolerance", type=float, default=0.0, help="score differences up to this are ties")
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--device")
-    p.add_argument("--dtype")
+    p.add_argument("--dtype", type=dtype_argument, help="pipeline dtype: fp16/float16, bf16/bfloat16, fp32/float32 (default: as saved)")
 
 
 def run(args: argparse.Namespace) -> int:
     from diffalign.pipelines.generation import PipelineSpec, load_pipeline_spec, sampling_settings
     from diffalign.eval.prompts import read_prompt_file
-    from diffalign.eval.scoring import load_reward
+    import diffalign.rewards
 
     records = read_prompt_file(args.prompts)[: args.limit]
     specs = {"a": PipelineSpec.parse(args.a), "b": PipelineSpec.parse(args.b)}
@@ -180,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
                                  height=args.height, width=args.width)
 
     pipes = {side: (lambda s=spec: load_pipeline_spec(s, device=args.device, dtype=args.dtype)) for side, spec in specs.items()}
-    rewards = {spec.split(":")[0]: (lambda s=spec: load_reward(s, args.device)) for spec in args.reward}
+    rewards = {spec.split(":")[0]: (lambda s=spec: diffalign.rewards.load(s, device=args.device or "auto")) for spec in args.reward}
     summary = run_compare(args.out, records, pipes, rewards, labels={k: v.label for k, v in specs.items()},
                           images_per_prompt=args.images_per_prompt, seed=args.seed, batch_size=args.batch_size,
                           sampling=sampling, tie_tolerance=args.tie_tolerance, confidence=args.confidence)

@@ -21,6 +21,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from diffalign.utils.dtypes import dtype_argument
+
 STYLES = ("anime", "concept-art", "paintings", "photo")
 CHUNK = 80
 """The benchmark averages scores in consecutive chunks of 80 prompts."""
@@ -193,11 +195,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device")
-    p.add_argument("--dtype")
+    p.add_argument("--dtype", type=dtype_argument, help="pipeline dtype: fp16/float16, bf16/bfloat16, fp32/float32 (default: as saved)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffalign.eval.scoring import load_reward
+    import diffalign.rewards
 
     prompts = {s: texts[: args.limit] for s, texts in read_style_prompts(args.prompts, args.styles).items()}
     images_dir, info = args.images, {}
@@ -222,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     rewards = {}
     for spec_text in args.reward:
         name = spec_text.split(":")[0]
-        rewards[name] = load_reward(spec_text, args.device, **(hps_defaults if name in ("hpsv2", "hpsv2.1") else {}))
+        rewards[name] = diffalign.rewards.load(spec_text, device=args.device or "auto", **(hps_defaults if name in ("hpsv2", "hpsv2.1") else {}))
     summary = run_benchmark(args.out, prompts, rewards, images_dir=images_dir, info=info)
     for name, s in summary["scores"].items():
         parts = ", ".join(f"{st} {v['score']:.2f}" for st, v in s["styles"].items())

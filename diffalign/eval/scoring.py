@@ -1,42 +1,11 @@
-"""Rewards named on the command line and batched scoring of generated images.
+"""Batched scoring of generated images with a reward.
 
-A reward is written ``NAME`` or ``NAME:key=value,key=value`` (its constructor's options; values are
-read as JSON when they parse, so ``dtype=float16`` stays a string and ``scale=0.5`` becomes a float),
-e.g. ``hpsv2.1:path=/models/hps`` or ``geneval:detector=shapes``.
+Rewards named on the command line (``NAME`` or ``NAME:key=value,...``, e.g. ``hpsv2.1:path=/models/hps``)
+are built with :func:`diffalign.rewards.load`, which reads that form.
 """
 from __future__ import annotations
 
-import json
-from typing import Any, Mapping, Sequence
-
-
-def parse_reward_spec(text: str) -> tuple[str, dict[str, Any]]:
-    """``"name:k=v,k2=v2"`` -> ``("name", {"k": v, "k2": v2})``."""
-    name, _, rest = text.partition(":")
-    if not name:
-        raise ValueError(f"reward spec {text!r} has no name")
-    options: dict[str, Any] = {}
-    for part in filter(None, rest.split(",")):
-        key, eq, value = part.partition("=")
-        if not eq or not key:
-            raise ValueError(f"reward spec {text!r}: option {part!r} is not key=value")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return name, options
-
-
-def load_reward(spec: str, device: str | None = None, **defaults: Any):
-    """The reward ``spec`` names (see :func:`parse_reward_spec`), on ``device``; ``defaults`` fill
-    options the spec does not set."""
-    import torch
-
-    from diffalign.rewards import load
-
-    name, options = parse_reward_spec(spec)
-    reward = load(name, **{**defaults, **options})
-    return reward.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+from typing import Mapping, Sequence
 
 
 def score_images(

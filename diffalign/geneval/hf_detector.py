@@ -29,6 +29,7 @@ from PIL import Image
 from diffalign.geneval.detectors import Detector
 from diffalign.geneval.rules import Detection
 from diffalign.geneval.vocab import OBJECT_NAMES, geneval_class_name
+from diffalign.utils.dtypes import torch_dtype
 
 INSTANCE_TYPES = ("mask2former", "maskformer")
 ZERO_SHOT_TYPES = ("owlv2", "owlvit")
@@ -86,7 +87,7 @@ class TransformersDetector(Detector):
         else:
             self.kind = "zero_shot" if self.model_type in ZERO_SHOT_TYPES else "detection"
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
+        dtype = torch_dtype(dtype) or torch.float32
         self.batch_size = int(batch_size)
         self.label_map = dict(label_map or {})
         self.query_template = query_template

@@ -1,25 +1,32 @@
 """Model-family adapters over the real diffusers pipeline classes.
 
 ``load_adapter("path/or/hub-id")`` picks the family from the folder's ``model_index.json``;
-``load_adapter(path, family="sdxl")`` forces it. New families register with ``@register_adapter``.
+``load_adapter(path, family="sdxl")`` forces it. New families register with ``@register_adapter`` or a ``diffalign.families`` entry point.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
 from diffalign.pipelines.base import LORA_WEIGHT_NAME, PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
+from diffalign.registry import Registry
 
-# family name -> "module:Class", imported lazily so that loading one family never imports the others.
-_ADAPTERS: dict[str, str | type[PipelineAdapter]] = {
-    "sd": "diffalign.pipelines.sd:SDAdapter",
-    "sdxl": "diffalign.pipelines.sdxl:SDXLAdapter",
-    "sd3": "diffalign.pipelines.sd3:SD3Adapter",
-    "cogvideox": "diffalign.pipelines.cogvideox:CogVideoXAdapter",
-}
+#: model families: name -> adapter class. Built-ins are imported lazily, so loading one family never
+#: imports the others; others register with :func:`register_adapter` or an entry point in the
+#: ``diffalign.families`` group (``myfamily = "pkg.module:MyAdapter"``).
+FAMILIES: Registry[type[PipelineAdapter]] = Registry(
+    "model family",
+    {
+        "sd": "diffalign.pipelines.sd:SDAdapter",
+        "sdxl": "diffalign.pipelines.sdxl:SDXLAdapter",
+        "sd3": "diffalign.pipelines.sd3:SD3Adapter",
+        "cogvideox": "diffalign.pipelines.cogvideox:CogVideoXAdapter",
+    },
+    entry_point_group="diffalign.families",
+)
 
-# diffusers pipeline class name (model_index.json "_class_name") -> family.
+# diffusers pipeline class name (model_index.json "_class_name") -> family, for the built-ins (known
+# without importing them); registered families add theirs, entry-point ones are read on a miss.
 PIPELINE_CLASS_TO_FAMILY: dict[str, str] = {
     "StableDiffusionPipeline": "sd",
     "StableDiffusionXLPipeline": "sdxl",
@@ -28,32 +35,36 @@ PIPELINE_CLASS_TO_FAMILY: dict[str, str] = {
 }
 
 
-def register_adapter(family: str, pipeline_class_name: str | None = None) -> Callable:
-    """Class decorator: make an adapter available as ``family`` (and auto-detected from
-    ``pipeline_class_name`` in ``model_index.json``)."""
+def register_adapter(family: str, pipeline_class_name: str | None = None, *, override: bool = False) -> Callable:
+    """Class decorator: make an adapter available as ``family``, auto-detected from the
+    ``_class_name`` of ``model_index.json`` (``pipeline_class_name``, default: the name of the
+    adapter's ``pipeline_class``)."""
 
     def deco(cls: type[PipelineAdapter]) -> type[PipelineAdapter]:
-        _ADAPTERS[family] = cls
-        if pipeline_class_name:
-            PIPELINE_CLASS_TO_FAMILY[pipeline_class_name] = family
+        FAMILIES.register(family, cls, override=override)
+        PIPELINE_CLASS_TO_FAMILY[pipeline_class_name or cls.pipeline_class.__name__] = family
         return cls
 
     return deco
 
 
 def families() -> list[str]:
-    return sorted(_ADAPTERS)
+    """Every model family name (built-in, registered and entry points)."""
+    return FAMILIES.names()
 
 
 def get_adapter_class(family: str) -> type[PipelineAdapter]:
-    if family not in _ADAPTERS:
-        raise KeyError(f"unknown model family {family!r}; known: {', '.join(families())}")
-    entry = _ADAPTERS[family]
-    if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        entry = getattr(importlib.import_module(module), name)
-        _ADAPTERS[family] = entry
-    return entry
+    """The adapter class of ``family``; an unknown name raises a one-line ``UnknownNameError``."""
+    return FAMILIES.get(family)
+
+
+def family_of_pipeline_class(class_name: str) -> str | None:
+    """The family whose adapter wraps the diffusers pipeline class ``class_name`` (None if none does)."""
+    if class_name not in PIPELINE_CLASS_TO_FAMILY:
+        for name in FAMILIES.names():  # entry-point families: import them to read their pipeline class
+            if name not in PIPELINE_CLASS_TO_FAMILY.values():
+                PIPELINE_CLASS_TO_FAMILY.setdefault(FAMILIES.get(name).pipeline_class.__name__, name)
+    return PIPELINE_CLASS_TO_FAMILY.get(class_name)
 
 
 def detect_family(name_or_path: str, **hub_kwargs) -> str:
@@ -62,12 +73,13 @@ def detect_family(name_or_path: str, **hub_kwargs) -> str:
 
     index = read_model_index(name_or_path, **hub_kwargs)
     cls_name = index.get("_class_name")
-    if cls_name not in PIPELINE_CLASS_TO_FAMILY:
+    family = family_of_pipeline_class(cls_name)
+    if family is None:
         raise ValueError(
             f"{name_or_path}: model_index.json names pipeline class {cls_name!r}, which no adapter handles; "
             f"pass family= one of {', '.join(families())} or register an adapter"
         )
-    return PIPELINE_CLASS_TO_FAMILY[cls_name]
+    return family
 
 
 def load_adapter(name_or_path: str, family: str | None = None, **kwargs) -> PipelineAdapter:
@@ -80,9 +92,10 @@ def load_adapter(name_or_path: str, family: str | None = None, **kwargs) -> Pipe
 def adapter_for(pipe) -> PipelineAdapter:
     """Wrap an already built diffusers pipeline object in its adapter."""
     name = type(pipe).__name__
-    if name not in PIPELINE_CLASS_TO_FAMILY:
-        raise ValueError(f"no adapter for pipeline class {name}; known: {sorted(PIPELINE_CLASS_TO_FAMILY)}")
-    return get_adapter_class(PIPELINE_CLASS_TO_FAMILY[name])(pipe)
+    family = family_of_pipeline_class(name)
+    if family is None:
+        raise ValueError(f"no adapter for pipeline class {name}; known: {', '.join(sorted(PIPELINE_CLASS_TO_FAMILY))}")
+    return get_adapter_class(family)(pipe)
 
 
 __all__ = [
@@ -90,8 +103,10 @@ __all__ = [
     "PipelineAdapter",
     "PromptEmbeds",
     "adapter_for",
+    "FAMILIES",
     "detect_family",
     "families",
+    "family_of_pipeline_class",
     "get_adapter_class",
     "load_adapter",
     "register_adapter",

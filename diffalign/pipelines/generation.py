@@ -53,8 +53,9 @@ def load_pipeline_spec(spec: PipelineSpec, *, device: str | None = None, dtype: 
     from diffusers import DiffusionPipeline
 
     from diffalign.pipelines.loading import load_pipeline
+    from diffalign.utils.dtypes import torch_dtype as as_torch_dtype
 
-    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    torch_dtype = as_torch_dtype(dtype)
     pipe = load_pipeline(DiffusionPipeline, resolve_pipeline_path(spec.pipeline), torch_dtype=torch_dtype)
     if spec.lora:
         if not os.path.exists(spec.lora):

@@ -11,7 +11,10 @@ from typing import Optional
 
 import torch
 
-from diffalign.pipelines import PipelineAdapter, load_adapter
+from diffalign.config import apply_parsers, choice, parsed
+from diffalign.pipelines import FAMILIES, PipelineAdapter, load_adapter
+from diffalign.pipelines.attention import BACKENDS
+from diffalign.utils.dtypes import dtype_name
 
 #: pipelines embedded in the package: name -> family.
 EMBEDDED = {"shapes-sd": "sd", "shapes-sd3": "sd3"}
@@ -23,18 +26,21 @@ class ModelConfig:
     #: hub id, local diffusers folder, or an embedded shapes pipeline: ``shapes-sd`` / ``shapes-sd3``.
     pretrained: str = "shapes-sd"
     #: model family (``sd``, ``sdxl``, ``sd3``, ``cogvideox``); detected from model_index.json if unset.
-    family: Optional[str] = None
+    family: Optional[str] = choice(None, FAMILIES.names)
     revision: Optional[str] = None
     variant: Optional[str] = None
-    #: dtype of the frozen weights (VAE, text encoders, base network): fp32 | fp16 | bf16.
-    weight_dtype: str = "fp32"
+    #: dtype of the frozen weights (VAE, text encoders, base network): fp32 | fp16 | bf16 (or
+    #: float32 | float16 | bfloat16).
+    weight_dtype: str = parsed("fp32", dtype_name)
     #: attention kernel: sdpa | xformers | flash.
-    attention: str = "sdpa"
+    attention: str = choice("sdpa", BACKENDS)
     gradient_checkpointing: bool = False
     #: channels-last memory format for the convolutional networks (UNet, VAE): same results, faster
     #: convolutions on CPU (oneDNN; ~20 % on the shapes pipelines) and on recent GPUs.
     channels_last: bool = False
 
+    def __post_init__(self) -> None:
+        apply_parsers(self)
 
 
 def embedded_path(name: str) -> str:

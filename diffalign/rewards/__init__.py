@@ -18,6 +18,9 @@ rewards with weights (what the trainers' ``reward=`` argument accepts). Add your
 from diffalign.rewards.base import Reward
 from diffalign.rewards.function import CallableReward, as_reward
 from diffalign.rewards.inputs import MODALITIES, as_samples
-from diffalign.rewards.registry import available, get_factory, load, register
+from diffalign.rewards.registry import REWARDS, available, get_factory, load, parse_reward_spec, register
 
-__all__ = ["CallableReward", "MODALITIES", "Reward", "as_reward", "as_samples", "available", "get_factory", "load", "register"]
+__all__ = [
+    "CallableReward", "MODALITIES", "REWARDS", "Reward", "as_reward", "as_samples", "available", "get_factory", "load",
+    "parse_reward_spec", "register",
+]

@@ -21,17 +21,7 @@ from torch import nn
 
 from diffalign.rewards.checkpoints import download_hint, hub_offline
 from diffalign.rewards.preprocess import ImagePreprocess
-
-
-def as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """``"float16"`` / ``"bf16"`` / ``torch.float16`` ... -> a torch dtype (None stays None)."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    names = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
-    value = getattr(torch, names.get(str(dtype), str(dtype)), None)
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}")
-    return value
+from diffalign.utils.dtypes import torch_dtype
 
 
 def projected(output) -> torch.Tensor:
@@ -54,7 +44,7 @@ def dtype_kwargs(dtype) -> dict:
     import transformers
 
     key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-    return {key: as_dtype(dtype) or torch.float32}
+    return {key: torch_dtype(dtype) or torch.float32}
 
 
 def load_clip_model(name_or_path: str, what: str, dtype=None):

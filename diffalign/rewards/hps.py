@@ -27,7 +27,7 @@ import torch
 
 from diffalign.rewards.base import Reward
 from diffalign.rewards.checkpoints import load_exact, read_state_dict, resolve_file
-from diffalign.rewards.hf_clip import as_dtype
+from diffalign.utils.dtypes import torch_dtype
 from diffalign.rewards.preprocess import ImagePreprocess
 
 HUB_REPO = "xswu/HPSv2"
@@ -68,7 +68,7 @@ class HPSv2(Reward):
         file = resolve_file(path, FILES[self.version], HUB_REPO, f"hpsv{self.version[1:]}")
         self.model = build_open_clip(model_config)
         load_exact(self.model, read_state_dict(file, key="state_dict"), file)
-        self.model.to(as_dtype(dtype) or torch.float32)
+        self.model.to(torch_dtype(dtype) or torch.float32)
         self.tokenizer = open_clip.get_tokenizer(ARCHITECTURE, context_length=self.model.context_length)
         self.preprocess = ImagePreprocess(size=int(self.model.visual.image_size[0]), resize_mode="letterbox", clamp=False)
         self.freeze()

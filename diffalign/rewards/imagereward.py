@@ -25,7 +25,7 @@ import torch
 from diffalign.rewards.base import Reward
 from diffalign.rewards.blip import UNUSED_KEYS, VIT_LARGE, ImageRewardModel
 from diffalign.rewards.checkpoints import download_hint, hub_offline, load_exact, read_state_dict, resolve_file
-from diffalign.rewards.hf_clip import as_dtype
+from diffalign.utils.dtypes import torch_dtype
 from diffalign.rewards.preprocess import ImagePreprocess
 
 HUB_REPO = "THUDM/ImageReward"
@@ -77,7 +77,7 @@ class ImageReward(Reward):
         vision = {**VIT_LARGE, **dict(vision_config or {})}
         self.model = ImageRewardModel(_read_json(med_file), vision, source=med_file)
         load_exact(self.model, read_state_dict(checkpoint), checkpoint, ignore_prefixes=UNUSED_KEYS)
-        self.model.to(as_dtype(dtype) or torch.float32)
+        self.model.to(torch_dtype(dtype) or torch.float32)
         self.tokenizer = load_blip_tokenizer(tokenizer)
         vocab = self.model.blip.text_encoder.config.vocab_size
         if len(self.tokenizer) > vocab:

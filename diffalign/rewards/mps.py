@@ -34,7 +34,8 @@ from torch import nn
 
 from diffalign.rewards.base import Reward
 from diffalign.rewards.checkpoints import download_hint, hub_offline, load_exact, read_state_dict
-from diffalign.rewards.hf_clip import as_dtype, load_tokenizer, looks_like_path
+from diffalign.rewards.hf_clip import load_tokenizer, looks_like_path
+from diffalign.utils.dtypes import torch_dtype
 from diffalign.rewards.preprocess import ImagePreprocess
 
 DEFAULT_CLIP_CONFIG = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
@@ -225,7 +226,7 @@ class MPS(Reward):
         except ValueError as e:
             raise ValueError(f"{e}\nFor MPS_overall_checkpoint.pth, see the conversion recipe in diffalign.rewards.mps.") from e
         load_exact(self.model, state, file, ignore_prefixes=UNUSED_KEYS)
-        self.model.to(as_dtype(dtype) or torch.float32)
+        self.model.to(torch_dtype(dtype) or torch.float32)
         # the laion tokenizer pads with "!" (id 0); padded positions are prompt tokens the fusion can attend to
         self.tokenizer = load_tokenizer(tokenizer, "mps", pad_token="!")
         self.condition = condition

@@ -7,10 +7,13 @@ can add rewards without importing diffalign first by declaring an entry point in
 """
 from __future__ import annotations
 
-import importlib
 import inspect
+import json
 from typing import Any, Callable
 
+import torch
+
+from diffalign.registry import Registry
 from diffalign.rewards.base import Reward
 
 ENTRY_POINT_GROUP = "diffalign.rewards"
@@ -34,8 +37,17 @@ _BUILTIN: dict[str, str] = {
     "weighted_sum": "diffalign.rewards.compose:WeightedSum",
 }
 
-_REGISTRY: dict[str, str | Callable[..., Reward]] = dict(_BUILTIN)
-_entry_points_read = False
+
+def _record_name(name: str, factory: Callable[..., Reward]) -> None:
+    """A reward class registered under ``name`` takes it as its default ``name``."""
+    if isinstance(factory, type) and issubclass(factory, Reward) and not factory.__dict__.get("name"):
+        factory.name = name
+
+
+#: reward name -> class or factory function returning a :class:`Reward`.
+REWARDS: Registry[Callable[..., Reward]] = Registry(
+    "reward", _BUILTIN, entry_point_group=ENTRY_POINT_GROUP, on_resolve=_record_name
+)
 
 
 def register(name: str, factory: Callable[..., Reward] | None = None, *, override: bool = False):
@@ -44,68 +56,63 @@ def register(name: str, factory: Callable[..., Reward] | None = None, *, overrid
     Use as a decorator (``@register("my_reward")``) or call directly. Registering a taken name
     raises unless ``override=True``.
     """
-
-    def add(obj: Callable[..., Reward]) -> Callable[..., Reward]:
-        if name in _REGISTRY and not override and _REGISTRY[name] is not obj:
-            raise ValueError(f"a reward named {name!r} is already registered; pass override=True to replace it")
-        _REGISTRY[name] = obj
-        if isinstance(obj, type) and issubclass(obj, Reward) and not obj.__dict__.get("name"):
-            obj.name = name
-        return obj
-
-    return add(factory) if factory is not None else add
-
-
-def _read_entry_points() -> None:
-    global _entry_points_read
-    if _entry_points_read:
-        return
-    _entry_points_read = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        _REGISTRY.setdefault(ep.name, ep.value)
+    return REWARDS.register(name, factory, override=override)
 
 
 def available() -> list[str]:
     """Names ``load`` accepts (built-ins, registered and entry-point rewards)."""
-    _read_entry_points()
-    return sorted(_REGISTRY)
+    return REWARDS.names()
 
 
 def get_factory(name: str) -> Callable[..., Reward]:
     """The class or function registered as ``name`` (imported on first use)."""
-    if name not in _REGISTRY:
-        _read_entry_points()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown reward {name!r}; available: {', '.join(available())}")
-    entry = _REGISTRY[name]
-    if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
-        entry = getattr(importlib.import_module(module), attr)
-        _REGISTRY[name] = entry
-        if isinstance(entry, type) and issubclass(entry, Reward) and not entry.__dict__.get("name"):
-            entry.name = name
-    return entry
+    return REWARDS.get(name)
 
 
-def load(name: str | Reward, **options: Any) -> Reward:
+def parse_reward_spec(text: str) -> tuple[str, dict[str, Any]]:
+    """``"name:k=v,k2=v2"`` -> ``("name", {"k": v, "k2": v2})``; values are read as JSON when they
+    parse (``scale=0.5`` is a float, ``dtype=float16`` stays a string)."""
+    name, _, rest = text.partition(":")
+    if not name:
+        raise ValueError(f"reward spec {text!r} has no name")
+    options: dict[str, Any] = {}
+    for part in filter(None, rest.split(",")):
+        key, eq, value = part.partition("=")
+        if not eq or not key:
+            raise ValueError(f"reward spec {text!r}: option {part!r} is not key=value")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return name, options
+
+
+def load(name: str | Reward, *, device: Any = None, **options: Any) -> Reward:
     """Build the reward registered as ``name`` with ``options`` (its constructor's keyword arguments).
 
-    A :class:`Reward` instance passes through unchanged (options are then not allowed), so APIs that
-    take "a reward" accept either a name or an object.
+    ``name`` may carry options itself, as written on a command line: ``"hpsv2.1:path=/models/hps"``
+    (:func:`parse_reward_spec`; they override the keyword ``options``). A :class:`Reward` instance
+    passes through unchanged (options are then not allowed), so APIs that take "a reward" accept
+    either a name or an object. ``device``: where to put it (``"auto"``: CUDA when available).
     """
     if isinstance(name, Reward):
         if options:
             raise TypeError(f"options {sorted(options)} given together with an already built reward {name.label!r}")
-        return name
-    factory = get_factory(name)
-    _check_options(name, factory, options)
-    reward = factory(**options)
-    if not isinstance(reward, Reward):
-        raise TypeError(f"reward factory {name!r} returned {type(reward).__name__}, not a Reward")
-    reward.name = name  # the name it was loaded under ("hpsv2" and "hpsv2.1" share a class)
-    return reward.freeze()
+        reward = name
+    else:
+        if ":" in name:
+            name, spec_options = parse_reward_spec(name)
+            options = {**options, **spec_options}
+        factory = get_factory(name)
+        _check_options(name, factory, options)
+        reward = factory(**options)
+        if not isinstance(reward, Reward):
+            raise TypeError(f"reward factory {name!r} returned {type(reward).__name__}, not a Reward")
+        reward.name = name  # the name it was loaded under ("hpsv2" and "hpsv2.1" share a class)
+        reward = reward.freeze()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return reward.to(device) if device is not None else reward
 
 
 def _check_options(name: str, factory: Callable, options: dict) -> None:

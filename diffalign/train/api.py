@@ -22,7 +22,7 @@ import dataclasses
 import os
 from typing import Any, Mapping, Sequence
 
-from diffalign.config import ConfigError, load_config
+from diffalign.config import load_config, read_recipe
 from diffalign.pipelines import PipelineAdapter, adapter_for, load_adapter
 
 __all__ = ["as_config", "build_trainer", "train"]
@@ -39,18 +39,11 @@ def as_config(config: Any, overrides: Sequence[str] = ()):
             return config
         config = OmegaConf.to_container(OmegaConf.structured(config))
     if isinstance(config, (str, os.PathLike)):
-        if not os.path.exists(config):
-            raise ConfigError(f"recipe file not found: {config}")
-        name = str(OmegaConf.load(config).get("trainer", "offline"))
+        name = str(read_recipe(config).get("trainer", "offline"))
         return load_config(get_trainer_class(name).config_class, config, overrides)
     if isinstance(config, Mapping):
         cls = get_trainer_class(str(config.get("trainer", "offline"))).config_class
-        try:
-            merged = OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.create(dict(config)),
-                                     OmegaConf.from_dotlist(list(overrides)))
-        except Exception as e:  # omegaconf names the offending key
-            raise ConfigError(f"config: invalid key {getattr(e, 'full_key', '')!r}: {getattr(e, 'msg', e)}") from e
-        return OmegaConf.to_object(merged)
+        return load_config(cls, config, overrides)
     raise TypeError(f"config: expected a trainer config object, a dict or a recipe path, got {type(config).__name__}")
 
 

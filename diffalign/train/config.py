@@ -6,9 +6,26 @@ A recipe YAML fills these (see ``recipes/``); any field can be overridden on the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import ClassVar, Optional
 
+from diffalign.config import apply_parsers, choice, parsed
 from diffalign.pipelines.models import ModelConfig  # noqa: F401 (part of the trainer configs)
+from diffalign.utils.dtypes import mixed_precision_name
+
+OPTIMIZERS = ("adamw", "adamw8bit", "adafactor")
+REPORTERS = ("jsonl", "tensorboard", "wandb")
+
+
+def _trainer_names() -> list[str]:
+    from diffalign.train import TRAINERS
+
+    return TRAINERS.names()
+
+
+def _scheduler_names() -> list[str]:
+    from diffusers.optimization import SchedulerType
+
+    return [s.value for s in SchedulerType]
 
 
 @dataclass
@@ -28,7 +45,7 @@ class LoraConfig:
 @dataclass
 class OptimConfig:
     #: adamw | adamw8bit (bitsandbytes) | adafactor (transformers)
-    optimizer: str = "adamw"
+    optimizer: str = choice("adamw", OPTIMIZERS)
     lr: float = 1e-5
     #: multiply lr by the number of processes x gradient accumulation x per-device batch
     #: (the official Diffusion-DPO launchers' convention).
@@ -39,7 +56,7 @@ class OptimConfig:
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
     #: any diffusers.optimization scheduler name: constant, constant_with_warmup, linear, cosine, ...
-    lr_scheduler: str = "constant_with_warmup"
+    lr_scheduler: str = choice("constant_with_warmup", _scheduler_names)
     warmup_steps: int = 0
 
 
@@ -57,8 +74,8 @@ class ValidationConfig:
 class TrainConfig:
     """Fields every trainer has."""
 
-    #: which trainer runs the recipe (see ``diffalign.train.TRAINERS``).
-    trainer: str = "offline"
+    #: which trainer runs the recipe (see ``diffalign.train.TRAINERS``); set by each trainer's config.
+    trainer: str = choice("offline", _trainer_names)
     output_dir: str = "outputs/run"
     seed: int = 0
     #: optimizer steps to train for.
@@ -66,8 +83,9 @@ class TrainConfig:
     #: examples per device per micro-batch (pairs for pairwise methods).
     batch_size: int = 1
     gradient_accumulation_steps: int = 1
-    #: no | fp16 | bf16 (autocast; trainable weights and all loss math stay fp32)
-    mixed_precision: str = "no"
+    #: no | fp16 | bf16 (autocast; trainable weights and all loss math stay fp32); float16, bfloat16
+    #: and fp32/float32 (= no) are accepted too.
+    mixed_precision: str = parsed("no", mixed_precision_name)
     allow_tf32: bool = True
     #: DDP: allow trainable parameters that get no gradient in a step (needed for SD3 LoRA on the
     #: attention context projections of the last block, whose outputs are discarded).
@@ -78,9 +96,9 @@ class TrainConfig:
     #: ``latest`` or a checkpoint folder; unset = start fresh.
     resume: Optional[str] = None
     #: any of jsonl (always on), tensorboard, wandb.
-    report_to: list[str] = field(default_factory=lambda: ["jsonl"])
+    report_to: list[str] = field(default_factory=lambda: ["jsonl"], metadata={"choices": REPORTERS})
     #: what to write at the end: lora | pipeline | both (full fine-tuning: pipeline).
-    save: str = "lora"
+    save: str = choice("lora", ("lora", "pipeline", "both"))
     #: torch threads on CPU (0 = torch's default).
     num_threads: int = 0
     progress_bar: bool = True
@@ -88,4 +106,8 @@ class TrainConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    removed_keys: ClassVar[dict[str, str]] = {"extra": "it was never read"}
+
+    def __post_init__(self) -> None:
+        apply_parsers(self)

@@ -18,7 +18,8 @@ from typing import Any, Optional
 import torch
 
 from diffalign.data import DataConfig, build_dataset
-from diffalign.losses import INPUT_LAYOUTS, get_loss
+from diffalign.config import choice
+from diffalign.losses import INPUT_LAYOUTS, LOSSES, get_loss
 from diffalign.pipelines import PromptEmbeds
 from diffalign.train.config import TrainConfig
 from diffalign.train.encoding import collate_encoded, conditioning, encode_batch, split_encoded
@@ -41,7 +42,7 @@ class OfflineConfig(TrainConfig):
     """Config of :class:`OfflinePreferenceTrainer`."""
 
     #: a loss name from ``diffalign.losses`` (diffusion_dpo, mapo, smpo, dspo_sd15, kto, ...).
-    method: str = "diffusion_dpo"
+    method: str = choice("diffusion_dpo", lambda: LOSSES)
     #: keyword arguments of the loss (beta, kind, gamma, ...), overriding its defaults.
     loss: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)

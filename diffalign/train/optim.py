@@ -5,9 +5,7 @@ from typing import Iterable
 
 import torch
 
-from diffalign.train.config import OptimConfig
-
-OPTIMIZERS = ("adamw", "adamw8bit", "adafactor")
+from diffalign.train.config import OPTIMIZERS, OptimConfig
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig, lr: float | None = None):

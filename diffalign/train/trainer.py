@@ -40,8 +40,8 @@ from diffalign.train.checkpoint import load_checkpoint, load_extra_tensors, reso
 from diffalign.train.config import TrainConfig
 from diffalign.train.metrics import MetricsLogger
 from diffalign.train.optim import build_lr_scheduler, build_optimizer
+from diffalign.utils.dtypes import mixed_precision_name, torch_dtype
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -72,14 +72,14 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.accelerator = Accelerator(
-            mixed_precision=config.mixed_precision,
+            mixed_precision=mixed_precision_name(config.mixed_precision),
             gradient_accumulation_steps=self.accelerator_accumulation_steps(),
             project_config=ProjectConfiguration(project_dir=config.output_dir),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.ddp_find_unused_parameters)],
         )
         self.is_main = self.accelerator.is_main_process
         self.device = self.accelerator.device
-        weight_dtype = DTYPES[config.model.weight_dtype]
+        weight_dtype = torch_dtype(config.model.weight_dtype)
         self.adapter = adapter if adapter is not None else load_model(config.model, device=self.device, dtype=weight_dtype)
         self.adapter.to(device=self.device)
         self.logger: MetricsLogger | None = None

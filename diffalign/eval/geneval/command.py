@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from diffalign.geneval.rules import RULE_DEFAULTS
+from diffalign.utils.dtypes import dtype_argument
 
 # CLI flag -> judge() keyword (GenEval's own option names where it has one)
 RULE_FLAGS = {
@@ -49,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     gen.add_argument("--seed", type=int, default=42, help="image k of every prompt starts from seed + k")
     gen.add_argument("--batch-size", type=int, default=8)
     gen.add_argument("--device", help="cuda / cpu (default: cuda when available)")
-    gen.add_argument("--dtype", help="float16 / bfloat16 / float32 for the pipeline")
+    gen.add_argument("--dtype", type=dtype_argument, help="pipeline dtype: fp16/float16, bf16/bfloat16, fp32/float32 (default: as saved)")
     rules = p.add_argument_group("GenEval's rule constants")
     for flag, key in RULE_FLAGS.items():
         kind = int if key == "max_objects" else float

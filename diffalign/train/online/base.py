@@ -18,12 +18,13 @@ from typing import Sequence
 
 import torch
 
+import diffalign.rewards
 from diffalign.pipelines import PromptEmbeds
 from diffalign.train.online.config import OnlineConfig
 from diffalign.train.online.grouping import KRepeatSampler
 from diffalign.train.online.prompts import PromptSet
 from diffalign.pipelines.sampling import Guidance, sample_chain
-from diffalign.train.online.scoring import RewardScorer, resolve_reward
+from diffalign.train.online.scoring import RewardScorer
 from diffalign.train.trainer import Trainer
 
 #: named random streams of one iteration (the value is mixed into the seed).
@@ -61,14 +62,17 @@ class OnlineTrainer(Trainer):
         self.prompt_sampler = KRepeatSampler(
             len(self.prompt_set), self.prompts_per_batch(), self.group_size, acc.num_processes, acc.process_index, cfg.seed
         )
-        self.reward = resolve_reward(cfg.reward if self._given_reward is None else self._given_reward, self.device)
+        if self._given_reward is None:
+            self.reward = diffalign.rewards.load(cfg.reward.name, device=self.device, **cfg.reward.options)
+        else:  # an object given in Python: a name, a Reward, a callable, or several with weights
+            self.reward = diffalign.rewards.as_reward(self._given_reward).to(self.device)
         self.scorer = RewardScorer(self.reward, cfg.reward.workers)
         self._prompt_memo: dict[str, PromptEmbeds] = {}
         self._uncond: PromptEmbeds | None = None
         default_h, default_w, default_f = self.adapter.default_size()
         self.sample_size = (cfg.sampling.height or default_h, cfg.sampling.width or default_w,
                             cfg.sampling.num_frames or default_f)
-        self.scheduler = self.make_scheduler(cfg.sampling.num_steps)
+        self.scheduler = self.make_scheduler(cfg.sampling.num_inference_steps)
         self.optimizer_steps_done = 0
         self.eval_set: PromptSet | None = None  # built on the first evaluation
 
@@ -197,8 +201,8 @@ class OnlineTrainer(Trainer):
         ev, acc = cfg.evaluation, self.accelerator
         if self.eval_set is None:
             self.eval_set = PromptSet.from_config(cfg.prompts, evaluation=True, seed=ev.seed, num_rows=ev.num_prompts)
-        num_steps = ev.num_steps or cfg.sampling.num_steps
-        scheduler = self.scheduler if num_steps == cfg.sampling.num_steps else self.make_scheduler(num_steps)
+        num_steps = ev.num_inference_steps or cfg.sampling.num_inference_steps
+        scheduler = self.scheduler if num_steps == cfg.sampling.num_inference_steps else self.make_scheduler(num_steps)
         levels = [0.0 if ev.noise_level is None else ev.noise_level] * num_steps
         mine = list(range(acc.process_index, len(self.eval_set), acc.num_processes))
         rewards, shown = [], None

@@ -9,9 +9,21 @@ iteration samples ``W x sampling.batch_size x sampling.num_batches`` rollouts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
+from diffalign.config import choice
+from diffalign.losses import REWARD_LOSS_KINDS
+from diffalign.rewards import REWARDS
 from diffalign.train.config import TrainConfig
+
+#: AlignProp's ways of drawing the truncation cut-off.
+TRUNCATIONS = ("gaussian", "uniform", "fixed")
+
+#: keys of the online configs renamed when every trainer took one name per concept (old -> new,
+#: relative to the config): one sampling-steps name (diffusers' ``num_inference_steps``), and the
+#: loss's parameters in a ``loss:`` section (``loss.beta`` is the KL weight wherever there is one).
+_NUM_STEPS_RENAMED = {"num_steps": "num_inference_steps"}
+_PPO_RENAMED = {"clip_range": "loss.clip_range", "adv_clip_max": "loss.adv_clip_max"}
 
 
 @dataclass
@@ -24,7 +36,7 @@ class PromptsConfig:
     metadata files work as they are).
     """
 
-    source: str = "shapes"
+    source: str = choice("shapes", ("shapes", "list", "file"))
     items: list[str] = field(default_factory=list)
     path: Optional[str] = None
     #: shapes world: the prompt split trained on and the held-out split evaluated on.
@@ -44,7 +56,9 @@ class PromptsConfig:
 class SamplingConfig:
     """How rollouts are sampled (per process)."""
 
-    num_steps: int = 20
+    renamed_keys: ClassVar[dict[str, str]] = _NUM_STEPS_RENAMED
+
+    num_inference_steps: int = 20
     guidance_scale: float = 5.0
     #: sampler stochasticity: DDIM eta for DDPM families (> 0 for policy-gradient trainers), the
     #: SDE ``a`` for flow families; None = the family default (eta 1.0, a 0.7).
@@ -63,7 +77,7 @@ class SamplingConfig:
 @dataclass
 class RewardConfig:
     #: a name ``diffalign.rewards.load`` knows (``shapes``, ``shapes_color``, ``aesthetic``, ``video``...).
-    name: str = "shapes"
+    name: str = choice("shapes", REWARDS.names)
     #: keyword arguments of the reward (checkpoint paths, ``reward`` for the ``video`` wrapper...).
     options: dict[str, Any] = field(default_factory=dict)
     #: threads scoring rewards while the next batch samples (0 = score in the loop).
@@ -80,11 +94,55 @@ class EvaluationConfig:
     #: sources: the first N of the evaluation prompts; 0 = all).
     num_prompts: int = 60
     batch_size: int = 16
+    renamed_keys: ClassVar[dict[str, str]] = _NUM_STEPS_RENAMED
+
     #: None = the sampling settings; ``noise_level`` None = deterministic sampling (DDIM eta 0, flow ODE).
-    num_steps: Optional[int] = None
+    num_inference_steps: Optional[int] = None
     guidance_scale: Optional[float] = None
     noise_level: Optional[float] = None
     seed: int = 0
+
+
+@dataclass
+class PPOLossConfig:
+    """``loss:`` of DDPO: the clipped surrogate's arguments (``diffalign.losses.ppo_loss``)."""
+
+    clip_range: float = 1e-4
+    adv_clip_max: float = 5.0
+
+
+@dataclass
+class FlowGRPOLossConfig(PPOLossConfig):
+    """``loss:`` of Flow-GRPO: the clipped surrogate plus ``beta`` x the KL to the reference."""
+
+    beta: float = 0.04
+
+
+@dataclass
+class D3POLossConfig:
+    """``loss:`` of D3PO: ``diffalign.losses.d3po_loss``'s ``beta`` (KL weight) and ``eps`` (ratio clip)."""
+
+    beta: float = 0.1
+    eps: float = 0.1
+
+
+@dataclass
+class RewardLossConfig:
+    """``loss:`` of the reward-gradient trainers (``diffalign.losses.reward_loss``): ``kind``
+    ``negative`` (-r), ``target_l1`` (|r - target|) or ``hinge`` (relu(target - r)), times ``scale``."""
+
+    kind: str = choice("negative", REWARD_LOSS_KINDS)
+    target: Optional[float] = None
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.kind not in REWARD_LOSS_KINDS:
+            raise ValueError(f"loss.kind={self.kind!r}; expected one of {', '.join(REWARD_LOSS_KINDS)}")
+        if self.kind != "negative" and self.target is None:
+            raise ValueError(f"loss.kind={self.kind} needs loss.target")
 
 
 @dataclass
@@ -122,14 +180,15 @@ class DDPOConfig(PolicyGradientConfig):
 
     Per iteration and process: ``sampling.batch_size x sampling.num_batches`` rollouts; per inner
     epoch, samples shuffled and cut into micro-batches of ``batch_size``, the time axis shuffled per
-    sample and the first ``int(num_steps x timestep_fraction)`` steps trained;
+    sample and the first ``int(num_inference_steps x timestep_fraction)`` steps trained;
     ``gradient_accumulation_steps`` micro-batches per optimizer step. Advantages: the per-prompt
     stat tracker (or global normalisation).
     """
 
+    renamed_keys: ClassVar[dict[str, str]] = _PPO_RENAMED
+
     trainer: str = "ddpo"
-    clip_range: float = 1e-4
-    adv_clip_max: float = 5.0
+    loss: PPOLossConfig = field(default_factory=PPOLossConfig)
     per_prompt_stat_tracking: bool = True
     tracker_buffer_size: int = 16
     tracker_min_count: int = 16
@@ -154,9 +213,10 @@ class D3POConfig(PolicyGradientConfig):
     pairs per micro-batch. Ties carry no gradient (loss log 2), as in the reference code.
     """
 
+    renamed_keys: ClassVar[dict[str, str]] = {"beta": "loss.beta", "eps": "loss.eps"}
+
     trainer: str = "d3po"
-    beta: float = 0.1
-    eps: float = 0.1
+    loss: D3POLossConfig = field(default_factory=D3POLossConfig)
     #: the last N denoising steps are never trained (0 = every step, as the reference code); see
     #: ``DDPOConfig.exclude_final_steps``.
     exclude_final_steps: int = 0
@@ -167,7 +227,7 @@ class FlowGRPOConfig(PolicyGradientConfig):
     """Flow-GRPO (Liu et al., NeurIPS 2025; yifan123/flow_grpo) for rectified-flow families.
 
     Groups of ``group_size`` rollouts per prompt, spread over processes by the K-repeat sampler;
-    group-relative advantages; PPO with a KL penalty (``beta``) to the same network with adapters
+    group-relative advantages; PPO with a KL penalty (``loss.beta``) to the same network with adapters
     disabled. Training micro-batches are the sampling batches (micro-batch = sampling batch size, as
     the reference code keeps them to avoid batch-size-dependent outputs);
     ``gradient_accumulation_steps`` sampling batches per optimizer step (``batch_size`` is unused).
@@ -176,16 +236,16 @@ class FlowGRPOConfig(PolicyGradientConfig):
     with the SDE, every other step with the ODE, and only the window is stored and trained.
     """
 
+    renamed_keys: ClassVar[dict[str, str]] = {**_PPO_RENAMED, "beta": "loss.beta"}
+
     trainer: str = "flow_grpo"
     group_size: int = 4
     #: std over all rewards of the iteration (True, the SD3 configs) or within each group.
     global_std: bool = True
     advantage_eps: float = 1e-4
-    clip_range: float = 1e-4
-    adv_clip_max: float = 5.0
-    beta: float = 0.04
+    loss: FlowGRPOLossConfig = field(default_factory=FlowGRPOLossConfig)
     #: ``sde`` (flow SDE) or ``cps`` (coefficients-preserving sampling).
-    sde_type: str = "sde"
+    sde_type: str = choice("sde", ("sde", "cps"))
     #: CPS only: Flow-GRPO's un-normalised log-prob (its clip ranges were tuned on it).
     cps_reference_log_prob: bool = False
     sde_window_size: int = 0
@@ -212,10 +272,9 @@ class RewardGradientConfig(OnlineConfig):
     ``checkpoint_steps`` is on, so memory grows only by one latent per back-propagated step.
     """
 
-    #: reward shaping: ``negative`` (-r), ``target_l1`` (|r - target|), ``hinge`` (relu(target - r)).
-    loss: str = "negative"
-    loss_target: Optional[float] = None
-    loss_scale: float = 1.0
+    renamed_keys: ClassVar[dict[str, str]] = {"loss_target": "loss.target", "loss_scale": "loss.scale"}
+
+    loss: RewardLossConfig = field(default_factory=RewardLossConfig)
     checkpoint_steps: bool = True
 
 
@@ -230,7 +289,7 @@ class AlignPropConfig(RewardGradientConfig):
     """
 
     trainer: str = "alignprop"
-    truncation: str = "gaussian"
+    truncation: str = choice("gaussian", TRUNCATIONS)
     truncation_mean: float = 42.0
     truncation_std: float = 5.0
     truncation_min: int = 0
@@ -260,23 +319,25 @@ class ReFLConfig(RewardGradientConfig):
     trainer: str = "refl"
     step_min: int = 30
     step_max: int = 39
-    loss: str = "hinge"
-    loss_target: Optional[float] = 2.0
-    loss_scale: float = 1e-3
+    loss: RewardLossConfig = field(default_factory=lambda: RewardLossConfig(kind="hinge", target=2.0, scale=1e-3))
 
 
 __all__ = [
     "AlignPropConfig",
     "D3POConfig",
+    "D3POLossConfig",
     "DDPOConfig",
     "DRaFTConfig",
     "EvaluationConfig",
     "FlowGRPOConfig",
+    "FlowGRPOLossConfig",
     "OnlineConfig",
+    "PPOLossConfig",
     "PolicyGradientConfig",
     "PromptsConfig",
     "ReFLConfig",
     "RewardConfig",
     "RewardGradientConfig",
+    "RewardLossConfig",
     "SamplingConfig",
 ]

@@ -103,7 +103,7 @@ class D3POTrainer(PolicyGradientTrainer):
         winner_second, loser_second = pref < 0, pref > 0
         return d3po_loss(
             pick(log_prob, winner_second), pick(ref_log_prob, winner_second),
-            pick(log_prob, loser_second), pick(ref_log_prob, loser_second), cfg.beta, cfg.eps,
+            pick(log_prob, loser_second), pick(ref_log_prob, loser_second), cfg.loss.beta, cfg.loss.eps,
         )
 
 

@@ -71,7 +71,7 @@ class DDPOTrainer(PolicyGradientTrainer):
             self.adapter, self.scheduler, mb.latents[:, j], mb.next_latents[:, j], mb.timesteps[:, j],
             self.train_guidance(mb), mb.noise_level,
         )
-        loss, stats = ppo_loss(log_prob, mb.log_probs[:, j], mb.advantages, cfg.clip_range, cfg.adv_clip_max)
+        loss, stats = ppo_loss(log_prob, mb.log_probs[:, j], mb.advantages, cfg.loss.clip_range, cfg.loss.adv_clip_max)
         stats["abs_log_ratio_max"] = float((log_prob.detach() - mb.log_probs[:, j]).abs().max())
         return loss, stats
 

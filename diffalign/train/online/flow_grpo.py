@@ -45,10 +45,10 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
             )
         if config.sde_window_size:
             lo, hi = config.sde_window_range
-            if not 0 <= lo <= hi - config.sde_window_size or hi > config.sampling.num_steps:
+            if not 0 <= lo <= hi - config.sde_window_size or hi > config.sampling.num_inference_steps:
                 raise ValueError(
                     f"sde_window_range={list(config.sde_window_range)} cannot hold a window of {config.sde_window_size} "
-                    f"steps inside the {config.sampling.num_steps} sampling steps"
+                    f"steps inside the {config.sampling.num_inference_steps} sampling steps"
                 )
         self.group_size = config.group_size
         super().__init__(config, adapter, reward)
@@ -72,7 +72,7 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
     # ------------------------------------------------------------------ sampling
     def step_plan(self, step: int, batch: int):
         cfg: FlowGRPOConfig = self.config  # type: ignore[assignment]
-        n, level = cfg.sampling.num_steps, cfg.sampling.noise_level
+        n, level = cfg.sampling.num_inference_steps, cfg.sampling.noise_level
         if not cfg.sde_window_size:
             return [level] * n, [True] * n
         lo, hi = cfg.sde_window_range
@@ -118,9 +118,9 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
         guidance = self.train_guidance(mb)
         out = guided_output(adapter, scheduler, x, t, guidance, cfg.detach_uncond)
         _, log_prob = adapter.sampler_step(scheduler, out, t, x, noise_level=mb.noise_level, prev_sample=x_next)
-        loss, stats = ppo_loss(log_prob, mb.log_probs[:, j], mb.advantages, cfg.clip_range, cfg.adv_clip_max)
+        loss, stats = ppo_loss(log_prob, mb.log_probs[:, j], mb.advantages, cfg.loss.clip_range, cfg.loss.adv_clip_max)
         stats["abs_log_ratio_max"] = float((log_prob.detach() - mb.log_probs[:, j]).abs().max())
-        if cfg.beta > 0:
+        if cfg.loss.beta > 0:
             moments = adapter.transition_moments(scheduler, out, t, x, noise_level=mb.noise_level)
             with torch.no_grad(), adapter.reference():
                 ref_out = guided_output(adapter, scheduler, x, t, guidance)
@@ -128,7 +128,7 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
             kl = gaussian_kl(moments, ref_mean).mean()
             stats["policy_loss"] = float(loss.detach())
             stats["kl_loss"] = float(kl.detach())
-            loss = loss + cfg.beta * kl
+            loss = loss + cfg.loss.beta * kl
             stats["loss"] = float(loss.detach())
         return loss, stats
 

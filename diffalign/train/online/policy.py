@@ -50,7 +50,7 @@ class PolicyGradientTrainer(OnlineTrainer):
     def step_plan(self, step: int, batch: int) -> tuple[list[float | None], list[bool]]:
         """Noise level of every sampling-loop step and which steps' transitions are stored
         (default: the configured level everywhere, every step stored)."""
-        n = self.config.sampling.num_steps
+        n = self.config.sampling.num_inference_steps
         return [self.config.sampling.noise_level] * n, [True] * n
 
     def rollout_prompts(self, step: int, batch: int) -> tuple[list[str], list | None, torch.Tensor]:
@@ -177,9 +177,9 @@ class PolicyGradientTrainer(OnlineTrainer):
     @staticmethod
     def check_exclude_final_steps(config) -> None:
         """Refuse, before any sampling, an ``exclude_final_steps`` that leaves no step to train."""
-        n, steps = config.exclude_final_steps, config.sampling.num_steps
+        n, steps = config.exclude_final_steps, config.sampling.num_inference_steps
         if not 0 <= n < steps:
-            raise ValueError(f"exclude_final_steps={n} must be in [0, sampling.num_steps={steps}): "
+            raise ValueError(f"exclude_final_steps={n} must be in [0, sampling.num_inference_steps={steps}): "
                              "it leaves no step of the chain to train")
 
     def shuffled(self, traj: Trajectories, step: int, inner: int) -> Trajectories:

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import torch
 
-from diffalign.losses import REWARD_LOSS_KINDS, reward_loss
+from diffalign.losses import reward_loss
 from diffalign.train.online.base import OnlineTrainer
-from diffalign.train.online.config import AlignPropConfig, DRaFTConfig, ReFLConfig, RewardGradientConfig
+from diffalign.train.online.config import TRUNCATIONS, AlignPropConfig, DRaFTConfig, ReFLConfig, RewardGradientConfig
 from diffalign.pipelines.sampling import Guidance, guided_output, sample_chain
 from diffalign.train.online.scoring import require_differentiable
 
-TRUNCATIONS = ("gaussian", "uniform", "fixed")
 
 
 class RewardGradientTrainer(OnlineTrainer):
@@ -38,10 +37,7 @@ class RewardGradientTrainer(OnlineTrainer):
     method: str = "reward-gradient training"
 
     def __init__(self, config: RewardGradientConfig, adapter=None, reward=None):
-        if config.loss not in REWARD_LOSS_KINDS:
-            raise ValueError(f"loss={config.loss!r}; expected one of {', '.join(REWARD_LOSS_KINDS)}")
-        if config.loss != "negative" and config.loss_target is None:
-            raise ValueError(f"loss={config.loss!r} needs loss_target")
+        config.loss.validate()
         super().__init__(config, adapter, reward)
 
     def setup(self) -> None:
@@ -55,7 +51,7 @@ class RewardGradientTrainer(OnlineTrainer):
         return self.config.gradient_accumulation_steps
 
     def noise_levels(self) -> list[float | None]:
-        return [self.config.sampling.noise_level] * self.config.sampling.num_steps
+        return [self.config.sampling.noise_level] * self.config.sampling.num_inference_steps
 
     def differentiable_samples(self, step: int, micro: int, x: torch.Tensor, guidance: Guidance) -> tuple[torch.Tensor, int, dict]:
         """Decoded samples with the graph attached, how many samples each prompt produced (rows are
@@ -74,7 +70,7 @@ class RewardGradientTrainer(OnlineTrainer):
             x = self.initial_latents(len(prompts), self.rng(step, "noise", micro))
             samples, repeats, extra = self.differentiable_samples(step, micro, x, guidance)
             rewards = self.reward(samples, prompts * repeats, meta * repeats if meta is not None else None)
-            loss, stats = reward_loss(rewards, cfg.loss, cfg.loss_target, cfg.loss_scale)
+            loss, stats = reward_loss(rewards, cfg.loss.kind, cfg.loss.target, cfg.loss.scale)
             self.backward(loss / accum, sync=micro == accum - 1)
             for k, v in {**stats, **extra}.items():
                 sums[k] = sums.get(k, 0.0) + v / accum
@@ -98,25 +94,25 @@ class AlignPropTrainer(RewardGradientTrainer):
     def __init__(self, config: AlignPropConfig, adapter=None, reward=None):
         if config.truncation not in TRUNCATIONS:
             raise ValueError(f"truncation={config.truncation!r}; expected one of {', '.join(TRUNCATIONS)}")
-        if config.truncation == "fixed" and not 1 <= config.truncation_index < config.sampling.num_steps:
+        if config.truncation == "fixed" and not 1 <= config.truncation_index < config.sampling.num_inference_steps:
             raise ValueError(
-                f"truncation_index={config.truncation_index} must be in [1, {config.sampling.num_steps}) "
-                f"(sampling.num_steps={config.sampling.num_steps})"
+                f"truncation_index={config.truncation_index} must be in [1, {config.sampling.num_inference_steps}) "
+                f"(sampling.num_inference_steps={config.sampling.num_inference_steps})"
             )
         if config.truncation == "uniform" and not (
             config.truncation_min < config.truncation_max and config.truncation_max > 1
-            and config.truncation_min < config.sampling.num_steps
+            and config.truncation_min < config.sampling.num_inference_steps
         ):
             raise ValueError(
                 f"truncation range [{config.truncation_min}, {config.truncation_max}) holds no cut-off in "
-                f"[1, {config.sampling.num_steps})"
+                f"[1, {config.sampling.num_inference_steps})"
             )
         super().__init__(config, adapter, reward)
 
     def cutoff(self, step: int, micro: int) -> int:
         """The first sampling-loop index whose denoiser output keeps the graph (``1 <= c < N``)."""
         cfg: AlignPropConfig = self.config  # type: ignore[assignment]
-        n = cfg.sampling.num_steps
+        n = cfg.sampling.num_inference_steps
         if cfg.truncation == "fixed":
             return cfg.truncation_index
         gen = self.rng(step, "truncation", micro)
@@ -137,7 +133,7 @@ class AlignPropTrainer(RewardGradientTrainer):
         chain = sample_chain(self.adapter, self.scheduler, x, guidance, self.noise_levels(),
                              generator=self.rng(step, "noise", 1_000 + micro, device=self.device),
                              grad_from=c, checkpoint=self.config.checkpoint_steps)
-        return self.decode(chain.final), 1, {"backprop_steps": float(self.config.sampling.num_steps - c)}
+        return self.decode(chain.final), 1, {"backprop_steps": float(self.config.sampling.num_inference_steps - c)}
 
 
 class DRaFTTrainer(RewardGradientTrainer):
@@ -145,7 +141,7 @@ class DRaFTTrainer(RewardGradientTrainer):
     method = "DRaFT"
 
     def __init__(self, config: DRaFTConfig, adapter=None, reward=None):
-        n = config.sampling.num_steps
+        n = config.sampling.num_inference_steps
         if not 0 <= config.backprop_steps <= n:
             raise ValueError(f"backprop_steps={config.backprop_steps} must be in [0, {n}] (0 = the whole chain)")
         if config.lv_samples < 0 or (config.lv_samples and config.backprop_steps != 1):
@@ -154,7 +150,7 @@ class DRaFTTrainer(RewardGradientTrainer):
 
     def differentiable_samples(self, step, micro, x, guidance):
         cfg: DRaFTConfig = self.config  # type: ignore[assignment]
-        n = cfg.sampling.num_steps
+        n = cfg.sampling.num_inference_steps
         gen = self.rng(step, "noise", 1_000 + micro, device=self.device)
         if not cfg.lv_samples:
             k = cfg.backprop_steps or n
@@ -180,11 +176,11 @@ class ReFLTrainer(RewardGradientTrainer):
     method = "ReFL"
 
     def __init__(self, config: ReFLConfig, adapter=None, reward=None):
-        n = config.sampling.num_steps
+        n = config.sampling.num_inference_steps
         if not 0 <= config.step_min <= config.step_max < n:
             raise ValueError(
                 f"ReFL's step range [{config.step_min}, {config.step_max}] must lie in [0, {n - 1}] "
-                f"(sampling.num_steps={n})"
+                f"(sampling.num_inference_steps={n})"
             )
         super().__init__(config, adapter, reward)
 

@@ -1,4 +1,4 @@
-"""Reward scoring for the online trainers: resolving the reward (config or Python object), the differentiability check, and scoring in
+"""Reward scoring for the online trainers: the differentiability check, and scoring in
 worker threads so the next batch samples while a separate reward model scores the last one."""
 from __future__ import annotations
 
@@ -7,18 +7,7 @@ from typing import Any, Sequence
 
 import torch
 
-from diffalign.rewards import Reward, as_reward, load
-from diffalign.train.online.config import RewardConfig
-
-
-def resolve_reward(spec: RewardConfig | Any, device) -> Reward:
-    """The reward a trainer scores with, moved to ``device``: the config's ``reward`` section
-    (``diffalign.rewards.load(name, **options)``), or what ``reward=`` was given in Python (a
-    registered name, a :class:`Reward`, a callable ``(images, prompts) -> scores``, or several with
-    weights; see :func:`diffalign.rewards.as_reward`)."""
-    if isinstance(spec, RewardConfig):
-        return load(spec.name, **dict(spec.options)).to(device)
-    return as_reward(spec).to(device)
+from diffalign.rewards import Reward
 
 
 def require_differentiable(reward: Reward, trainer: str) -> None:
@@ -58,4 +47,4 @@ class RewardScorer:
             self._pool.shutdown(wait=True)
 
 
-__all__ = ["RewardScorer", "resolve_reward", "require_differentiable"]
+__all__ = ["RewardScorer", "require_differentiable"]
