@@ -154,6 +154,7 @@ def test_save_round_trip(tmp_path):
     assert again == cfg and config_to_dict(again)["lora"]["rank"] == 4
 
 
+@pytest.mark.slow
 def test_cli_lists_commands_and_version():
     out = subprocess.run([sys.executable, "-m", "diffalign", "--help"], capture_output=True, text=True, check=True)
     assert "demo" in out.stdout

@@ -21,6 +21,7 @@ def _needs_shipped_pipeline():
         pytest.fail(f"the shipped shapes-sd pipeline is missing: {e}")
 
 
+@pytest.mark.slow
 def test_eval_only_reports_every_category(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(["demo", "--eval-only", "--out", str(out), "--eval-images-per-category", "2"])
@@ -33,6 +34,7 @@ def test_eval_only_reports_every_category(tmp_path, capsys):
     assert "overall" in printed and all(c in printed for c in CATEGORIES)
 
 
+@pytest.mark.slow
 def test_small_alignment_run_writes_before_after_lora_and_curves(tmp_path):
     out = tmp_path / "demo"
     code = main(["demo", "--out", str(out), "--eval-images-per-category", "1",

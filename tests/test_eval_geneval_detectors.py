@@ -111,6 +111,7 @@ def test_detr_background_class_and_label_map(detr_dir):
     assert detector.detect(picture()) == []
 
 
+@pytest.mark.slow
 def test_owlv2_plumbing_matches_a_direct_run(tmp_path):
     from transformers import (
         Owlv2Config,

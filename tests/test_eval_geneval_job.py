@@ -210,6 +210,7 @@ def test_official_metadata_picks_the_coco_detector(tmp_path):
     assert auto_detector(read_metadata(official)) == "mask2former"
 
 
+@pytest.mark.slow
 def test_shipped_shapes_pipeline_through_the_job(tmp_path, metadata_file):
     try:
         path = shapes.pretrained_path("sd")

@@ -129,6 +129,7 @@ def tiny_sd_folder(tmp_path_factory):
     return str(root / "pipe"), str(root / "lora")
 
 
+@pytest.mark.slow
 def test_sample_command_with_and_without_lora(tiny_sd_folder, tmp_path):
     pipe_dir, lora_dir = tiny_sd_folder
     prompts = tmp_path / "prompts.txt"

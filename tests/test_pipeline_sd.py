@@ -40,6 +40,7 @@ def test_lora_is_loaded_by_diffusers(tmp_path):
     fc.check_lora_loads_in_diffusers("sd", tmp_path)
 
 
+@pytest.mark.slow
 def test_save_pretrained_and_family_detection(tmp_path):
     fc.check_save_pretrained("sd", StableDiffusionPipeline, tmp_path)
 

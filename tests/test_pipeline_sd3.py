@@ -184,6 +184,7 @@ def test_saved_lora_loads_in_the_diffusers_pipeline_and_changes_its_output(tmp_p
     assert (loaded_images - base_images).abs().max() > 1e-2
 
 
+@pytest.mark.slow
 def test_save_pretrained_merges_lora_and_reloads_with_family_detection(tmp_path):
     adapter, _ = fc.lora_adapter("sd3")
     latents, t, cond = fixed_inputs(adapter)

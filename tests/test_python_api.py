@@ -70,6 +70,7 @@ def test_dpo_from_python_on_in_memory_pairs(tmp_path):
     assert not torch.allclose(first, ours) and not torch.allclose(first, untrained)
 
 
+@pytest.mark.slow
 def test_in_memory_datasets_of_every_kind_of_container_train_alike(tmp_path):
     import datasets
 

@@ -256,6 +256,7 @@ def _accuracy(cases, transform):
     return sum(v for (_, good), v in right.items() if good) / len(cases), right
 
 
+@pytest.mark.slow
 def test_judge_accuracy_on_clean_renders():
     cases = _known_answer_cases(300, seed=0)
     kinds = Counter(c[3] for c in cases)
@@ -264,6 +265,7 @@ def test_judge_accuracy_on_clean_renders():
     assert acc >= 0.99, detail
 
 
+@pytest.mark.slow
 def test_judge_accuracy_on_perturbed_renders():
     # blur sigma 0.5-1.2 px, noise std 0.03-0.08, colour gain/offset +-0.05. Measured on 2,400
     # such images (blur 1.0, noise 0.08): 99.75% right; the bar is 97% (a third of the errors

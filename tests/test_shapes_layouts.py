@@ -11,6 +11,7 @@ from diffalign.shapes.render import render_scene
 from diffalign.shapes.scene import scene_detections
 
 
+@pytest.mark.slow
 def test_every_canonical_render_is_judged_correct():
     rows = sample_rows(240, seed=11, split="train")
     rng = np.random.default_rng(0)

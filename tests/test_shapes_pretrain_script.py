@@ -98,6 +98,7 @@ def _stored_dtypes(path):
 
 
 @pytest.mark.parametrize("family", ["sd", "sd3"])
+@pytest.mark.slow
 def test_tiny_training_run_saves_a_loadable_fp16_pipeline(tmp_path, family):
     from diffusers import DiffusionPipeline
 
@@ -129,6 +130,7 @@ def test_tiny_training_run_saves_a_loadable_fp16_pipeline(tmp_path, family):
     assert images.shape == (2, 64, 64, 3) and np.isfinite(images).all()
 
 
+@pytest.mark.slow
 def test_assemble_swaps_only_the_decoder(tmp_path):
     from diffusers import AutoencoderKL, DiffusionPipeline
 

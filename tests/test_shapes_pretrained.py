@@ -1,3 +1,4 @@
+import pytest
 """The shipped pretrained shapes pipelines: plain-diffusers loading, package size, and held-out
 judge scores at the shipped sampling settings with a fixed seed (numbers in docs/shapes.md).
 
@@ -48,6 +49,7 @@ def test_shipped_folders_are_fp16_safetensors_within_budget():
     assert total <= SIZE_BUDGET
 
 
+@pytest.mark.slow
 def test_shapes_sd_held_out_judge_score_in_stated_range():
     pipe = _load("sd")
     assert type(pipe).__name__ == "StableDiffusionPipeline"
@@ -59,6 +61,7 @@ def test_shapes_sd_held_out_judge_score_in_stated_range():
     assert summary["single_object"] > summary["position"]  # imperfect where it is hard, not uniformly
 
 
+@pytest.mark.slow
 def test_shapes_sd3_held_out_judge_score_in_stated_range():
     pipe = _load("sd3")
     assert type(pipe).__name__ == "StableDiffusion3Pipeline"

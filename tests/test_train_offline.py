@@ -219,6 +219,7 @@ def test_each_loss_gets_its_inputs_on_each_family(tmp_path, data_dirs, shared_ca
 
 
 @pytest.mark.parametrize("family,method", [("sd", "kto"), ("sdxl", "rankdpo"), ("sd3", "flow_dpo"), ("cogvideox", "dense_dpo")])
+@pytest.mark.slow
 def test_offline_training_end_to_end(tmp_path, data_dirs, family, method):
     """The whole loop (data kinds unpaired, ranked, pairs, video pairs; one per family): steps logged,
     finite metrics, the LoRA moved, frozen weights unchanged, the LoRA file written."""

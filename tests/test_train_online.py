@@ -81,6 +81,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("trainer,family,overrides", CASES, ids=[f"{t}-{f}-{i}" for i, (t, f, _) in enumerate(CASES)])
+@pytest.mark.slow
 def test_every_trainer_trains_every_family(tmp_path, trainer, family, overrides):
     cfg = make_config(tmp_path, trainer, family, **overrides)
     adapter = adapter_for(build_tiny_pipeline(family))
@@ -102,6 +103,7 @@ def test_every_trainer_trains_every_family(tmp_path, trainer, family, overrides)
 
 
 @pytest.mark.parametrize("trainer,family", [("ddpo", "sd"), ("flow_grpo", "sd3")])
+@pytest.mark.slow
 def test_first_update_is_exactly_on_policy(tmp_path, trainer, family):
     # several updates per iteration: the first ones' ratios are exactly 1, later ones move
     cfg = make_config(tmp_path, trainer, family, max_steps=1, num_inner_epochs=2)
@@ -222,6 +224,7 @@ def test_reward_gradient_trainers_refuse_a_non_differentiable_reward(tmp_path, t
 
 
 @pytest.mark.parametrize("trainer,family", [("ddpo", "sd"), ("flow_grpo", "sd3")])
+@pytest.mark.slow
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, trainer, family):
     def go(folder, steps, resume=None, checkpointing_steps=0):
         cfg = make_config(folder, trainer, family, max_steps=steps, resume=resume, checkpointing_steps=checkpointing_steps)
@@ -252,6 +255,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, trainer, family):
                    if k.replace("transformer.", "", 1).replace(".weight", ".default.weight") in trained)
 
 
+@pytest.mark.slow
 def test_lora_output_loads_into_plain_diffusers(tmp_path):
     cfg = make_config(tmp_path, "ddpo", "sd", max_steps=1)
     trainer, result, _ = run(cfg, "sd")
@@ -288,6 +292,7 @@ def test_every_trainer_fills_in_the_one_template():
         assert not any(issubclass(cls, other) for other in others), name
 
 
+@pytest.mark.slow
 def test_diffalign_train_runs_an_online_recipe(tmp_path):
     from diffalign.cli import main
 
