@@ -374,3 +374,25 @@ def test_two_processes_with_accelerate_launch(tmp_path, data_dirs):
     rows = read_metrics(str(tmp_path / "run" / "logs" / "metrics.jsonl"))
     assert [r["step"] for r in rows] == [1, 2]
     assert (tmp_path / "run" / "pytorch_lora_weights.safetensors").exists()
+
+
+def test_same_seed_same_run_whatever_ran_before(tmp_path, data_dirs):
+    """The LoRA initialisation draws from the config's seed, not from the global generator's state:
+    two runs with one seed are identical even when other work drew random numbers before (the demo
+    samples before it trains), and another seed gives another LoRA."""
+
+    def lora_after_two_steps(seed: int, draws_before: int, name: str):
+        adapter = adapter_for(build_tiny_pipeline("sd"))  # (seeds the global generator itself)
+        torch.randn(draws_before)  # work done before the trainer (sampling, other runs)
+        cfg = _config(tmp_path / name, data_dirs, "sd", "diffusion_dpo", seed=seed)
+        trainer = OfflinePreferenceTrainer(cfg, adapter=adapter)
+        result = trainer.train()
+        return read_metrics(result.metrics_path), trainer.adapter.lora_state_dict()
+
+    rows_a, lora_a = lora_after_two_steps(3, 10, "a")
+    rows_b, lora_b = lora_after_two_steps(3, 777, "b")
+    _, lora_c = lora_after_two_steps(4, 10, "c")
+    assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b]
+    assert [r["grad_norm"] for r in rows_a] == [r["grad_norm"] for r in rows_b]
+    assert all(torch.equal(lora_a[k], lora_b[k]) for k in lora_a)
+    assert any(not torch.equal(lora_a[k], lora_c[k]) for k in lora_a)

@@ -140,10 +140,15 @@ class Trainer:
         if cfg.model.attention:
             adapter.set_attention_backend(cfg.model.attention)
         if cfg.lora.enabled:
-            adapter.add_lora(
-                rank=cfg.lora.rank, alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules,
-                init_lora_weights=cfg.lora.init, dropout=cfg.lora.dropout,
-            )
+            # the LoRA initialisation draws from the run's seed, not from whatever state earlier work
+            # (model loading, sampling) left the global generator in: same seed, same run
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(cfg.seed)
+                adapter.add_lora(
+                    rank=cfg.lora.rank, alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules,
+                    init_lora_weights=cfg.lora.init, dropout=cfg.lora.dropout,
+                )
             # trainable weights stay fp32 whatever the frozen weights' dtype
             cast_training_params(adapter.denoiser, dtype=torch.float32)
         else:
