@@ -13,6 +13,9 @@
 - near misses (:mod:`.negatives`): ``near_miss_row`` (a row changed by one mistake: count,
   colour, swapped colours, relation, shape, missing object) and ``with_distractor``, for
   known-answer tests and synthetic preference pairs;
+- the moving-shapes world (:mod:`.video`): ``video_prompts(split)``, ``render_video(metadata,
+  num_frames=, size=, seed=)`` (uint8 [T, H, W, 3]) and the temporal judge ``judge_video(frames,
+  metadata)`` (``correct``, ``score``, per-window ``segments``, ``temporal`` quality figures);
 - ``pretrained_path("sd" | "sd3")``: the shipped pretrained shapes pipelines.
 """
 from __future__ import annotations
@@ -35,6 +38,7 @@ from diffalign.shapes.prompts import (
 from diffalign.shapes.render import render_scene
 from diffalign.shapes.rules import Detection, evaluate
 from diffalign.shapes.scene import Scene, ShapeObject, scene_detections, scene_for_row
+from diffalign.shapes.video import VIDEO_CATEGORIES, judge_video, render_video, summarize_video, video_prompts
 from diffalign.shapes.vocab import BACKGROUND, CATEGORIES, COLOR_NAMES, COLORS, RELATIONS, SHAPES
 
 PRETRAINED_FAMILIES = ("sd", "sd3")
@@ -65,11 +69,13 @@ __all__ = [
     "SHAPES",
     "Scene",
     "ShapeObject",
+    "VIDEO_CATEGORIES",
     "all_rows",
     "detect_shapes",
     "evaluate",
     "judge_batch",
     "judge_image",
+    "judge_video",
     "near_miss_kinds",
     "near_miss_row",
     "perturb",
@@ -78,12 +84,15 @@ __all__ = [
     "read_metadata",
     "render_row",
     "render_scene",
+    "render_video",
     "sample_rows",
     "scene_detections",
     "scene_for_row",
     "summarize",
+    "summarize_video",
     "split_rows",
     "validate_row",
+    "video_prompts",
     "with_distractor",
     "write_metadata",
 ]
