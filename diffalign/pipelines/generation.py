@@ -102,6 +102,7 @@ def generate(
     seed: int = 0,
     batch_size: int = 8,
     on_batch: Callable[[list[tuple[int, int, Image.Image]]], None] | None = None,
+    video: bool = False,
     **sampling: Any,
 ) -> list[list[Image.Image]]:
     """``images_per_prompt`` PIL images per prompt; image ``k`` of each prompt from ``seed + k``.
@@ -111,7 +112,8 @@ def generate(
 
     ``pipe`` is any diffusers-style callable (``pipe(prompt=[...], generator=[...], output_type="pil",
     **sampling).images``). ``on_batch`` gets ``(prompt index, image index, image)`` triples as they
-    come (to save them without waiting for the whole run).
+    come (to save them without waiting for the whole run). ``video=True`` (a video pipeline, see
+    :func:`is_video_pipeline`) yields uint8 arrays [T, H, W, 3] instead, from ``.frames``.
     """
     import torch
 
@@ -121,7 +123,13 @@ def generate(
     for start in range(0, len(jobs), max(1, batch_size)):
         chunk = jobs[start : start + batch_size]
         generators = [torch.Generator("cpu").manual_seed(seed + k) for _, k in chunk]
-        images = pipe(prompt=[prompts[i] for i, _ in chunk], generator=generators, output_type="pil", **sampling).images
+        if video:
+            import numpy as np
+
+            frames = pipe(prompt=[prompts[i] for i, _ in chunk], generator=generators, output_type="np", **sampling).frames
+            images = [np.clip(np.round(np.asarray(f, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8) for f in frames]
+        else:
+            images = pipe(prompt=[prompts[i] for i, _ in chunk], generator=generators, output_type="pil", **sampling).images
         if len(images) != len(chunk):
             raise RuntimeError(f"the pipeline returned {len(images)} images for {len(chunk)} prompts")
         done = []
@@ -131,6 +139,16 @@ def generate(
         if on_batch is not None:
             on_batch(done)
     return out  # type: ignore[return-value]
+
+
+def is_video_pipeline(pipe) -> bool:
+    """True for a pipeline whose ``__call__`` takes ``num_frames`` (CogVideoX, Wan, ...)."""
+    import inspect
+
+    try:
+        return "num_frames" in inspect.signature(pipe.__call__).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def per_prompt_counts(images_per_prompt: int | Sequence[int], num_prompts: int) -> list[int]:
