@@ -146,7 +146,7 @@ def is_video_pipeline(pipe) -> bool:
     import inspect
 
     try:
-        return "num_frames" in inspect.signature(pipe.__call__).parameters
+        return "num_frames" in inspect.signature(pipe).parameters
     except (TypeError, ValueError):
         return False
 
