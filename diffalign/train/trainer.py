@@ -291,7 +291,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, step: int) -> None:
-        """Sample the validation prompts at fixed seeds and save a grid (main process)."""
+        """Sample the validation prompts at fixed seeds and save a grid (main process); video families
+        also write each clip as ``validation/step-N/<k>.mp4`` and show frame strips in the grid."""
         val = self.config.validation
         if not val.prompts or not self.is_main:
             return
@@ -300,11 +301,18 @@ class Trainer:
         self.adapter.denoiser.eval()
         generator = torch.Generator(device="cpu").manual_seed(val.seed)
         with self.evaluation_weights():
-            images = self.adapter.generate(
+            output = self.adapter.generate(
                 list(val.prompts), num_inference_steps=val.num_inference_steps, guidance_scale=val.guidance_scale,
                 generator=generator, output_type="np",
-            ).images
+            )
         self.adapter.denoiser.train()
+        if getattr(self.adapter, "modality", "image") == "video":  # mp4s in validation/step-N/, strips in the grid
+            from diffalign.train.video_outputs import video_tiles
+
+            folder = os.path.join(self.config.output_dir, "validation", f"step-{step:06d}")
+            images = video_tiles(output.frames, folder)
+        else:
+            images = output.images
         grid = make_grid(list(images), captions=list(val.prompts), ncols=min(8, len(images)), title=f"step {step}")
         self.save_grid(step, "validation", grid)
 

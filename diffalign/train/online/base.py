@@ -178,11 +178,13 @@ class OnlineTrainer(Trainer):
         from diffalign.utils.images import make_grid
 
         n = min(len(prompts), self.config.sample_grid_size)
-        frames = images[:n]
-        if frames.ndim == 5:  # video [B, F, 3, H, W]: the middle frame
-            frames = frames[:, frames.shape[1] // 2]
+        frames = images[:n].float().cpu()
+        if frames.ndim == 5:  # video [B, F, 3, H, W]: a strip of frames per clip
+            from diffalign.train.video_outputs import video_tiles
+
+            frames = video_tiles(frames)
         captions = [f"{r:.3g} | {p}" for r, p in zip(rewards[:n].tolist(), prompts[:n])]
-        grid = make_grid(frames.float().cpu(), captions=captions, ncols=min(8, n), title=f"step {step}")
+        grid = make_grid(frames, captions=captions, ncols=min(8 if images.ndim == 4 else 2, n), title=f"step {step}")
         self.save_grid(step, folder, grid)
 
     # ------------------------------------------------------------------ evaluate phase
