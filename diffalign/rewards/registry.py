@@ -24,6 +24,7 @@ _BUILTIN: dict[str, str] = {
     "shapes": "diffalign.rewards.shapes:ShapesJudgeReward",
     "geneval": "diffalign.rewards.geneval:GenEvalReward",
     "shapes_color": "diffalign.rewards.shapes_color:ShapesColorReward",
+    "shapes_video": "diffalign.rewards.shapes_video:ShapesVideoReward",
     "clip_score": "diffalign.rewards.clip_score:ClipScore",
     "pickscore": "diffalign.rewards.pickscore:PickScore",
     "aesthetic": "diffalign.rewards.aesthetic:AestheticScore",

@@ -5,7 +5,7 @@ judge (:mod:`.judge`). The public names are re-exported by :mod:`diffalign.shape
 ``judge_video(frames, metadata)``."""
 from __future__ import annotations
 
-from diffalign.shapes.video.judge import judge_video, summarize_video, video_frames
+from diffalign.shapes.video.judge import judge_video, segment_preferences, summarize_video, video_frames
 from diffalign.shapes.video.prompts import (
     MOTIONS,
     PASS_DIRECTIONS,
@@ -18,6 +18,6 @@ from diffalign.shapes.video.render import Track, VideoScene, render_frames, rend
 
 __all__ = [
     "MOTIONS", "PASS_DIRECTIONS", "VIDEO_CATEGORIES", "Track", "VideoScene", "all_video_rows", "judge_video",
-    "render_frames", "render_video", "summarize_video", "video_frames", "video_prompt_split", "video_prompts",
+    "render_frames", "render_video", "segment_preferences", "summarize_video", "video_frames", "video_prompt_split", "video_prompts",
     "video_scene_for_row",
 ]

@@ -254,3 +254,12 @@ def summarize_video(rows: Sequence[Mapping], results: Sequence[Mapping]) -> dict
         "temporal": {k: float(np.mean([r["temporal"][k] for r in results if k in r.get("temporal", {})])) for k in keys},
         "n": len(results),
     }
+
+
+def segment_preferences(result_0: Mapping, result_1: Mapping, margin: float = 0.0) -> list[int]:
+    """DenseDPO segment labels from two verdicts of :func:`judge_video` on aligned clips: +1 where
+    clip 0's segment scores more than ``margin`` above clip 1's, -1 where below, 0 (tie) otherwise."""
+    a, b = result_0["segments"], result_1["segments"]
+    if len(a) != len(b):
+        raise ValueError(f"the two clips have {len(a)} and {len(b)} segments; judge them with the same num_segments")
+    return [1 if x - y > margin else -1 if y - x > margin else 0 for x, y in zip(a, b)]
