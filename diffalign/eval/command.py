@@ -1,4 +1,4 @@
-"""``diffalign eval {geneval,hps,compare}``: evaluation jobs that write JSON results and reports."""
+"""``diffalign eval {geneval,hps,compare,video}``: evaluation jobs that write JSON results and reports."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "geneval": ("diffalign.eval.geneval.command", "GenEval (compositional prompts) with a pluggable detector"),
     "hps": ("diffalign.eval.hps_benchmark", "the HPSv2 benchmark: HPSv2 / HPSv2.1 per style and mean"),
     "compare": ("diffalign.eval.compare", "win-rate of pipeline A over B per reward, with a Wilson interval"),
+    "video": ("diffalign.eval.video.command", "moving-shapes video prompts with the temporal judge, mp4s and a report"),
 }
 
 
