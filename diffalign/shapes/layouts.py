@@ -14,8 +14,8 @@ from typing import Mapping
 
 import numpy as np
 
-from diffalign.shapes.scene import Scene, ShapeObject, _as_rng
-from diffalign.shapes.vocab import COLOR_NAMES, SHAPES
+from diffalign.shapes.scene import Scene, ShapeObject, _as_rng, include_clauses
+from diffalign.shapes.vocab import COLOR_NAMES
 
 SLOTS = {
     1: ((0.5, 0.5),),
@@ -34,13 +34,9 @@ JITTER = 0.03
 
 def _ordered_specs(row: Mapping) -> tuple[list[tuple[str, str | None]], bool]:
     """(shape, fixed colour) per object in slot order, and whether the slots are stacked."""
-    clauses = list(row.get("include", []))
-    if not clauses:
-        raise ValueError(f"row has no include clauses: {row!r}")
+    clauses = include_clauses(row)
     specs = []
-    for ci, clause in enumerate(clauses):
-        if clause.get("class") not in SHAPES:
-            raise ValueError(f"include clause {ci} has class {clause.get('class')!r}, not a shape ({', '.join(SHAPES)})")
+    for clause in clauses:
         specs.append([(clause["class"], clause.get("color"))] * int(clause.get("count", 1)))
     stacked = False
     for ci, clause in enumerate(clauses):

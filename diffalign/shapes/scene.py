@@ -91,6 +91,17 @@ def _as_rng(rng) -> np.random.Generator:
     return np.random.default_rng(rng)
 
 
+def include_clauses(row: Mapping) -> list[Mapping]:
+    """The row's include clauses, checked: at least one, each of a shape class."""
+    clauses = list(row.get("include", []))
+    if not clauses:
+        raise ValueError(f"row has no include clauses: {row!r}")
+    for ci, clause in enumerate(clauses):
+        if clause.get("class") not in SHAPES:
+            raise ValueError(f"include clause {ci} has class {clause.get('class')!r}, not a shape ({', '.join(SHAPES)})")
+    return clauses
+
+
 def scene_for_row(row: Mapping, rng: np.random.Generator | int | None = None) -> Scene:
     """A random scene that satisfies a GenEval-format ``row`` exactly.
 
@@ -100,15 +111,10 @@ def scene_for_row(row: Mapping, rng: np.random.Generator | int | None = None) ->
     object of the referenced group. Objects never overlap and keep :data:`MIN_GAP` between boxes.
     """
     rng = _as_rng(rng)
-    clauses = list(row.get("include", []))
-    if not clauses:
-        raise ValueError(f"row has no include clauses: {row!r}")
+    clauses = include_clauses(row)
     specs: list[tuple[int, str, str | None]] = []  # (clause index, shape, fixed colour)
     for ci, clause in enumerate(clauses):
-        shape = clause.get("class")
-        if shape not in SHAPES:
-            raise ValueError(f"include clause {ci} has class {shape!r}, not a shape ({', '.join(SHAPES)})")
-        specs.extend((ci, shape, clause.get("color")) for _ in range(int(clause.get("count", 1))))
+        specs.extend((ci, clause["class"], clause.get("color")) for _ in range(int(clause.get("count", 1))))
     lo, hi = SIZE_RANGE_FEW if len(specs) <= 2 else SIZE_RANGE_MANY
 
     for _ in range(_MAX_TRIES):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from diffalign.eval.arguments import add_sampling_arguments
 from diffalign.utils.dtypes import dtype_argument
 
 
@@ -26,10 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="only the first N rows (quick runs)")
     p.add_argument("--videos-per-prompt", type=int, default=1)
     p.add_argument("--num-frames", type=int, help="frames per clip (default 9)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--guidance", type=float)
-    p.add_argument("--height", type=int)
-    p.add_argument("--width", type=int)
+    add_sampling_arguments(p)
     p.add_argument("--fps", type=int, default=8)
     p.add_argument("--segments", type=int, default=3, help="frame windows scored separately (DenseDPO segments)")
     p.add_argument("--seed", type=int, default=42, help="clip k of every prompt starts from seed + k")

@@ -18,7 +18,20 @@ from diffalign.shapes.video.prompts import (
 from diffalign.shapes.video.render import Track, VideoScene, render_frames, render_video, video_scene_for_row
 
 __all__ = [
-    "MOTIONS", "PASS_DIRECTIONS", "VIDEO_CATEGORIES", "Track", "VideoScene", "all_video_rows", "judge_video",
-    "make_dense_pairs", "render_frames", "render_video", "segment_preferences", "summarize_video", "video_frames", "video_prompt_split", "video_prompts",
+    "MOTIONS",
+    "PASS_DIRECTIONS",
+    "VIDEO_CATEGORIES",
+    "Track",
+    "VideoScene",
+    "all_video_rows",
+    "judge_video",
+    "make_dense_pairs",
+    "render_frames",
+    "render_video",
+    "segment_preferences",
+    "summarize_video",
+    "video_frames",
+    "video_prompt_split",
+    "video_prompts",
     "video_scene_for_row",
 ]

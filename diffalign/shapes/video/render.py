@@ -14,9 +14,9 @@ from typing import Mapping
 import numpy as np
 
 from diffalign.shapes.render import render_scene
-from diffalign.shapes.scene import Scene, ShapeObject, _as_rng, _boxes_apart
+from diffalign.shapes.scene import Scene, ShapeObject, _as_rng, _boxes_apart, include_clauses
 from diffalign.shapes.video.prompts import MOTIONS, PASS_DIRECTIONS
-from diffalign.shapes.vocab import COLOR_NAMES, SHAPES
+from diffalign.shapes.vocab import COLOR_NAMES
 
 DEFAULT_FRAMES = 9
 DEFAULT_SIZE = 32
@@ -113,13 +113,9 @@ def video_scene_for_row(row: Mapping, rng: np.random.Generator | int | None = No
     Clauses without ``motion`` or ``passes`` get a random motion (static included); clauses without
     ``color`` get a random colour, one for all the clause's objects."""
     rng = _as_rng(rng)
-    clauses = list(row.get("include", []))
-    if not clauses:
-        raise ValueError(f"row has no include clauses: {row!r}")
+    clauses = include_clauses(row)
     specs = []
     for ci, clause in enumerate(clauses):
-        if clause.get("class") not in SHAPES:
-            raise ValueError(f"include clause {ci} has class {clause.get('class')!r}, not a shape ({', '.join(SHAPES)})")
         passes = clause.get("passes")
         if passes is not None and passes[0] not in PASS_DIRECTIONS:
             raise ValueError(f"include clause {ci} passes {passes[0]!r}; expected one of {', '.join(PASS_DIRECTIONS)}")
