@@ -59,7 +59,7 @@ def test_render_perfect_pipeline_scores_one(tmp_path, monkeypatch, capsys):
     results = [json.loads(line) for line in open(os.path.join(out, "results.jsonl"))]
     assert [r["filename"] for r in results[:2]] == ["videos/00000_00.mp4", "videos/00000_01.mp4"]
     assert all(r["segments"] == [1.0, 1.0, 1.0] for r in results)
-    assert read_video(os.path.join(out, results[0]["filename"])).shape == (9, 32, 32, 3)
+    assert read_video(os.path.join(out, results[0]["filename"])).shape == (9, 48, 48, 3)
     page = open(os.path.join(out, "report.html")).read()
     videos = re.findall(r'<video src="data:video/mp4;base64,([^"]+)"', page)
     assert len(videos) == 6

@@ -116,9 +116,9 @@ def test_judge_rejects_a_wrong_count_in_one_frame_and_static_clips():
     frames[4] = 128  # empty grey frame: the count drops to 0
     result = judge_video(frames, row)
     assert result["checks"]["present[0]"] == pytest.approx(8 / 9) and not result["correct"]
-    still = np.repeat(render_video(row, seed=0)[:1], 9, axis=0)
-    assert judge_video(still, row)["reason"] == "square: does not move right"
-    assert judge_video(still, row)["temporal"]["motion"] == pytest.approx(0.0, abs=1e-9)
+    still = judge_video(np.repeat(frames[:1], 9, axis=0), row)
+    assert still["reason"] == "square: does not move right"
+    assert still["temporal"]["motion"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_judge_takes_float_tensors_and_checks_inputs():
@@ -134,7 +134,7 @@ def test_judge_takes_float_tensors_and_checks_inputs():
 
 @pytest.mark.slow
 def test_judge_is_exact_on_many_ground_truth_clips():
-    for size, num_frames, per_tag in ((32, 9, 40), (48, 13, 10)):
+    for size, num_frames, per_tag in ((48, 9, 25), (32, 9, 6), (48, 13, 6)):
         for tag in VIDEO_CATEGORIES:
             rows = all_video_rows(tag)
             rng = np.random.default_rng(size)
@@ -142,3 +142,17 @@ def test_judge_is_exact_on_many_ground_truth_clips():
                 row = rows[int(rng.integers(len(rows)))]
                 result = judge_video(render_video(row, num_frames=num_frames, size=size, seed=seed), row)
                 assert result["correct"] and min(result["segments"]) == 1.0, (size, seed, row["prompt"], result["reason"])
+
+
+def test_judge_tolerates_mild_blur_and_noise():
+    from diffalign.shapes import perturb
+
+    for prompt, seed in (("a video of a white diamond and a blue square that keep their colours and shapes", 0),
+                         ("a video of a yellow diamond passing a red square from top to bottom", 1)):
+        row = _row(prompt)
+        clip = render_video(row, seed=seed)
+        blurred = np.stack([perturb(f, rng=seed * 100 + t, blur=0.8, noise=0.03) for t, f in enumerate(clip)])
+        assert np.abs(blurred.astype(int) - clip.astype(int)).mean() > 2.0
+        result = judge_video(blurred, row)
+        assert result["correct"], (prompt, result["reason"])
+        assert 0.0 < result["temporal"]["background_flicker"] < 0.05

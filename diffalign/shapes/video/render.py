@@ -19,10 +19,10 @@ from diffalign.shapes.video.prompts import MOTIONS, PASS_DIRECTIONS
 from diffalign.shapes.vocab import COLOR_NAMES
 
 DEFAULT_FRAMES = 9
-DEFAULT_SIZE = 32
+DEFAULT_SIZE = 48
 EDGE_PAD = 0.03
 MIN_GAP = 0.1
-"""Minimum gap between two boxes at every moment (fraction of the image; 3 px at 32 px)."""
+"""Minimum gap between two boxes at every moment (fraction of the image; 5 px at 48 px)."""
 SIZE_RANGE_FEW = (0.24, 0.3)
 SIZE_RANGE_MANY = (0.23, 0.26)
 TRAVEL_RANGE = (0.28, 0.42)
