@@ -55,3 +55,25 @@ def test_frame_strip_picks_evenly_spaced_frames():
     assert strip.shape == (4, 18, 3)
     assert [int(strip[0, 6 * k, 0]) for k in range(3)] == [0, 4, 8]
     assert frame_strip(clip[:2], max_frames=8).shape == (4, 12, 3)
+
+
+@pytest.mark.slow
+def test_bad_videos_in_a_pair_set_give_one_line_errors_naming_file_and_row(tmp_path):
+    import json
+
+    import diffalign  # noqa: F401  (compat shim first)
+    from diffalign.data import DataConfig, DatasetError, build_dataset
+
+    write_video(tmp_path / "a.mp4", np.full((9, 16, 16, 3), 100, np.uint8))
+    write_video(tmp_path / "short.mp4", np.full((5, 16, 16, 3), 50, np.uint8))
+    (tmp_path / "broken.mp4").write_bytes(b"not a video" * 20)
+    rows = [{"caption": "x", "video_0": "a.mp4", "video_1": v, "segment_labels": [1, 0, -1]}
+            for v in ("short.mp4", "broken.mp4", "a.mp4")]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ds = build_dataset(DataConfig(path=str(tmp_path / "p.jsonl"), kind="video_pairs", resolution=16))
+    with pytest.raises(DatasetError, match=r"row 0 .*\(9, 3, 16, 16\) but video_1 has \(5, 3, 16, 16\)"):
+        ds[0]
+    with pytest.raises(DatasetError) as e:
+        ds[1]
+    assert "row 1" in str(e.value) and "broken.mp4" in str(e.value) and "\n" not in str(e.value)
+    assert tuple(ds[2].video_1.shape) == (9, 3, 16, 16)

@@ -3,7 +3,7 @@
 - :func:`load_image` -> uint8 ``[H, W, 3]`` from encoded bytes (JPEG, PNG, ...), a
   ``{"bytes", "path"}`` dict (``datasets.Image`` storage), a file path, a PIL image or an array.
 - :func:`load_video` -> ``[F, H, W, 3]`` (uint8, or float32 in [0, 1]) from a video file (gif via
-  Pillow; mp4/webm/mov need the optional ``imageio-ffmpeg``), a folder of frame images, a ``.npy`` /
+  Pillow; mp4/webm/mov through ``imageio-ffmpeg``, in the default install), a folder of frame images, a ``.npy`` /
   ``.npz`` array, a list of frames, or encoded bytes.
 
 Relative paths are resolved against ``root``. Failures raise :class:`MediaError` with a message
@@ -163,11 +163,14 @@ def _read_with_imageio(source: Any, label: str, suffix: str) -> np.ndarray:
             warnings.simplefilter("ignore", DeprecationWarning)
             return np.asarray(iio.imread(source, index=None, **kwargs))
     except Exception as e:  # noqa: BLE001 - imageio plugins raise many types
+        from diffalign.utils.video import has_ffmpeg
+
         hint = ""
-        if suffix in _FFMPEG_SUFFIXES:
-            hint = ("; reading this format needs the optional `imageio-ffmpeg` package (pip install 'diffalign[video]'), "
+        if suffix in _FFMPEG_SUFFIXES and not has_ffmpeg():
+            hint = ("; reading this format needs the `imageio-ffmpeg` package (pip install imageio-ffmpeg), "
                     "or store the frames as a folder of PNG files or a .npy/.npz array")
-        raise MediaError(f"cannot decode video{label} ({type(e).__name__}: {e}){hint}") from e
+        first_line = (str(e).strip().splitlines() or [""])[0]  # ffmpeg appends its whole log: keep one line
+        raise MediaError(f"cannot decode video{label} ({type(e).__name__}: {first_line}){hint}") from e
 
 
 def load_video(value: Any, root: Path | None = None) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Video pairs with DenseDPO segment labels: (caption, video_0, video_1, segment_labels [S]).
 
-Videos are decoded by :func:`~diffalign.data.media.load_video` (gif, mp4 with the optional
+Videos are decoded by :func:`~diffalign.data.media.load_video` (gif, mp4 through
 ``imageio-ffmpeg``, frame folders, ``.npy``/``.npz``) and preprocessed frame by frame with one crop
 and flip for all frames of both videos -> float tensors [F, 3, H, W] in [0, 1]. Segment labels are
 read and checked when the dataset is built (+1 video 0 wins the segment, -1 video 1 wins, 0 tie);
