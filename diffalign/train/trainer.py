@@ -38,6 +38,7 @@ from diffalign.pipelines import PipelineAdapter
 from diffalign.pipelines.models import load_model
 from diffalign.train.checkpoint import load_checkpoint, load_extra_tensors, resolve_resume, save_checkpoint
 from diffalign.train.config import TrainConfig
+from diffalign.train.distributed import accelerator_kwargs
 from diffalign.train.metrics import MetricsLogger
 from diffalign.train.optim import build_lr_scheduler, build_optimizer
 from diffalign.utils.dtypes import mixed_precision_name, torch_dtype
@@ -76,6 +77,7 @@ class Trainer:
             gradient_accumulation_steps=self.accelerator_accumulation_steps(),
             project_config=ProjectConfiguration(project_dir=config.output_dir),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.ddp_find_unused_parameters)],
+            **accelerator_kwargs(),
         )
         self.is_main = self.accelerator.is_main_process
         self.device = self.accelerator.device
@@ -163,10 +165,11 @@ class Trainer:
         if cfg.optim.scale_lr:
             lr *= self.accelerator.num_processes * cfg.gradient_accumulation_steps * cfg.batch_size
         self.optimizer = build_optimizer(adapter.trainable_parameters(), cfg.optim, lr=lr)
+        # the schedule is NOT passed to accelerator.prepare: accelerate's wrapper steps it num_processes
+        # times per optimizer step (it assumes a data loader shrunk W times); it counts optimizer steps
+        # here (clip_and_step), so the lr at every step is the one-process run's on any number of processes
         self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.optim, self.num_optimizer_steps())
-        network, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
-            adapter.denoiser, self.optimizer, self.lr_scheduler
-        )
+        network, self.optimizer = self.accelerator.prepare(adapter.denoiser, self.optimizer)
         adapter.bind_network(network)
         self.network = network
 
@@ -181,7 +184,9 @@ class Trainer:
         if self.accelerator.sync_gradients and max_norm > 0:
             stats["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.adapter.trainable_parameters(), max_norm))
         self.optimizer.step()
-        self.lr_scheduler.step()
+        # once per optimizer step that really happened (not on accumulation micro-steps, nor skipped fp16 steps)
+        if self.accelerator.sync_gradients and not getattr(self.optimizer, "step_was_skipped", False):
+            self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return stats
 
@@ -284,7 +289,8 @@ class Trainer:
                 if cfg.save in ("pipeline", "both") or not cfg.lora.enabled:
                     pipeline_path = self.adapter.save_pretrained(os.path.join(cfg.output_dir, "pipeline"))
             with open(os.path.join(cfg.output_dir, "train_summary.json"), "w", encoding="utf-8") as f:
-                json.dump({"steps": cfg.max_steps, "lora": lora_path, "pipeline": pipeline_path}, f, indent=2)
+                json.dump({"steps": cfg.max_steps, "lora": lora_path, "pipeline": pipeline_path,
+                           "num_processes": self.accelerator.num_processes}, f, indent=2)
         self.accelerator.wait_for_everyone()
         return TrainResult(cfg.output_dir, cfg.max_steps, lora_path, pipeline_path,
                            os.path.join(cfg.output_dir, "logs", "metrics.jsonl"))

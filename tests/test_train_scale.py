@@ -1,0 +1,101 @@
+"""Several processes for real: ``torchrun --nproc_per_node 2`` on CPU gives two cooperating gloo ranks
+(the run records and the test asserts world size 2), the lr at every step equals the one-process
+run's, and W=2 processes with batch b reproduce one process with batch 2b (losses and LoRA)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diffalign.data import write_pairs_jsonl
+from diffalign.pipelines.tiny import build_tiny_pipeline
+from diffalign.train import distributed
+from diffalign.train.metrics import read_metrics
+
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scale")
+    rng = np.random.default_rng(0)
+    pairs = [{"caption": f"a photo of thing {i}", "jpg_0": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+              "jpg_1": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "label_0": float(i % 2)} for i in range(8)]
+    write_pairs_jsonl(str(root / "pairs"), pairs)
+    build_tiny_pipeline("sd").save_pretrained(root / "model")
+    return root
+
+
+def _recipe(root, name: str, batch_size: int) -> str:
+    path = root / f"{name}.yaml"
+    path.write_text(
+        f"method: diffusion_dpo\noutput_dir: {root / name}\nmax_steps: {STEPS}\nbatch_size: {batch_size}\n"
+        f"progress_bar: false\nseed: 3\nmodel:\n  pretrained: {root / 'model'}\nlora:\n  rank: 4\n"
+        f"optim:\n  lr: 0.01\n  lr_scheduler: cosine\n  warmup_steps: 2\n"
+        f"data:\n  path: {root / 'pairs'}\n  resolution: 32\ncache:\n  dir: {root / 'cache'}\n"
+    )
+    return str(path)
+
+
+def _launch(cmd: list[str], **env) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WORLD_SIZE", "RANK", "MASTER_"))}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                         env={**base, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **env})
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def _result(root, name: str):
+    run = root / name
+    summary = json.loads((run / "train_summary.json").read_text())
+    return summary, read_metrics(str(run / "logs" / "metrics.jsonl")), load_file(str(run / "pytorch_lora_weights.safetensors"))
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_reproduce_one_process(tiny):
+    """Plain torchrun (no ACCELERATE_USE_CPU) on a CPU machine: 2 ranks with batch 1 == 1 process with
+    batch 2: the same lr (cosine, warmup 2), loss and implicit accuracy at every step and the same LoRA."""
+    _launch([sys.executable, "-m", "diffalign", "train", _recipe(tiny, "one", batch_size=2)])
+    _launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+             "-m", "diffalign", "train", _recipe(tiny, "two", batch_size=1)])
+    one, one_rows, one_lora = _result(tiny, "one")
+    two, two_rows, two_lora = _result(tiny, "two")
+    assert (one["num_processes"], two["num_processes"]) == (1, 2)  # really two cooperating ranks
+    # the one-process schedule by hand: warmup 0.005, 0.01, then cosine over the 4 remaining steps
+    assert [r["lr"] for r in one_rows] == pytest.approx([0.005, 0.01, 0.0085355339, 0.005, 0.0014644661, 0.0])
+    assert [r["lr"] for r in two_rows] == [r["lr"] for r in one_rows]
+    assert [r["step"] for r in two_rows] == list(range(1, STEPS + 1))
+    for a, b in zip(one_rows, two_rows):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6)
+        assert b["implicit_acc"] == a["implicit_acc"]
+    assert one_lora.keys() == two_lora.keys()
+    assert max(float((one_lora[k] - two_lora[k]).abs().max()) for k in one_lora) > 0  # it trained ...
+    for k in one_lora:  # ... to the same weights
+        torch.testing.assert_close(two_lora[k], one_lora[k], rtol=1e-4, atol=1e-6)
+
+
+def test_cpu_processes_and_launch_errors(monkeypatch):
+    """Several launched processes and no GPU -> gloo ranks; `accelerate launch --cpu --num_processes 2`
+    (one process, no mpirun) -> a one-line error naming torchrun."""
+    for name in ("ACCELERATE_USE_CPU", "ACCELERATE_MIXED_PRECISION", "MASTER_ADDR", *distributed.WORLD_SIZE_VARS):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(distributed, "has_accelerator_device", lambda: False)
+    assert distributed.accelerator_kwargs() == {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed.accelerator_kwargs() == {"cpu": True}
+    monkeypatch.setattr(distributed, "has_accelerator_device", lambda: True)
+    assert distributed.accelerator_kwargs() == {}  # GPUs: accelerate picks NCCL itself
+    monkeypatch.delenv("WORLD_SIZE")
+    # what accelerate's simple launcher sets for --cpu --num_processes 2
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    with pytest.raises(RuntimeError, match="torchrun --nproc_per_node N"):
+        distributed.accelerator_kwargs()
+    monkeypatch.setenv("PMI_SIZE", "2")  # launched through mpirun: fine
+    assert distributed.accelerator_kwargs() == {}
