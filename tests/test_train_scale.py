@@ -35,9 +35,9 @@ def tiny(tmp_path_factory):
 def _recipe(root, name: str, batch_size: int) -> str:
     path = root / f"{name}.yaml"
     path.write_text(
-        f"method: diffusion_dpo\noutput_dir: {root / name}\nmax_steps: {STEPS}\nbatch_size: {batch_size}\n"
+        f"method: diffusion_dpo\nloss:\n  beta: 50\noutput_dir: {root / name}\nmax_steps: {STEPS}\nbatch_size: {batch_size}\n"
         f"progress_bar: false\nseed: 3\nmodel:\n  pretrained: {root / 'model'}\nlora:\n  rank: 4\n"
-        f"optim:\n  lr: 0.01\n  lr_scheduler: cosine\n  warmup_steps: 2\n"
+        f"optim:\n  lr: 0.001\n  lr_scheduler: cosine\n  warmup_steps: 2\n"
         f"data:\n  path: {root / 'pairs'}\n  resolution: 32\ncache:\n  dir: {root / 'cache'}\n"
     )
     return str(path)
@@ -66,15 +66,15 @@ def test_two_gloo_ranks_reproduce_one_process(tiny):
     one, one_rows, one_lora = _result(tiny, "one")
     two, two_rows, two_lora = _result(tiny, "two")
     assert (one["num_processes"], two["num_processes"]) == (1, 2)  # really two cooperating ranks
-    # the one-process schedule by hand: warmup 0.005, 0.01, then cosine over the 4 remaining steps
-    assert [r["lr"] for r in one_rows] == pytest.approx([0.005, 0.01, 0.0085355339, 0.005, 0.0014644661, 0.0])
+    # the one-process schedule by hand: warmup 5e-4, 1e-3, then cosine over the 4 remaining steps
+    assert [r["lr"] for r in one_rows] == pytest.approx([5e-4, 1e-3, 8.5355339e-4, 5e-4, 1.4644661e-4, 0.0])
     assert [r["lr"] for r in two_rows] == [r["lr"] for r in one_rows]
     assert [r["step"] for r in two_rows] == list(range(1, STEPS + 1))
     for a, b in zip(one_rows, two_rows):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6)
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-6)
         assert b["implicit_acc"] == a["implicit_acc"]
     assert one_lora.keys() == two_lora.keys()
-    assert max(float((one_lora[k] - two_lora[k]).abs().max()) for k in one_lora) > 0  # it trained ...
+    assert max(float(v.abs().max()) for k, v in one_lora.items() if "lora.up" in k) > 0  # it trained (up starts at 0) ...
     for k in one_lora:  # ... to the same weights
         torch.testing.assert_close(two_lora[k], one_lora[k], rtol=1e-4, atol=1e-6)
 

@@ -19,7 +19,8 @@ trainer fills in the phases:
 No trainer overrides ``train()``: the loop exists once.
 
 Randomness is a pure function of ``(seed, step, process)`` (every trainer seeds its generators from
-them), so a run resumed from a checkpoint continues exactly like an uninterrupted one.
+them; the offline trainer keys its draws by the example's place in the global batch instead of the
+process, so W processes with batch b run exactly like one with batch W x b), so a run resumed from a checkpoint continues exactly like an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -248,6 +249,15 @@ class Trainer:
 
         cfg = self.config
         return tqdm(total=cfg.max_steps, initial=start_step, disable=not (self.is_main and cfg.progress_bar), desc="train")
+
+    def mean_over_processes(self, stats: dict[str, float]) -> dict[str, float]:
+        """Per-process means (the same keys on every process) -> means over all processes, which with
+        equal per-process batches are the global batch's means (what one process would log)."""
+        if self.accelerator.num_processes == 1 or not stats:
+            return stats
+        values = torch.tensor([stats[k] for k in sorted(stats)], dtype=torch.float64, device=self.device)
+        values = self.accelerator.reduce(values, reduction="mean")
+        return dict(zip(sorted(stats), values.tolist()))
 
     def check_ranks_in_sync(self) -> None:
         """With several processes, every rank must hold the same trained weights (a gradient-sync
