@@ -99,3 +99,33 @@ def test_cpu_processes_and_launch_errors(monkeypatch):
         distributed.accelerator_kwargs()
     monkeypatch.setenv("PMI_SIZE", "2")  # launched through mpirun: fine
     assert distributed.accelerator_kwargs() == {}
+
+
+EXPECTED_CONFIGS = {
+    "single_gpu": ("NO", {}), "multi_gpu": ("MULTI_GPU", {}), "multi_node": ("MULTI_GPU", {}),
+    "fsdp2_lora": ("FSDP", {"fsdp_version": 2, "fsdp_reshard_after_forward": True, "fsdp_state_dict_type": "FULL_STATE_DICT"}),
+    "fsdp2_full": ("FSDP", {"fsdp_version": 2, "fsdp_reshard_after_forward": True, "fsdp_state_dict_type": "SHARDED_STATE_DICT"}),
+    "deepspeed_zero2": ("DEEPSPEED", {"zero_stage": 2, "offload_optimizer_device": "none"}),
+    "deepspeed_zero2_offload": ("DEEPSPEED", {"zero_stage": 2, "offload_optimizer_device": "cpu"}),
+    "deepspeed_zero3": ("DEEPSPEED", {"zero_stage": 3, "offload_param_device": "none"}),
+    "deepspeed_zero3_offload": ("DEEPSPEED", {"zero_stage": 3, "offload_optimizer_device": "cpu", "offload_param_device": "cpu"}),
+}
+
+
+def test_shipped_accelerate_configs_parse_with_accelerate(capsys):
+    """Every shipped config loads with accelerate's own loader with the distributed type its name says,
+    and `diffalign train --list-accelerate` lists them with their paths."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from diffalign.cli import main
+
+    assert main(["train", "--list-accelerate"]) == 0
+    listed = dict(line.split("\t") for line in capsys.readouterr().out.strip().splitlines())
+    assert set(listed) == set(EXPECTED_CONFIGS)
+    for name, (kind, fields) in EXPECTED_CONFIGS.items():
+        cfg = load_config_from_file(listed[name])
+        assert cfg.distributed_type == kind, name
+        section = cfg.fsdp_config if kind == "FSDP" else cfg.deepspeed_config
+        assert {k: section.get(k) for k in fields} == fields, name
+    node = load_config_from_file(listed["multi_node"])
+    assert (node.num_machines, node.machine_rank, node.main_process_ip) == (2, 0, "10.0.0.1")
