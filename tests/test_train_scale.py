@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -56,15 +57,22 @@ def _result(root, name: str):
     return summary, read_metrics(str(run / "logs" / "metrics.jsonl")), load_file(str(run / "pytorch_lora_weights.safetensors"))
 
 
-@pytest.mark.slow
-def test_two_gloo_ranks_reproduce_one_process(tiny):
-    """Plain torchrun (no ACCELERATE_USE_CPU) on a CPU machine: 2 ranks with batch 1 == 1 process with
-    batch 2: the same lr (cosine, warmup 2), loss and implicit accuracy at every step and the same LoRA."""
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny):
+    """One process with batch 2 and (plain torchrun, no ACCELERATE_USE_CPU) 2 ranks with batch 1."""
     _launch([sys.executable, "-m", "diffalign", "train", _recipe(tiny, "one", batch_size=2)])
-    _launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-             "-m", "diffalign", "train", _recipe(tiny, "two", batch_size=1)])
-    one, one_rows, one_lora = _result(tiny, "one")
-    two, two_rows, two_lora = _result(tiny, "two")
+    _launch([*TORCHRUN, "-m", "diffalign", "train", _recipe(tiny, "two", batch_size=1)])
+    return _result(tiny, "one"), _result(tiny, "two")
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_reproduce_one_process(runs):
+    """2 ranks with batch 1 == 1 process with batch 2: the same lr (cosine, warmup 2), loss and
+    implicit accuracy at every step and the same LoRA."""
+    (one, one_rows, one_lora), (two, two_rows, two_lora) = runs
     assert (one["num_processes"], two["num_processes"]) == (1, 2)  # really two cooperating ranks
     # the one-process schedule by hand: warmup 5e-4, 1e-3, then cosine over the 4 remaining steps
     assert [r["lr"] for r in one_rows] == pytest.approx([5e-4, 1e-3, 8.5355339e-4, 5e-4, 1.4644661e-4, 0.0])
@@ -129,3 +137,39 @@ def test_shipped_accelerate_configs_parse_with_accelerate(capsys):
         assert {k: section.get(k) for k in fields} == fields, name
     node = load_config_from_file(listed["multi_node"])
     assert (node.num_machines, node.machine_rank, node.main_process_ip) == (2, 0, "10.0.0.1")
+
+
+@pytest.mark.slow
+def test_kill_one_rank_then_resume_continues_exactly(tiny, runs):
+    """kill -9 of rank 0 during a 2-process run that checkpoints every step: the newest complete
+    checkpoint loads and resuming on 2 processes ends exactly where the uninterrupted run did."""
+    import psutil
+
+    _, (_, two_rows, two_lora) = runs
+    recipe, run = _recipe(tiny, "killed", batch_size=1), tiny / "killed"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WORLD_SIZE", "RANK", "MASTER_"))}
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([*TORCHRUN, "-m", "diffalign", "train", recipe, "checkpointing_steps=1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoints" / "step-000002").exists():
+            assert proc.poll() is None and time.time() < deadline, "the run ended before its second checkpoint"
+            time.sleep(0.02)
+        rank0 = [c for c in psutil.Process(proc.pid).children(recursive=True) if c.environ().get("RANK") == "0"]
+        assert len(rank0) == 1
+        rank0[0].kill()  # SIGKILL
+        assert proc.wait(timeout=120) != 0  # the launcher sees the dead rank and stops the other
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    steps = sorted(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))
+    assert steps and steps[-1] < STEPS  # killed before the end
+    _launch([*TORCHRUN, "-m", "diffalign", "train", recipe, "checkpointing_steps=1", "resume=latest"])
+    summary, rows, lora = _result(tiny, "killed")
+    assert summary["num_processes"] == 2
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))  # one log, as if never interrupted
+    for a, b in zip(two_rows, rows):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-7) and b["lr"] == a["lr"]
+    for k in two_lora:
+        torch.testing.assert_close(lora[k], two_lora[k], rtol=1e-5, atol=1e-7)
