@@ -173,3 +173,34 @@ def test_kill_one_rank_then_resume_continues_exactly(tiny, runs):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-7) and b["lr"] == a["lr"]
     for k in two_lora:
         torch.testing.assert_close(lora[k], two_lora[k], rtol=1e-5, atol=1e-7)
+
+
+def test_example_draws_do_not_depend_on_how_the_global_batch_is_split():
+    """The offline trainer's generators: example j of micro-step k draws the same noise, timestep and
+    caption-dropout value on 1 process x batch 2 as on rank j of 2 processes x batch 1; other
+    micro-steps and seeds draw differently."""
+    from types import SimpleNamespace
+
+    from diffalign.train.layouts import draw_noise_and_timesteps, draw_uniform
+    from diffalign.train.offline import OfflinePreferenceTrainer
+
+    adapter = SimpleNamespace(
+        sample_noise=lambda x, g: torch.randn(x.shape, generator=g),
+        sample_timesteps=lambda n, g, device=None: torch.randint(0, 1000, (n,), generator=g),
+    )
+
+    def draws(seed, batch_size, rank, micro_step):
+        trainer = SimpleNamespace(config=SimpleNamespace(seed=seed, batch_size=batch_size),
+                                  accelerator=SimpleNamespace(process_index=rank), device=torch.device("cpu"))
+        gen = OfflinePreferenceTrainer.generator(trainer, micro_step)
+        drop = draw_uniform(batch_size, gen, "cpu")
+        noise, t = draw_noise_and_timesteps(adapter, torch.zeros(batch_size, 3, 4, 4), gen)
+        return drop, noise, t
+
+    whole = draws(3, 2, 0, micro_step=5)
+    split = [draws(3, 1, rank, micro_step=5) for rank in (0, 1)]
+    for a, *parts in zip(whole, *split):
+        assert torch.equal(a, torch.cat(parts))
+    assert not torch.equal(whole[1][0], whole[1][1])  # examples differ
+    assert not torch.equal(draws(3, 2, 0, micro_step=6)[1], whole[1])
+    assert not torch.equal(draws(4, 2, 0, micro_step=5)[1], whole[1])
