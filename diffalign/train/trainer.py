@@ -20,7 +20,8 @@ No trainer overrides ``train()``: the loop exists once.
 
 Randomness is a pure function of ``(seed, step, process)`` (every trainer seeds its generators from
 them; the offline trainer keys its draws by the example's place in the global batch instead of the
-process, so W processes with batch b run exactly like one with batch W x b), so a run resumed from a checkpoint continues exactly like an uninterrupted one.
+process, so W processes with batch b run exactly like one with batch W x b), so a run resumed from
+a checkpoint continues exactly like an uninterrupted one.
 """
 from __future__ import annotations
 
