@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 
 from diffalign.rewards.base import Reward
 from diffalign.rewards.remote import decode_array
@@ -88,10 +89,17 @@ class DynamicBatcher:
             start += n
 
 
+class ScoreRequest(BaseModel):
+    """The body of ``POST /score``."""
+
+    samples: str
+    prompts: list[str] | None = None
+    metadata: list[Any] | None = None
+
+
 def create_app(reward: Reward, batch_size: int = 16, max_wait_ms: float = 10.0):
     """The FastAPI app serving ``reward``."""
     from fastapi import FastAPI, HTTPException
-    from pydantic import BaseModel
 
     batcher = DynamicBatcher(reward, batch_size=batch_size, max_wait_ms=max_wait_ms)
 
@@ -103,11 +111,6 @@ def create_app(reward: Reward, batch_size: int = 16, max_wait_ms: float = 10.0):
 
     app = FastAPI(title=f"diffalign reward: {reward.label}", lifespan=lifespan)
     app.state.batcher = batcher
-
-    class ScoreRequest(BaseModel):
-        samples: str
-        prompts: list[str] | None = None
-        metadata: list[Any] | None = None
 
     @app.get("/health")
     async def health() -> dict:
