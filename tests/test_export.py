@@ -179,3 +179,32 @@ def test_push_offline_fails_with_one_line(tmp_path, monkeypatch):
     with pytest.raises(HubUploadError) as e:
         push_folder(str(tmp_path), "me/run")
     assert "HF_HUB_OFFLINE=1" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_config_keys_for_export_hub_and_wandb():
+    from diffalign.config import ConfigError, load_config
+    from diffalign.train.config import TrainConfig
+
+    cfg = load_config(TrainConfig, {"save_format": "kohya", "push_to_hub": {"repo_id": "me/run", "private": False},
+                                    "wandb": {"project": "p", "entity": "team", "tags": ["a"]}})
+    assert (cfg.save_format, cfg.push_to_hub.repo_id, cfg.push_to_hub.private) == ("kohya", "me/run", False)
+    assert (cfg.wandb.project, cfg.wandb.entity, cfg.wandb.tags, cfg.wandb.name) == ("p", "team", ["a"], None)
+    with pytest.raises(ConfigError) as e:
+        load_config(TrainConfig, {"save_format": "ckpt"})
+    assert "save_format" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_wandb_options_reach_wandb_init(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from diffalign.train.metrics import MetricsLogger
+
+    calls = []
+    fake = types.SimpleNamespace(init=lambda **kw: calls.append(kw) or types.SimpleNamespace(finish=lambda: None, log=lambda *a, **k: None))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    MetricsLogger(str(tmp_path), report_to=["wandb"], run_name="out",
+                  wandb_options={"project": "proj", "entity": "team", "name": None, "tags": ["x", "y"]})
+    MetricsLogger(str(tmp_path / "b"), report_to=["wandb"], run_name="out2", wandb_options={"name": "given"})
+    assert [(c["project"], c.get("entity"), c["name"], c.get("tags")) for c in calls] == [
+        ("proj", "team", "out", ["x", "y"]), ("diffalign", None, "given", None)]
