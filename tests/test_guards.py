@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -72,6 +73,7 @@ def test_flow_grpo_with_guards_and_a_gold_reward(tmp_path):
     ev = cfg.evaluation
     ev.every_steps, ev.num_prompts, ev.batch_size = 1, 4, 4
     ev.gold_reward.name = "jpeg_incompressibility"  # the training reward is jpeg_compressibility = its negative
+    cfg.save_format = "comfyui"
     trainer, result, rows = run(cfg, "sd3")
     evals = [r for r in rows if "eval_reward_mean" in r]
     assert len(evals) == 2 and all(r["gold_reward_mean"] == pytest.approx(-r["eval_reward_mean"]) for r in evals)
@@ -83,3 +85,11 @@ def test_flow_grpo_with_guards_and_a_gold_reward(tmp_path):
     trained = [r for r in rows if "kl_beta" in r]
     assert trained and trained[0]["kl_beta"] == pytest.approx(0.04, rel=0.05)
     assert math.isfinite(trained[0]["loss"])
+    # the final outputs: the diffusers LoRA, the save_format export and the model card with the gold curve
+    out = result.output_dir
+    assert os.path.isfile(os.path.join(out, "pytorch_lora_weights.safetensors"))
+    from safetensors.torch import load_file
+
+    assert all(k.startswith("transformer.") for k in load_file(os.path.join(out, "exports", "lora_comfyui.safetensors")))
+    card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
+    assert "| gold_reward_mean | 0 |" in card and "library_name: diffusers" in card

@@ -284,12 +284,15 @@ class Trainer:
                     lora_path = self.adapter.save_lora(cfg.output_dir)
                 if cfg.save in ("pipeline", "both") or not cfg.lora.enabled:
                     pipeline_path = self.adapter.save_pretrained(os.path.join(cfg.output_dir, "pipeline"))
+                if lora_path and cfg.save_format == "merged":  # the trained adapter fused into its own base
+                    self.adapter.save_pretrained(os.path.join(cfg.output_dir, "exports", "merged"))
             with open(os.path.join(cfg.output_dir, "train_summary.json"), "w", encoding="utf-8") as f:
                 json.dump({"steps": cfg.max_steps, "lora": lora_path, "pipeline": pipeline_path}, f, indent=2)
             from diffalign.export.command import finish_outputs
 
             hub = cfg.push_to_hub
-            finish_outputs(cfg.output_dir, config_to_dict(cfg), save_format=cfg.save_format if lora_path else "diffusers",
+            fmt = cfg.save_format if lora_path and cfg.save_format != "merged" else "diffusers"
+            finish_outputs(cfg.output_dir, config_to_dict(cfg), save_format=fmt,
                            repo_id=hub.repo_id, private=hub.private, license=hub.license, lora=lora_path is not None)
         self.accelerator.wait_for_everyone()
         return TrainResult(cfg.output_dir, cfg.max_steps, lora_path, pipeline_path,
