@@ -242,6 +242,7 @@ class Trainer:
         self.logger = MetricsLogger(
             cfg.output_dir, report_to=cfg.report_to, run_name=os.path.basename(cfg.output_dir.rstrip("/")),
             config=config_to_dict(cfg), resume_step=start_step if ckpt is not None else None, enabled=self.is_main,
+            wandb_options=config_to_dict(cfg.wandb),
         )
         return start_step
 
@@ -299,9 +300,17 @@ class Trainer:
                     lora_path = self.adapter.save_lora(cfg.output_dir)
                 if cfg.save in ("pipeline", "both") or not cfg.lora.enabled:
                     pipeline_path = self.adapter.save_pretrained(os.path.join(cfg.output_dir, "pipeline"))
+                if lora_path and cfg.save_format == "merged":  # the trained adapter fused into its own base
+                    self.adapter.save_pretrained(os.path.join(cfg.output_dir, "exports", "merged"))
             with open(os.path.join(cfg.output_dir, "train_summary.json"), "w", encoding="utf-8") as f:
                 json.dump({"steps": cfg.max_steps, "lora": lora_path, "pipeline": pipeline_path,
                            "num_processes": self.accelerator.num_processes}, f, indent=2)
+            from diffalign.export.command import finish_outputs
+
+            hub = cfg.push_to_hub
+            fmt = cfg.save_format if lora_path and cfg.save_format != "merged" else "diffusers"
+            finish_outputs(cfg.output_dir, config_to_dict(cfg), save_format=fmt,
+                           repo_id=hub.repo_id, private=hub.private, license=hub.license, lora=lora_path is not None)
         self.accelerator.wait_for_everyone()
         return TrainResult(cfg.output_dir, cfg.max_steps, lora_path, pipeline_path,
                            os.path.join(cfg.output_dir, "logs", "metrics.jsonl"))
