@@ -21,6 +21,7 @@ FAMILIES: Registry[type[PipelineAdapter]] = Registry(
         "sdxl": "diffalign.pipelines.sdxl:SDXLAdapter",
         "sd3": "diffalign.pipelines.sd3:SD3Adapter",
         "cogvideox": "diffalign.pipelines.cogvideox:CogVideoXAdapter",
+        "flux": "diffalign.pipelines.flux:FluxAdapter",
     },
     entry_point_group="diffalign.families",
 )
@@ -32,6 +33,7 @@ PIPELINE_CLASS_TO_FAMILY: dict[str, str] = {
     "StableDiffusionXLPipeline": "sdxl",
     "StableDiffusion3Pipeline": "sd3",
     "CogVideoXPipeline": "cogvideox",
+    "FluxPipeline": "flux",
 }
 
 
