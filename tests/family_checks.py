@@ -233,11 +233,16 @@ class DiffusersWarnings:
         self.logger.removeHandler(self.handler)
 
 
+def pipeline_latents(output) -> torch.Tensor:
+    """The ``output_type="latent"`` result of a pipeline call (``images``, or ``frames`` for video)."""
+    return output.frames if hasattr(output, "frames") else output.images
+
+
 def check_flow_chain_matches_pipeline(adapter, start, to_pipe, call_kwargs, prompts=PROMPTS[:1], steps: int = 3):
     """The one sampling chain at noise_level 0 = the pipeline's own ``__call__`` from the same noise."""
     with torch.no_grad():
-        expected = adapter.pipe(prompts, latents=to_pipe(start.clone()), num_inference_steps=steps,
-                                output_type="latent", **call_kwargs).images
+        expected = pipeline_latents(adapter.pipe(prompts, latents=to_pipe(start.clone()), num_inference_steps=steps,
+                                                 output_type="latent", **call_kwargs))
         chain = sample(adapter, prompts, num_inference_steps=steps, noise_level=0.0, latents=start.clone(), decode=False)
     torch.testing.assert_close(to_pipe(chain.final), expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(chain.log_probs, torch.zeros(len(prompts), steps))
@@ -258,10 +263,10 @@ def check_flow_lora_round_trip(family, tmp_path, start, to_pipe, call_kwargs, st
     pipe = build_tiny_pipeline(family)
     call = dict(latents=to_pipe(start.clone()), num_inference_steps=steps, output_type="latent", **call_kwargs)
     with torch.no_grad():
-        base = pipe(PROMPTS[:1], **call).images
+        base = pipeline_latents(pipe(PROMPTS[:1], **call))
         with DiffusersWarnings() as warned:
             pipe.load_lora_weights(str(tmp_path))
-        loaded = pipe(PROMPTS[:1], **call).images
+        loaded = pipeline_latents(pipe(PROMPTS[:1], **call))
     assert not [w for w in warned if "unexpected keys" in w or "missing keys" in w], warned
     torch.testing.assert_close(loaded, to_pipe(ours), rtol=1e-4, atol=1e-4)
     assert (loaded - base).abs().max() > 1e-3

@@ -22,6 +22,7 @@ FAMILIES: Registry[type[PipelineAdapter]] = Registry(
         "sd3": "diffalign.pipelines.sd3:SD3Adapter",
         "cogvideox": "diffalign.pipelines.cogvideox:CogVideoXAdapter",
         "flux": "diffalign.pipelines.flux:FluxAdapter",
+        "wan": "diffalign.pipelines.wan:WanAdapter",
     },
     entry_point_group="diffalign.families",
 )
@@ -34,6 +35,7 @@ PIPELINE_CLASS_TO_FAMILY: dict[str, str] = {
     "StableDiffusion3Pipeline": "sd3",
     "CogVideoXPipeline": "cogvideox",
     "FluxPipeline": "flux",
+    "WanPipeline": "wan",
 }
 
 

@@ -13,6 +13,7 @@ _BUILDERS = {
     "sd3": "diffalign.pipelines.tiny.sd3:build",
     "cogvideox": "diffalign.pipelines.tiny.cogvideox:build",
     "flux": "diffalign.pipelines.tiny.flux:build",
+    "wan": "diffalign.pipelines.tiny.wan:build",
 }
 
 
