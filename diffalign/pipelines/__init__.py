@@ -23,6 +23,7 @@ FAMILIES: Registry[type[PipelineAdapter]] = Registry(
         "cogvideox": "diffalign.pipelines.cogvideox:CogVideoXAdapter",
         "flux": "diffalign.pipelines.flux:FluxAdapter",
         "wan": "diffalign.pipelines.wan:WanAdapter",
+        "qwenimage": "diffalign.pipelines.qwenimage:QwenImageAdapter",
     },
     entry_point_group="diffalign.families",
 )
@@ -36,6 +37,7 @@ PIPELINE_CLASS_TO_FAMILY: dict[str, str] = {
     "CogVideoXPipeline": "cogvideox",
     "FluxPipeline": "flux",
     "WanPipeline": "wan",
+    "QwenImagePipeline": "qwenimage",
 }
 
 

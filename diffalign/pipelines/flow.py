@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.training_utils import compute_density_for_timestep_sampling
@@ -120,9 +121,16 @@ class FlowMatchFamilyMixin:
         """Image tokens the transformer sees at ``height`` x ``width`` (for resolution-dependent shift)."""
         raise NotImplementedError(f"{type(self).__name__} has no resolution-dependent shift")
 
+    #: the family's pipeline passes ``sigmas = linspace(1, 1/N, N)`` to ``set_timesteps`` (FLUX.1,
+    #: Qwen-Image) instead of letting the scheduler space them (SD3, Wan).
+    linspace_sigmas: ClassVar[bool] = False
+
     def inference_sigmas(self, num_inference_steps: int):
-        """The sigmas the family's pipeline passes to ``set_timesteps`` (None: the scheduler's own)."""
-        return None
+        """The sigmas the family's pipeline passes to ``set_timesteps`` (None: the scheduler's own;
+        also None when the scheduler uses flow sigmas, as the pipelines do)."""
+        if not self.linspace_sigmas or self.pipe.scheduler.config.get("use_flow_sigmas", False):
+            return None
+        return np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)
 
     def sampling_scheduler(self, num_inference_steps: int, *, height: int | None = None, width: int | None = None):
         """A fresh ``FlowMatchEulerDiscreteScheduler`` after ``set_timesteps``, as the pipeline makes it.

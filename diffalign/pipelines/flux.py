@@ -17,19 +17,18 @@ rectified flow with packed latents.
 """
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from typing import Sequence
 
-import numpy as np
 import torch
 from diffusers import FluxPipeline
 
 from diffalign.pipelines.base import PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
 from diffalign.pipelines.flow import FlowMatchFamilyMixin
-from diffalign.pipelines.latents import ShiftScaleLatentsMixin
+from diffalign.pipelines.latents import PackedLatentsMixin, ShiftScaleLatentsMixin
 
 
-class FluxAdapter(ShiftScaleLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter):
+class FluxAdapter(PackedLatentsMixin, ShiftScaleLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter):
     """Adapter for ``FluxPipeline`` (FLUX.1-dev / -schnell)."""
 
     family = "flux"
@@ -48,16 +47,8 @@ class FluxAdapter(ShiftScaleLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter)
     embedded_guidance: float = 3.5
     #: T5 tokens per prompt (the pipeline's default).
     max_sequence_length: int = 512
-    #: 2x2 packing of the latents.
-    pack: ClassVar[int] = 2
-
-    @property
-    def latent_channels(self) -> int:
-        return int(self.denoiser.config.in_channels) // self.pack**2
-
-    @property
-    def spatial_multiple(self) -> int:
-        return int(self.pipe.vae_scale_factor) * self.pack
+    #: the pipeline's inference sigmas ``linspace(1, 1/N, N)``.
+    linspace_sigmas = True
 
     # ------------------------------------------------------------------ conditioning
     @torch.no_grad()
@@ -69,30 +60,10 @@ class FluxAdapter(ShiftScaleLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter)
         )
         return PromptEmbeds({"prompt_embeds": embeds.to(self.dtype), "pooled_prompt_embeds": pooled.to(self.dtype)})
 
-    # ------------------------------------------------------------------ packing
-    def pack_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """[B, C, h, w] -> the pipeline's packed [B, (h/2)(w/2), 4C]."""
-        b, c, h, w = latents.shape
-        return self.pipe._pack_latents(latents, b, c, h, w)
-
-    def unpack_latents(self, packed: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """The pipeline's packed [B, (h/2)(w/2), 4C] -> [B, C, h, w] (``h``, ``w``: latent size)."""
-        factor = self.pipe.vae_scale_factor
-        return self.pipe._unpack_latents(packed, h * factor, w * factor, factor)
-
+    # ------------------------------------------------------------------ ids
     def image_ids(self, h: int, w: int, device) -> torch.Tensor:
         """The latent image ids [(h/2)(w/2), 3] (0, row, column) of the pipeline."""
         return self.pipe._prepare_latent_image_ids(1, h // self.pack, w // self.pack, device, self.dtype)
-
-    def image_seq_len(self, height: int, width: int) -> int:
-        """Packed image tokens at ``height`` x ``width`` pixels (what ``mu`` depends on)."""
-        return (height // self.spatial_multiple) * (width // self.spatial_multiple)
-
-    def inference_sigmas(self, num_inference_steps: int):
-        """The pipeline's ``linspace(1, 1/N, N)`` (None when the scheduler uses flow sigmas)."""
-        if self.pipe.scheduler.config.get("use_flow_sigmas", False):
-            return None
-        return np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)
 
     # ------------------------------------------------------------------ network
     def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: PromptEmbeds) -> torch.Tensor:

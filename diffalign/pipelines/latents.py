@@ -49,3 +49,49 @@ class ShiftScaleLatentsMixin:
 
 
 __all__ = ["ShiftScaleLatentsMixin"]
+
+
+def mean_std_stats(vae, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``latents_mean`` / ``latents_std`` of a Wan-style VAE (Wan, Qwen-Image), shaped
+    [1, C, 1, 1, 1] like the VAE's 5D latents: ``z = (posterior_sample - mean) / std``."""
+    shape = (1, vae.config.z_dim, 1, 1, 1)
+    mean = torch.tensor(vae.config.latents_mean, device=like.device, dtype=like.dtype).view(shape)
+    std = torch.tensor(vae.config.latents_std, device=like.device, dtype=like.dtype).view(shape)
+    return mean, std
+
+
+class PackedLatentsMixin:
+    """Latents the transformer sees as 2x2 patches packed into tokens (FLUX.1, Qwen-Image): the
+    adapter keeps [B, C, h, w]; ``pack_latents`` / ``unpack_latents`` are the pipelines' packing."""
+
+    #: side of the packed patches.
+    pack: int = 2
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.denoiser.config.in_channels) // self.pack**2
+
+    @property
+    def spatial_multiple(self) -> int:
+        return int(self.pipe.vae_scale_factor) * self.pack
+
+    def pack_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """[B, C, h, w] -> the pipelines' packed [B, (h/2)(w/2), 4C] (channel-major 2x2 patches)."""
+        b, c, h, w = latents.shape
+        p = self.pack
+        x = latents.view(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
+        return x.reshape(b, (h // p) * (w // p), c * p * p)
+
+    def unpack_latents(self, packed: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Packed [B, (h/2)(w/2), 4C] -> [B, C, h, w] (``h``, ``w``: latent size)."""
+        b, _, d = packed.shape
+        p = self.pack
+        x = packed.view(b, h // p, w // p, d // (p * p), p, p).permute(0, 3, 1, 4, 2, 5)
+        return x.reshape(b, d // (p * p), h, w)
+
+    def image_seq_len(self, height: int, width: int) -> int:
+        """Packed image tokens at ``height`` x ``width`` pixels (what the dynamic shift ``mu`` depends on)."""
+        return (height // self.spatial_multiple) * (width // self.spatial_multiple)
+
+
+__all__ += ["PackedLatentsMixin", "mean_std_stats"]

@@ -25,6 +25,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
 from diffalign.pipelines.base import PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
 from diffalign.pipelines.flow import FlowMatchFamilyMixin
+from diffalign.pipelines.latents import mean_std_stats
 
 
 class WanAdapter(FlowMatchFamilyMixin, PipelineAdapter):
@@ -97,26 +98,19 @@ class WanAdapter(FlowMatchFamilyMixin, PipelineAdapter):
         return PromptEmbeds({"prompt_embeds": embeds.to(self.dtype)})
 
     # ------------------------------------------------------------------ latents
-    def _latent_stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.vae.config
-        shape = (1, cfg.z_dim, 1, 1, 1)
-        mean = torch.tensor(cfg.latents_mean, device=z.device, dtype=z.dtype).view(shape)
-        std = torch.tensor(cfg.latents_std, device=z.device, dtype=z.dtype).view(shape)
-        return mean, std
-
     def encode_pixels(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """[B, F, 3, H, W] RGB in [0, 1] -> [B, F', C, h, w] normalised latents (a posterior sample)."""
         if pixels.ndim != 5 or pixels.shape[2] != 3:
             raise ValueError(f"Wan encode_pixels takes [B, F, 3, H, W] RGB video, got {tuple(pixels.shape)}")
         video = (pixels.to(device=self.vae.device, dtype=self.vae.dtype) * 2 - 1).permute(0, 2, 1, 3, 4)
         z = self.vae.encode(video).latent_dist.sample(generator)
-        mean, std = self._latent_stats(z)
+        mean, std = mean_std_stats(self.vae, z)
         return ((z - mean) / std).permute(0, 2, 1, 3, 4).to(self.dtype)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """[B, F', C, h, w] -> [B, F, 3, H, W] RGB in [0, 1] (the pipeline's decode; differentiable)."""
         z = latents.to(self.vae.dtype).permute(0, 2, 1, 3, 4)
-        mean, std = self._latent_stats(z)
+        mean, std = mean_std_stats(self.vae, z)
         video = self.vae.decode(z * std + mean, return_dict=False)[0]
         return (video / 2 + 0.5).clamp(0, 1).permute(0, 2, 1, 3, 4)
 

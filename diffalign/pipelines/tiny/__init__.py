@@ -14,6 +14,7 @@ _BUILDERS = {
     "cogvideox": "diffalign.pipelines.tiny.cogvideox:build",
     "flux": "diffalign.pipelines.tiny.flux:build",
     "wan": "diffalign.pipelines.tiny.wan:build",
+    "qwenimage": "diffalign.pipelines.tiny.qwenimage:build",
 }
 
 
