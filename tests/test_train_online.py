@@ -38,6 +38,8 @@ def make_config(tmp_path, trainer: str, family: str, **overrides):
     if trainer in ("alignprop", "draft", "refl"):
         cfg.reward.name, cfg.reward.workers = "shapes_color", 0
         cfg.prompts.categories = ["colors", "color_attr"]
+    if family == "qwenimage":
+        s.height = s.width = 32
     if family == "flux":
         s.guidance_scale = 1.0  # guidance-distilled: the guidance value is embedded, no CFG
     if family in ("cogvideox", "wan"):
@@ -85,6 +87,7 @@ CASES = [
     ("flow_grpo", "flux", {"sde_type": "cps", "sde_window_size": 2, "sde_window_range": [0, 3], "beta": 0.0}),
     ("alignprop", "flux", {}), ("draft", "flux", {}), ("refl", "flux", {}),
     ("alignprop", "wan", {}), ("draft", "wan", {"backprop_steps": 0}), ("refl", "wan", {}),
+    ("flow_grpo", "qwenimage", {}), ("refl", "qwenimage", {}),
 ]
 
 
@@ -93,7 +96,7 @@ CASES = [
 def test_every_trainer_trains_every_family(tmp_path, trainer, family, overrides):
     cfg = make_config(tmp_path, trainer, family, **overrides)
     adapter = adapter_for(build_tiny_pipeline(family))
-    if family in ("flux", "wan"):
+    if family in ("flux", "wan", "qwenimage"):
         adapter.max_sequence_length = 16  # short text sequences keep the tiny runs fast
     frozen = {n: p.detach().clone() for n, p in adapter.denoiser.named_parameters()}
     runner = get_trainer_class(trainer)(cfg, adapter=adapter)
