@@ -30,6 +30,13 @@ from diffalign.samplers.flow import (
 from diffalign.samplers.moments import StepMoments
 
 
+#: LoRA targets of MMDiT joint attention (SD3, FLUX.1; Flow-GRPO's): the image and the text projections.
+MMDIT_LORA_TARGETS: tuple[str, ...] = (
+    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
+    "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
+)
+
+
 def calculate_shift(image_seq_len: int, base_seq_len: int = 256, max_seq_len: int = 4096,
                     base_shift: float = 0.5, max_shift: float = 1.15) -> float:
     """The resolution-dependent shift ``mu`` of FLUX / SD3.5 / Qwen-Image: linear in the image
@@ -110,9 +117,7 @@ class FlowMatchFamilyMixin:
 
     def predict_original(self, model_output: torch.Tensor, timesteps: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
         """The clean-latent estimate ``x0 = x - sigma v`` (for ReFL-style rewards and previews)."""
-        t = torch.as_tensor(timesteps, device=noisy.device)
-        if t.ndim == 0:
-            t = t.expand(noisy.shape[0])
+        t = self.batch_timesteps(timesteps, noisy)
         sigma = self.sigmas(t, noisy.ndim, device=noisy.device)
         return (noisy.float() - sigma * model_output.float()).to(noisy.dtype)
 
@@ -183,4 +188,4 @@ class FlowMatchFamilyMixin:
         return moments(scheduler, model_output, timestep, sample, level)
 
 
-__all__ = ["FlowMatchFamilyMixin", "calculate_shift"]
+__all__ = ["FlowMatchFamilyMixin", "MMDIT_LORA_TARGETS", "calculate_shift"]

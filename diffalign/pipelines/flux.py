@@ -24,7 +24,7 @@ from diffusers import FluxPipeline
 
 from diffalign.pipelines.base import PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
-from diffalign.pipelines.flow import FlowMatchFamilyMixin
+from diffalign.pipelines.flow import MMDIT_LORA_TARGETS, FlowMatchFamilyMixin
 from diffalign.pipelines.latents import PackedLatentsMixin, ShiftScaleLatentsMixin
 
 
@@ -38,10 +38,7 @@ class FluxAdapter(PackedLatentsMixin, ShiftScaleLatentsMixin, FlowMatchFamilyMix
     lora_key_format = "peft"
     #: Flow-GRPO's FLUX LoRA targets: the double blocks' joint attention (image and text projections)
     #: and the single blocks' q/k/v.
-    default_lora_targets = (
-        "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
-        "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
-    )
+    default_lora_targets = MMDIT_LORA_TARGETS
     #: the value fed to the guidance embedding of a guidance-distilled transformer (the pipeline's
     #: ``guidance_scale``; ignored by FLUX.1-schnell, which has no guidance embedding).
     embedded_guidance: float = 3.5
@@ -71,9 +68,7 @@ class FluxAdapter(PackedLatentsMixin, ShiftScaleLatentsMixin, FlowMatchFamilyMix
         if noisy_latents.ndim != 4:
             raise ValueError(f"FLUX.1 latents are [B, C, H, W], got {tuple(noisy_latents.shape)}")
         b, _, h, w = noisy_latents.shape
-        t = torch.as_tensor(timesteps, device=noisy_latents.device)
-        if t.ndim == 0:
-            t = t.expand(b)
+        t = self.batch_timesteps(timesteps, noisy_latents)
         embeds = cond["prompt_embeds"].to(self.dtype)
         guidance = None
         if self.denoiser.config.guidance_embeds:

@@ -94,4 +94,17 @@ class PackedLatentsMixin:
         return (height // self.spatial_multiple) * (width // self.spatial_multiple)
 
 
-__all__ += ["PackedLatentsMixin", "mean_std_stats"]
+class VideoFactorsMixin:
+    """The causal video VAEs' compression (CogVideoX, Wan): ``spatial_factor`` and ``temporal_factor``
+    as the pipelines record them."""
+
+    @property
+    def spatial_factor(self) -> int:
+        return int(self.pipe.vae_scale_factor_spatial)
+
+    @property
+    def temporal_factor(self) -> int:
+        return int(self.pipe.vae_scale_factor_temporal)
+
+
+__all__ += ["PackedLatentsMixin", "VideoFactorsMixin", "mean_std_stats"]

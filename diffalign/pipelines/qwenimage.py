@@ -93,9 +93,7 @@ class QwenImageAdapter(PackedLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter
         if noisy_latents.ndim != 4:
             raise ValueError(f"Qwen-Image latents are [B, C, H, W], got {tuple(noisy_latents.shape)}")
         b, _, h, w = noisy_latents.shape
-        t = torch.as_tensor(timesteps, device=noisy_latents.device)
-        if t.ndim == 0:
-            t = t.expand(b)
+        t = self.batch_timesteps(timesteps, noisy_latents)
         out = self.network(
             hidden_states=self.pack_latents(noisy_latents.to(self.dtype)),
             timestep=t.to(self.dtype) / 1000,

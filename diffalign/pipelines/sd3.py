@@ -20,7 +20,7 @@ from diffusers import StableDiffusion3Pipeline
 
 from diffalign.pipelines.base import PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
-from diffalign.pipelines.flow import FlowMatchFamilyMixin
+from diffalign.pipelines.flow import MMDIT_LORA_TARGETS, FlowMatchFamilyMixin
 from diffalign.pipelines.latents import ShiftScaleLatentsMixin
 
 
@@ -33,10 +33,7 @@ class SD3Adapter(ShiftScaleLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter):
     denoiser_name = "transformer"
     lora_key_format = "peft"
     #: Flow-GRPO's SD3 LoRA targets: the joint attention's image and context projections.
-    default_lora_targets = (
-        "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
-        "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
-    )
+    default_lora_targets = MMDIT_LORA_TARGETS
     #: T5 tokens per prompt (the diffusers pipeline's default, so ``generate`` conditions alike); a
     #: pipeline folder whose ``diffalign_sampling.json`` sets ``max_sequence_length`` (shapes-sd3: 16)
     #: gets that value, the one its sampling settings use.
@@ -72,9 +69,7 @@ class SD3Adapter(ShiftScaleLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter):
 
     def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: PromptEmbeds) -> torch.Tensor:
         """The MMDiT velocity prediction ``transformer(x, context, pooled, t)``."""
-        t = torch.as_tensor(timesteps, device=noisy_latents.device)
-        if t.ndim == 0:
-            t = t.expand(noisy_latents.shape[0])
+        t = self.batch_timesteps(timesteps, noisy_latents)
         return self.network(
             hidden_states=noisy_latents.to(self.dtype),
             encoder_hidden_states=cond["prompt_embeds"].to(self.dtype),

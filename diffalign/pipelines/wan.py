@@ -25,10 +25,10 @@ from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
 from diffalign.pipelines.base import PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
 from diffalign.pipelines.flow import FlowMatchFamilyMixin
-from diffalign.pipelines.latents import mean_std_stats
+from diffalign.pipelines.latents import VideoFactorsMixin, mean_std_stats
 
 
-class WanAdapter(FlowMatchFamilyMixin, PipelineAdapter):
+class WanAdapter(VideoFactorsMixin, FlowMatchFamilyMixin, PipelineAdapter):
     """Adapter for ``WanPipeline`` (text-to-video)."""
 
     family = "wan"
@@ -53,14 +53,6 @@ class WanAdapter(FlowMatchFamilyMixin, PipelineAdapter):
             )
 
     # ------------------------------------------------------------------ sizes
-    @property
-    def spatial_factor(self) -> int:
-        return int(self.pipe.vae_scale_factor_spatial)
-
-    @property
-    def temporal_factor(self) -> int:
-        return int(self.pipe.vae_scale_factor_temporal)
-
     def default_size(self) -> tuple[int, int, int]:
         return self.default_video_size
 
@@ -124,9 +116,7 @@ class WanAdapter(FlowMatchFamilyMixin, PipelineAdapter):
         if noisy_latents.ndim != 5:
             raise ValueError(f"Wan latents are [B, F, C, H, W], got {tuple(noisy_latents.shape)}")
         b, f, _, h, w = noisy_latents.shape
-        t = torch.as_tensor(timesteps, device=noisy_latents.device)
-        if t.ndim == 0:
-            t = t.expand(b)
+        t = self.batch_timesteps(timesteps, noisy_latents)
         if self.pipe.config.get("expand_timesteps", False):  # Wan2.2-TI2V: one timestep per patch token
             _, ph, pw = self.denoiser.config.patch_size
             t = t[:, None].expand(b, f * (h // ph) * (w // pw))

@@ -17,7 +17,7 @@ QWEN_SCHEDULER_CONFIG: dict[str, Any] = {
     "num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifting": True, "base_image_seq_len": 256,
     "max_image_seq_len": 8192, "base_shift": 0.5, "max_shift": 0.9, "shift_terminal": 0.02, "time_shift_type": "exponential",
 }
-Z_DIM, TEXT_WIDTH = 4, 32
+TEXT_WIDTH = 32
 
 
 def tiny_qwen25_vl(seed: int, vocab_size: int, hidden_size: int = TEXT_WIDTH):
@@ -42,18 +42,16 @@ def build(seed: int = 0, *, sample_size: int = 4, transformer: dict[str, Any] | 
     """A tiny ``QwenImagePipeline``; deterministic for ``seed`` (``sample_size``: default latent side)."""
     from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline, QwenImageTransformer2DModel
 
+    from diffalign.pipelines.tiny.wan import TINY_WAN_VAE_CONFIG
     from diffalign.pipelines.tokenizers import qwen2_tokenizer
 
     torch.manual_seed(seed)
-    config = dict(patch_size=2, in_channels=4 * Z_DIM, out_channels=Z_DIM, num_layers=1, attention_head_dim=8,
+    config = dict(patch_size=2, in_channels=16, out_channels=4, num_layers=1, attention_head_dim=8,
                   num_attention_heads=2, joint_attention_dim=TEXT_WIDTH, axes_dims_rope=(2, 2, 4))
     config.update(transformer or {})
     denoiser = QwenImageTransformer2DModel(**config).eval()
     torch.manual_seed(seed + 1)
-    vae = AutoencoderKLQwenImage(base_dim=4, z_dim=Z_DIM, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                                 temperal_downsample=[False, True, True],
-                                 latents_mean=[-0.7571, -0.7089, -0.9113, 0.1075],
-                                 latents_std=[2.8184, 1.4541, 2.3275, 2.6558]).eval()
+    vae = AutoencoderKLQwenImage(**TINY_WAN_VAE_CONFIG).eval()
     tokenizer = qwen2_tokenizer()
     text_encoder = tiny_qwen25_vl(seed + 2, len(tokenizer))
     pipe = QwenImagePipeline(

@@ -14,6 +14,11 @@ import torch
 #: Wan2.1-T2V-1.3B's flow_shift at 480p, as a flow-matching scheduler config.
 WAN_SCHEDULER_CONFIG: dict[str, Any] = {"num_train_timesteps": 1000, "shift": 3.0}
 Z_DIM, TEXT_WIDTH = 4, 32
+#: a tiny Wan-style 3D causal VAE (8x spatial, 4x temporal, Wan's first latent statistics); Qwen-Image's VAE takes the same.
+TINY_WAN_VAE_CONFIG: dict[str, Any] = dict(
+    base_dim=4, z_dim=Z_DIM, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True],
+    latents_mean=[-0.7571, -0.7089, -0.9113, 0.1075], latents_std=[2.8184, 1.4541, 2.3275, 2.6558],
+)
 
 
 def tiny_umt5(seed: int, d_model: int = TEXT_WIDTH):
@@ -43,10 +48,7 @@ def build(seed: int = 0, *, transformer: dict[str, Any] | None = None, scheduler
     config.update(transformer or {})
     denoiser = WanTransformer3DModel(**config).eval()
     torch.manual_seed(seed + 1)
-    vae = AutoencoderKLWan(base_dim=4, z_dim=Z_DIM, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True],
-                           latents_mean=[-0.7571, -0.7089, -0.9113, 0.1075],
-                           latents_std=[2.8184, 1.4541, 2.3275, 2.6558]).eval()
+    vae = AutoencoderKLWan(**TINY_WAN_VAE_CONFIG).eval()
     tokenizer, text_encoder = tiny_umt5(seed + 2)
     return WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=denoiser,
                        scheduler=FlowMatchEulerDiscreteScheduler.from_config({**WAN_SCHEDULER_CONFIG, **(scheduler or {})}),
