@@ -11,6 +11,7 @@ from diffusers import FluxPipeline
 from diffalign.pipelines import detect_family
 from diffalign.pipelines.flow import calculate_shift
 from diffalign.pipelines.flux import FluxAdapter
+from diffalign.pipelines.sampling import sample
 from diffalign.pipelines.tiny import build_tiny_adapter
 
 PROMPTS = fc.PROMPTS
@@ -68,6 +69,25 @@ def test_chain_at_noise_level_zero_is_the_pipeline_with_embedded_guidance(adapte
         b = adapter.forward(start, torch.tensor([500.0]), cond)
         adapter.embedded_guidance = 3.5
     assert (a - b).abs().max() > 1e-4
+
+
+def test_no_classifier_free_guidance_unless_true_cfg(adapter):
+    start = start_noise(adapter)
+    run = dict(num_inference_steps=2, noise_level=0.0, latents=start, decode=False)
+    with torch.no_grad():
+        plain = sample(adapter, PROMPTS[:1], guidance_scale=1.0, **run).final
+        asked = sample(adapter, PROMPTS[:1], guidance_scale=4.0, **run).final  # guidance-distilled: ignored
+        adapter.true_cfg = True
+        try:
+            cfg = sample(adapter, PROMPTS[:1], guidance_scale=4.0, **run).final
+            expected = adapter.pipe(PROMPTS[:1], negative_prompt="", true_cfg_scale=4.0, guidance_scale=3.5,
+                                    latents=adapter.pack_latents(start), num_inference_steps=2, output_type="latent",
+                                    height=32, width=32, max_sequence_length=16).images
+        finally:
+            adapter.true_cfg = False
+    torch.testing.assert_close(asked, plain)
+    assert (cfg - plain).abs().max() > 1e-4
+    torch.testing.assert_close(adapter.pack_latents(cfg), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_training_forward_is_the_pipelines_transformer_call(adapter):

@@ -6,8 +6,9 @@ rectified flow with packed latents.
   [L, 3], as the pipeline makes them, built in ``forward``.
 - Guidance: FLUX.1-dev is guidance-distilled. Its transformer takes the guidance value as an input
   (``guidance_embeds``): ``embedded_guidance`` (3.5, the pipeline's ``guidance_scale`` default) is
-  fed to it in training and sampling, and there is no classifier-free guidance by default (run
-  trainers with ``sampling.guidance_scale: 1``; a scale > 1 is the pipeline's ``true_cfg_scale``).
+  fed to it in training and sampling, and there is no classifier-free guidance by default
+  (``true_cfg = False``: a trainer's ``guidance_scale`` is ignored; with ``true_cfg = True`` it is the
+  pipeline's ``true_cfg_scale`` against the negative prompt).
 - Latents: the adapter keeps the VAE's layout [B, 16, H/8, W/8] with ``z = (sample - shift_factor)
   * scaling_factor``; ``forward`` packs them into 2x2 patches [B, HW/256, 64] with the latent image
   ids (row, column) the pipeline builds, and unpacks the velocity.
@@ -42,6 +43,10 @@ class FluxAdapter(PackedLatentsMixin, ShiftScaleLatentsMixin, FlowMatchFamilyMix
     #: the value fed to the guidance embedding of a guidance-distilled transformer (the pipeline's
     #: ``guidance_scale``; ignored by FLUX.1-schnell, which has no guidance embedding).
     embedded_guidance: float = 3.5
+    #: classifier-free guidance against a negative prompt (the pipeline's ``true_cfg_scale``). False (the
+    #: default: FLUX.1-dev is guidance-distilled): no CFG in training or sampling, whatever
+    #: ``guidance_scale`` a trainer or ``sample`` passes; True: ``guidance_scale`` is ``true_cfg_scale``.
+    true_cfg: bool = False
     #: T5 tokens per prompt (the pipeline's default).
     max_sequence_length: int = 512
     #: the pipeline's inference sigmas ``linspace(1, 1/N, N)``.
@@ -84,6 +89,12 @@ class FluxAdapter(PackedLatentsMixin, ShiftScaleLatentsMixin, FlowMatchFamilyMix
             return_dict=False,
         )[0]
         return self.unpack_latents(out, h, w)
+
+    def guided_forward(self, latents, timestep, cond, uncond=None, guidance_scale=1.0, detach_uncond=False):
+        """The conditional velocity only unless ``true_cfg`` (then the base class's CFG)."""
+        if not self.true_cfg:
+            uncond, guidance_scale = None, 1.0
+        return super().guided_forward(latents, timestep, cond, uncond, guidance_scale, detach_uncond)
 
     def generate(self, prompts, **kwargs):
         """The pipeline's ``__call__`` with the adapter's embedded guidance unless given."""
