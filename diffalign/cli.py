@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("diffalign.train_command", "train from a recipe: diffalign train RECIPE [key=value ...]"),
     "eval": ("diffalign.eval.command", "evaluation jobs with reports: diffalign eval {geneval,hps,compare} ..."),
     "sample": ("diffalign.sample_command", "generate images from a pipeline (+ LoRA) for a prompt file"),
+    "export": ("diffalign.export.command", "export a run's LoRA: diffalign export RUN_DIR --format kohya|comfyui|diffusers|merged"),
+    "serve-reward": ("diffalign.serve.command", "serve a registered reward over HTTP: diffalign serve-reward NAME [--port]"),
 }
 
 

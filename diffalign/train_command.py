@@ -11,6 +11,7 @@ import argparse
 import os
 
 RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
+ACCELERATE_CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "accelerate_configs")
 
 
 def recipe_path(name: str) -> str:
@@ -24,6 +25,12 @@ def recipe_path(name: str) -> str:
 
 def list_recipes() -> list[str]:
     return sorted(f[:-5] for f in os.listdir(RECIPES_DIR) if f.endswith(".yaml"))
+
+
+def list_accelerate_configs() -> list[tuple[str, str]]:
+    """The shipped accelerate configs as (name, path): ``accelerate launch --config_file PATH ...``."""
+    return [(f[:-5], os.path.join(ACCELERATE_CONFIGS_DIR, f))
+            for f in sorted(os.listdir(ACCELERATE_CONFIGS_DIR)) if f.endswith(".yaml")]
 
 
 def trainer_name(path: str) -> str:
@@ -51,9 +58,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", nargs="?", help="recipe YAML path or shipped recipe name")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     p.add_argument("--list", action="store_true", help="list the shipped recipes and exit")
+    p.add_argument("--list-accelerate", action="store_true",
+                   help="list the shipped accelerate configs (name and path, for accelerate launch --config_file) and exit")
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "list_accelerate", False):
+        print("\n".join(f"{name}\t{path}" for name, path in list_accelerate_configs()))
+        return 0
     if args.list or not args.recipe:
         print("\n".join(list_recipes()))
         return 0 if args.list else 2

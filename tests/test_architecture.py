@@ -24,8 +24,9 @@ LAYERS = [
     ["data"],
     ["shapes"],
     ["rewards"],
+    ["export"],
     ["train"],
-    ["eval"],
+    ["eval", "serve"],
     ["<api>", "__main__", "cli", "demo", "sample_command", "train_command"],
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -16,6 +16,7 @@ training example, :func:`register_input_layout`): see ``diffalign.losses.registr
 from diffalign.losses.dense import dense_dpo_loss
 from diffalign.losses.dpo import diffusion_dpo_loss, flow_dpo_loss
 from diffalign.losses.dspo import dspo_loss
+from diffalign.losses.guards import AdaptiveKLController, ratio_norm_log_ratio
 from diffalign.losses.kto import kto_loss
 from diffalign.losses.mapo import mapo_loss
 from diffalign.losses.policy_gradient import d3po_loss, ppo_loss
@@ -34,6 +35,7 @@ from diffalign.losses.sft import sft_loss
 from diffalign.losses.smpo import smpo_loss
 
 __all__ = [
+    "AdaptiveKLController",
     "INPUT_LAYOUTS",
     "InputLayout",
     "LOSSES",
@@ -46,6 +48,7 @@ __all__ = [
     "flow_dpo_loss",
     "get_loss",
     "kto_loss",
+    "ratio_norm_log_ratio",
     "mapo_loss",
     "ppo_loss",
     "rankdpo_loss",

@@ -111,6 +111,8 @@ class Chain:
     log_probs: torch.Tensor | None = None
     timesteps: torch.Tensor | None = None
     step_indices: list[int] | None = None
+    #: the transition means of the stored steps [B, S, ...] (``store_means=True``).
+    means: torch.Tensor | None = None
 
 
 def sample_chain(
@@ -125,6 +127,7 @@ def sample_chain(
     grad_from: int | None = None,
     stop_at: int | None = None,
     checkpoint: bool = False,
+    store_means: bool = False,
 ) -> Chain:
     """Run the sampling loop from ``x`` with ``noise_levels[i]`` at step ``i``.
 
@@ -132,13 +135,14 @@ def sample_chain(
     keep the autograd graph (None = no step does); earlier steps run under ``no_grad``.
     ``stop_at``: stop before step ``stop_at`` (``final`` is then the latents entering it).
     ``checkpoint``: recompute each graph-keeping denoiser call in the backward instead of storing
-    its activations.
+    its activations. ``store_means``: keep the stored steps' transition means too (GRPO-Guard's
+    RatioNorm needs the behaviour policy's).
     """
     timesteps = scheduler.timesteps
     n = len(timesteps) if stop_at is None else stop_at
     if len(noise_levels) != len(timesteps):
         raise ValueError(f"{len(noise_levels)} noise levels for a schedule of {len(timesteps)} steps")
-    kept: dict[str, list] = {"latents": [], "next": [], "logp": [], "t": [], "i": []}
+    kept: dict[str, list] = {"latents": [], "next": [], "logp": [], "t": [], "i": [], "mean": []}
     for i in range(n):
         t = timesteps[i]
         with_grad = grad_from is not None and i >= grad_from and torch.is_grad_enabled()
@@ -151,8 +155,10 @@ def sample_chain(
                     scheduler, out, t, x, noise_level=noise_levels[i], generator=generator
                 )
             else:
-                x_next, log_prob, _ = guided_step(adapter, scheduler, x, t, guidance, noise_levels[i], generator=generator)
+                x_next, log_prob, out = guided_step(adapter, scheduler, x, t, guidance, noise_levels[i], generator=generator)
         if store is not None and store[i]:
+            if store_means:
+                kept["mean"].append(adapter.transition_moments(scheduler, out, t, x, noise_level=noise_levels[i]).mean.detach())
             kept["latents"].append(x.detach())
             kept["next"].append(x_next.detach())
             kept["logp"].append(log_prob.detach())
@@ -168,6 +174,7 @@ def sample_chain(
         log_probs=torch.stack(kept["logp"], dim=1),
         timesteps=torch.stack(kept["t"], dim=1),
         step_indices=kept["i"],
+        means=torch.stack(kept["mean"], dim=1) if kept["mean"] else None,
     )
 
 

@@ -35,6 +35,7 @@ _BUILTIN: dict[str, str] = {
     "temporal_consistency": "diffalign.rewards.video:TemporalConsistency",
     "multiview": "diffalign.rewards.multiview:MultiViewReward",
     "weighted_sum": "diffalign.rewards.compose:WeightedSum",
+    "remote": "diffalign.rewards.remote:RemoteReward",
 }
 
 

@@ -71,6 +71,24 @@ class ValidationConfig:
 
 
 @dataclass
+class PushToHubConfig:
+    #: Hub repo to upload the final outputs and model card to (unset = no upload).
+    repo_id: Optional[str] = None
+    private: bool = True
+    #: license written in the model card's metadata (default ``other``).
+    license: Optional[str] = None
+
+
+@dataclass
+class WandbConfig:
+    #: wandb project / entity / run name (default: the output folder's name) / tags, for ``report_to: [wandb]``.
+    project: str = "diffalign"
+    entity: Optional[str] = None
+    name: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TrainConfig:
     """Fields every trainer has."""
 
@@ -99,6 +117,10 @@ class TrainConfig:
     report_to: list[str] = field(default_factory=lambda: ["jsonl"], metadata={"choices": REPORTERS})
     #: what to write at the end: lora | pipeline | both (full fine-tuning: pipeline).
     save: str = choice("lora", ("lora", "pipeline", "both"))
+    #: extra LoRA export written beside the diffusers file: diffusers (none) | kohya | comfyui | merged.
+    save_format: str = choice("diffusers", ("diffusers", "kohya", "comfyui", "merged"))
+    push_to_hub: PushToHubConfig = field(default_factory=PushToHubConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
     #: torch threads on CPU (0 = torch's default).
     num_threads: int = 0
     progress_bar: bool = True

@@ -24,10 +24,41 @@ from diffalign.train.encoding import conditioning
 Errors = dict[str, Any]
 
 
+class ExampleGenerators(torch.Generator):
+    """A generator for a batch that also holds one generator per example (``rows``), each seeded from
+    the example's position in the GLOBAL batch: the built-in layouts draw each example's noise and
+    timestep from its own, so an example gets the same draws whether the global batch runs on one
+    process or is split across several. (Used as a plain generator it is seeded like the batch.)"""
+
+    rows: list[torch.Generator]
+
+
+def _per_example(generator, n: int, draw):
+    """``draw(generator, rows)`` for the whole batch, or per example (concatenated) when ``generator``
+    holds one generator per example."""
+    rows = getattr(generator, "rows", None)
+    if rows is None:
+        return draw(generator, slice(0, n))
+    if len(rows) != n:
+        raise ValueError(f"{len(rows)} example generators for a batch of {n}")
+    parts = [draw(g, slice(i, i + 1)) for i, g in enumerate(rows)]
+    return tuple(torch.cat(p) for p in zip(*parts)) if isinstance(parts[0], tuple) else torch.cat(parts)
+
+
 def draw_noise_and_timesteps(adapter: PipelineAdapter, latents: torch.Tensor, generator: torch.Generator):
-    """One noise tensor shaped like ``latents`` and one timestep per row (in that order)."""
-    noise = adapter.sample_noise(latents, generator)
-    return noise, adapter.sample_timesteps(latents.shape[0], generator, device=latents.device)
+    """One noise tensor shaped like ``latents`` and one timestep per row (in that order; per example
+    when ``generator`` is an :class:`ExampleGenerators`). ``latents`` may be [B, K, ...] (K samples
+    sharing their row's timestep)."""
+    def draw(gen, rows):
+        x = latents[rows]
+        return adapter.sample_noise(x, gen), adapter.sample_timesteps(x.shape[0], gen, device=latents.device)
+
+    return _per_example(generator, latents.shape[0], draw)
+
+
+def draw_uniform(n: int, generator: torch.Generator, device) -> torch.Tensor:
+    """``n`` uniform draws in [0, 1), one per example (per example's generator when it has them)."""
+    return _per_example(generator, n, lambda gen, rows: torch.rand(rows.stop - rows.start, generator=gen, device=device))
 
 
 def pair_conditioning(batch: dict[str, torch.Tensor], cond: PromptEmbeds, spec: LossSpec) -> PromptEmbeds:
@@ -79,7 +110,8 @@ def pair_segment_errors(adapter, batch, cond, generator, spec) -> Errors:
 
 def winner_errors(adapter, batch, cond, generator, spec) -> Errors:
     """``policy_w`` [B] of the preferred samples only."""
-    return {"policy_w": adapter.training_errors(batch["w"], cond, generator=generator)[0]}
+    noise, t = draw_noise_and_timesteps(adapter, batch["w"], generator)
+    return {"policy_w": adapter.training_errors(batch["w"], cond, noise=noise, timesteps=t)[0]}
 
 
 def _policy_and_reference(adapter, latents, cond, noise, t, spec) -> Errors:
@@ -101,10 +133,9 @@ def list_errors(adapter, batch, cond, generator, spec) -> Errors:
     list, own noise per image."""
     x = batch["x"]
     b, k = x.shape[:2]
-    flat = x.flatten(0, 1)
-    noise = adapter.sample_noise(flat, generator)
-    t = adapter.sample_timesteps(b, generator, device=x.device).repeat_interleave(k)
-    out = _policy_and_reference(adapter, flat, cond.repeat_interleave(k), noise, t, spec)
+    noise, t = draw_noise_and_timesteps(adapter, x, generator)
+    out = _policy_and_reference(adapter, x.flatten(0, 1), cond.repeat_interleave(k), noise.flatten(0, 1),
+                                t.repeat_interleave(k), spec)
     return {**{name: e.view(b, k) for name, e in out.items()}, "scores": batch["scores"]}
 
 

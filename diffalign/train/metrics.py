@@ -17,6 +17,18 @@ LOG_DIR = "logs"
 METRICS_FILE = "metrics.jsonl"
 
 
+def wandb_init_kwargs(options: Mapping[str, Any] | None, run_name: str) -> dict[str, Any]:
+    """``wandb.init`` keywords from the config's ``wandb`` section (project, entity, name, tags);
+    the run name defaults to ``run_name`` (the output folder's name)."""
+    options = dict(options or {})
+    kwargs = {"project": options.get("project") or "diffalign", "name": options.get("name") or run_name}
+    if options.get("entity"):
+        kwargs["entity"] = options["entity"]
+    if options.get("tags"):
+        kwargs["tags"] = list(options["tags"])
+    return kwargs
+
+
 class MetricsLogger:
     def __init__(
         self,
@@ -26,6 +38,7 @@ class MetricsLogger:
         config: Mapping[str, Any] | None = None,
         resume_step: int | None = None,
         enabled: bool = True,
+        wandb_options: Mapping[str, Any] | None = None,
     ):
         self.enabled = enabled
         self.path = os.path.join(output_dir, LOG_DIR, METRICS_FILE)
@@ -52,7 +65,7 @@ class MetricsLogger:
                     import wandb
                 except ImportError as e:
                     raise ImportError("report_to=wandb needs the wandb package: pip install wandb") from e
-                self._wandb = wandb.init(project="diffalign", name=run_name, config=dict(config or {}),
+                self._wandb = wandb.init(**wandb_init_kwargs(wandb_options, run_name), config=dict(config or {}),
                                          dir=output_dir, resume="allow")
             else:
                 raise ValueError(f"unknown report_to entry {name!r}; use jsonl, tensorboard or wandb")

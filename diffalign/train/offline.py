@@ -23,6 +23,7 @@ from diffalign.losses import INPUT_LAYOUTS, LOSSES, get_loss
 from diffalign.pipelines import PromptEmbeds
 from diffalign.train.config import TrainConfig
 from diffalign.train.encoding import collate_encoded, conditioning, encode_batch, split_encoded
+from diffalign.train.layouts import ExampleGenerators, draw_uniform
 from diffalign.train.latent_cache import LatentCache, cache_key, default_cache_root, model_fingerprint
 from diffalign.train.trainer import Trainer
 
@@ -157,9 +158,16 @@ class OfflinePreferenceTrainer(Trainer):
         return {k: v.to(self.device) for k, v in encoded.items()}
 
     def generator(self, micro_step: int) -> torch.Generator:
-        """The random stream of one micro-step on this process (noise, timesteps, dropout draws)."""
-        seed = (self.config.seed * 1_000_003 + micro_step * 1_009 + self.accelerator.process_index) % (2**63)
-        return torch.Generator(device=self.device).manual_seed(seed)
+        """The random stream of one micro-step on this process (noise, timesteps, dropout draws): one
+        generator per example, keyed by ``(seed, micro-step, position in the global batch)``, so W
+        processes with batch b draw exactly what one process with batch W x b draws."""
+        base = (self.config.seed * 1_000_003 + micro_step) * 1_000_033
+        first = self.accelerator.process_index * self.config.batch_size
+        gen = ExampleGenerators(device=self.device)
+        gen.manual_seed((base + 999_983) % (2**63))
+        gen.rows = [torch.Generator(device=self.device).manual_seed((base + first + i) % (2**63))
+                    for i in range(self.config.batch_size)]
+        return gen
 
     # ------------------------------------------------------------------ step phase
     def step(self, index: int) -> dict[str, float]:
@@ -178,6 +186,7 @@ class OfflinePreferenceTrainer(Trainer):
             stats = {**stats, "loss": float(loss.detach())}
             for key, value in stats.items():
                 stats_sum[key] = stats_sum.get(key, 0.0) + value / accum
+        stats_sum = self.mean_over_processes(stats_sum)
         stats_sum["epoch"] = self.sampler.epoch_of((index + 1) * accum - 1)
         return stats_sum
 
@@ -186,7 +195,7 @@ class OfflinePreferenceTrainer(Trainer):
         p = self.config.proportion_empty_prompts  # type: ignore[attr-defined]
         if p <= 0:
             return cond
-        drop = torch.rand(len(cond), generator=generator, device=self.device) < p
+        drop = draw_uniform(len(cond), generator, self.device) < p
         empty = self._empty_cond.repeat(len(cond)).to(self.device)
         return PromptEmbeds({k: torch.where(drop.view(-1, *[1] * (v.ndim - 1)), empty[k].to(v.dtype), v)
                              for k, v in cond.tensors.items()})

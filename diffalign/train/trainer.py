@@ -19,7 +19,9 @@ trainer fills in the phases:
 No trainer overrides ``train()``: the loop exists once.
 
 Randomness is a pure function of ``(seed, step, process)`` (every trainer seeds its generators from
-them), so a run resumed from a checkpoint continues exactly like an uninterrupted one.
+them; the offline trainer keys its draws by the example's place in the global batch instead of the
+process, so W processes with batch b run exactly like one with batch W x b), so a run resumed from
+a checkpoint continues exactly like an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from diffalign.pipelines import PipelineAdapter
 from diffalign.pipelines.models import load_model
 from diffalign.train.checkpoint import load_checkpoint, load_extra_tensors, resolve_resume, save_checkpoint
 from diffalign.train.config import TrainConfig
+from diffalign.train.distributed import accelerator_kwargs
 from diffalign.train.metrics import MetricsLogger
 from diffalign.train.optim import build_lr_scheduler, build_optimizer
 from diffalign.utils.dtypes import mixed_precision_name, torch_dtype
@@ -76,6 +79,7 @@ class Trainer:
             gradient_accumulation_steps=self.accelerator_accumulation_steps(),
             project_config=ProjectConfiguration(project_dir=config.output_dir),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.ddp_find_unused_parameters)],
+            **accelerator_kwargs(),
         )
         self.is_main = self.accelerator.is_main_process
         self.device = self.accelerator.device
@@ -163,10 +167,11 @@ class Trainer:
         if cfg.optim.scale_lr:
             lr *= self.accelerator.num_processes * cfg.gradient_accumulation_steps * cfg.batch_size
         self.optimizer = build_optimizer(adapter.trainable_parameters(), cfg.optim, lr=lr)
+        # the schedule is NOT passed to accelerator.prepare: accelerate's wrapper steps it num_processes
+        # times per optimizer step (it assumes a data loader shrunk W times); it counts optimizer steps
+        # here (clip_and_step), so the lr at every step is the one-process run's on any number of processes
         self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.optim, self.num_optimizer_steps())
-        network, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
-            adapter.denoiser, self.optimizer, self.lr_scheduler
-        )
+        network, self.optimizer = self.accelerator.prepare(adapter.denoiser, self.optimizer)
         adapter.bind_network(network)
         self.network = network
 
@@ -181,7 +186,9 @@ class Trainer:
         if self.accelerator.sync_gradients and max_norm > 0:
             stats["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.adapter.trainable_parameters(), max_norm))
         self.optimizer.step()
-        self.lr_scheduler.step()
+        # once per optimizer step that really happened (not on accumulation micro-steps, nor skipped fp16 steps)
+        if self.accelerator.sync_gradients and not getattr(self.optimizer, "step_was_skipped", False):
+            self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return stats
 
@@ -235,6 +242,7 @@ class Trainer:
         self.logger = MetricsLogger(
             cfg.output_dir, report_to=cfg.report_to, run_name=os.path.basename(cfg.output_dir.rstrip("/")),
             config=config_to_dict(cfg), resume_step=start_step if ckpt is not None else None, enabled=self.is_main,
+            wandb_options=config_to_dict(cfg.wandb),
         )
         return start_step
 
@@ -243,6 +251,15 @@ class Trainer:
 
         cfg = self.config
         return tqdm(total=cfg.max_steps, initial=start_step, disable=not (self.is_main and cfg.progress_bar), desc="train")
+
+    def mean_over_processes(self, stats: dict[str, float]) -> dict[str, float]:
+        """Per-process means (the same keys on every process) -> means over all processes, which with
+        equal per-process batches are the global batch's means (what one process would log)."""
+        if self.accelerator.num_processes == 1 or not stats:
+            return stats
+        values = torch.tensor([stats[k] for k in sorted(stats)], dtype=torch.float64, device=self.device)
+        values = self.accelerator.reduce(values, reduction="mean")
+        return dict(zip(sorted(stats), values.tolist()))
 
     def check_ranks_in_sync(self) -> None:
         """With several processes, every rank must hold the same trained weights (a gradient-sync
@@ -283,8 +300,17 @@ class Trainer:
                     lora_path = self.adapter.save_lora(cfg.output_dir)
                 if cfg.save in ("pipeline", "both") or not cfg.lora.enabled:
                     pipeline_path = self.adapter.save_pretrained(os.path.join(cfg.output_dir, "pipeline"))
+                if lora_path and cfg.save_format == "merged":  # the trained adapter fused into its own base
+                    self.adapter.save_pretrained(os.path.join(cfg.output_dir, "exports", "merged"))
             with open(os.path.join(cfg.output_dir, "train_summary.json"), "w", encoding="utf-8") as f:
-                json.dump({"steps": cfg.max_steps, "lora": lora_path, "pipeline": pipeline_path}, f, indent=2)
+                json.dump({"steps": cfg.max_steps, "lora": lora_path, "pipeline": pipeline_path,
+                           "num_processes": self.accelerator.num_processes}, f, indent=2)
+            from diffalign.export.command import finish_outputs
+
+            hub = cfg.push_to_hub
+            fmt = cfg.save_format if lora_path and cfg.save_format != "merged" else "diffusers"
+            finish_outputs(cfg.output_dir, config_to_dict(cfg), save_format=fmt,
+                           repo_id=hub.repo_id, private=hub.private, license=hub.license, lora=lora_path is not None)
         self.accelerator.wait_for_everyone()
         return TrainResult(cfg.output_dir, cfg.max_steps, lora_path, pipeline_path,
                            os.path.join(cfg.output_dir, "logs", "metrics.jsonl"))

@@ -85,6 +85,26 @@ def group_advantages(prompts: Sequence[str], rewards, global_std: bool = True, e
     return torch.from_numpy(advantages)
 
 
+def per_reward_advantages(prompts: Sequence[str], components, weights: Sequence[float] | None = None,
+                          global_std: bool = True, eps: float = 1e-4) -> torch.Tensor:
+    """Several rewards combined after normalising each one (MixGRPO's / GDPO's multi-reward
+    aggregation): ``sum_k w_k * group_advantages(prompts, r_k)``. ``components``: a mapping
+    ``name -> rewards [B]`` or a [B, K] array; ``weights`` default to 1. Unlike normalising the
+    weighted sum, a reward with a large scale (or variance) cannot drown the others."""
+    if isinstance(components, dict):
+        columns = [_as_array(v) for v in components.values()]
+    else:
+        matrix = np.asarray(components.detach().cpu() if isinstance(components, torch.Tensor) else components, dtype=np.float64)
+        if matrix.ndim != 2:
+            raise ValueError(f"components must be [B, K], got shape {matrix.shape}")
+        columns = list(matrix.T)
+    weights = [1.0] * len(columns) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(columns):
+        raise ValueError(f"{len(weights)} weights for {len(columns)} rewards")
+    total = sum(w * group_advantages(prompts, c, global_std, eps) for w, c in zip(weights, columns))
+    return total
+
+
 def global_advantages(rewards, eps: float = 1e-8) -> torch.Tensor:
     """Batch normalisation without prompt grouping: ``(r - mean) / (std + eps)``."""
     r = _as_array(rewards)

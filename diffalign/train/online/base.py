@@ -189,6 +189,13 @@ class OnlineTrainer(Trainer):
         super().evaluate(step)
         return stats
 
+    def gold_reward(self):
+        """``evaluation.gold_reward`` loaded on first use (None when unset)."""
+        gold = self.config.evaluation.gold_reward
+        if gold.name and getattr(self, "_gold", None) is None:
+            self._gold = diffalign.rewards.load(gold.name, device=self.device, **gold.options)
+        return getattr(self, "_gold", None)
+
     @torch.no_grad()
     def held_out_reward(self, step: int) -> dict[str, float]:
         """Mean reward of deterministic samples on the held-out prompts (same noise every time)."""
@@ -200,7 +207,7 @@ class OnlineTrainer(Trainer):
         scheduler = self.scheduler if num_steps == cfg.sampling.num_inference_steps else self.make_scheduler(num_steps)
         levels = [0.0 if ev.noise_level is None else ev.noise_level] * num_steps
         mine = list(range(acc.process_index, len(self.eval_set), acc.num_processes))
-        rewards, shown = [], None
+        rewards, golds, shown = [], [], None
         self.adapter.denoiser.eval()
         with self.evaluation_weights():
             for start in range(0, len(mine), ev.batch_size):
@@ -213,6 +220,8 @@ class OnlineTrainer(Trainer):
                 images = self.adapter.decode_latents(x)
                 scores = self.scorer.submit(images, prompts, meta).result().cpu()
                 rewards.append(scores)
+                if self.gold_reward() is not None:
+                    golds.append(self.gold_reward()(images, prompts, meta).cpu())
                 if shown is None:
                     shown = (images, prompts, scores)
         self.adapter.denoiser.train()
@@ -220,6 +229,8 @@ class OnlineTrainer(Trainer):
         all_rewards = torch.tensor([float(v) for v in self.gather_list(local.tolist())])
         all_idx = self.gather_list(mine)
         stats = {"eval_reward_mean": float(all_rewards.mean())}
+        if golds:
+            stats["gold_reward_mean"] = float(torch.tensor([float(v) for v in self.gather_list(torch.cat(golds).tolist())]).mean())
         tags = [self.eval_set.rows[i].get("tag") for i in all_idx]
         if all(tags):
             for tag in sorted(set(tags)):

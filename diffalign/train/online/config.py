@@ -85,6 +85,16 @@ class RewardConfig:
 
 
 @dataclass
+class GoldRewardConfig:
+    """A second reward scored on the held-out samples beside the training reward (logged as
+    ``gold_reward_mean``), so reward hacking shows as the two curves diverging."""
+
+    #: a reward name (``shapes`` = the shapes judge, ``remote``, ...); unset = no gold reward.
+    name: Optional[str] = choice(None, REWARDS.names)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class EvaluationConfig:
     """Held-out reward of the current policy (EMA weights when the trainer keeps them)."""
 
@@ -101,6 +111,7 @@ class EvaluationConfig:
     guidance_scale: Optional[float] = None
     noise_level: Optional[float] = None
     seed: int = 0
+    gold_reward: GoldRewardConfig = field(default_factory=GoldRewardConfig)
 
 
 @dataclass
@@ -116,6 +127,13 @@ class FlowGRPOLossConfig(PPOLossConfig):
     """``loss:`` of Flow-GRPO: the clipped surrogate plus ``beta`` x the KL to the reference."""
 
     beta: float = 0.04
+    #: adaptive KL: adapt ``beta`` (its start value) after every optimizer step so the measured KL
+    #: tracks this target (Ziegler et al. 2019; unset = fixed beta).
+    target_kl: Optional[float] = None
+    #: how fast the adaptive beta moves (optimizer steps for a change of at most 20 %).
+    kl_horizon: float = 10.0
+    #: GRPO-Guard's RatioNorm: clip the bias- and scale-normalised ratio (rollouts keep their transition means).
+    ratio_norm: bool = False
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import torch
 
-from diffalign.losses import ppo_loss
+from diffalign.losses import AdaptiveKLController, ppo_loss, ratio_norm_log_ratio
 from diffalign.train.online.advantages import group_advantages, keep_nonzero, zero_std_ratio
 from diffalign.train.online.config import FlowGRPOConfig
 from diffalign.train.online.ema import ParameterEMA
@@ -68,6 +68,15 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
         self.adapter.cps_reference_log_prob = cfg.cps_reference_log_prob
         super().setup()
         self.ema = ParameterEMA(self.adapter.trainable_parameters(), cfg.ema_decay, cfg.ema_update_interval) if cfg.ema else None
+        self.kl_control = AdaptiveKLController(cfg.loss.beta, cfg.loss.target_kl, cfg.loss.kl_horizon) if cfg.loss.target_kl else None
+        self._kl_since_step: list[float] = []
+
+    def keeps_means(self) -> bool:
+        return self.config.loss.ratio_norm
+
+    def kl_beta(self) -> float:
+        """The KL coefficient now (adaptive when ``loss.target_kl`` is set)."""
+        return self.kl_control.beta if self.kl_control is not None else self.config.loss.beta
 
     # ------------------------------------------------------------------ sampling
     def step_plan(self, step: int, batch: int):
@@ -118,24 +127,41 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
         guidance = self.train_guidance(mb)
         out = guided_output(adapter, scheduler, x, t, guidance, cfg.detach_uncond)
         _, log_prob = adapter.sampler_step(scheduler, out, t, x, noise_level=mb.noise_level, prev_sample=x_next)
-        loss, stats = ppo_loss(log_prob, mb.log_probs[:, j], mb.advantages, cfg.loss.clip_range, cfg.loss.adv_clip_max)
-        stats["abs_log_ratio_max"] = float((log_prob.detach() - mb.log_probs[:, j]).abs().max())
-        if cfg.loss.beta > 0:
-            moments = adapter.transition_moments(scheduler, out, t, x, noise_level=mb.noise_level)
+        old_log_prob = mb.log_probs[:, j]
+        stats_extra = {"abs_log_ratio_max": float((log_prob.detach() - old_log_prob).abs().max())}
+        beta = self.kl_beta()
+        moments = adapter.transition_moments(scheduler, out, t, x, noise_level=mb.noise_level) if (beta > 0 or cfg.loss.ratio_norm) else None
+        if cfg.loss.ratio_norm:  # GRPO-Guard: clip the normalised ratio
+            log_prob = old_log_prob + ratio_norm_log_ratio(log_prob, old_log_prob, moments.mean, mb.means[:, j], moments.std)
+        loss, stats = ppo_loss(log_prob, old_log_prob, mb.advantages, cfg.loss.clip_range, cfg.loss.adv_clip_max)
+        stats.update(stats_extra)
+        if beta > 0:
             with torch.no_grad(), adapter.reference():
                 ref_out = guided_output(adapter, scheduler, x, t, guidance)
                 ref_mean = adapter.transition_moments(scheduler, ref_out, t, x, noise_level=mb.noise_level).mean
             kl = gaussian_kl(moments, ref_mean).mean()
             stats["policy_loss"] = float(loss.detach())
             stats["kl_loss"] = float(kl.detach())
-            loss = loss + cfg.loss.beta * kl
+            self._kl_since_step.append(stats["kl_loss"])
+            loss = loss + beta * kl
             stats["loss"] = float(loss.detach())
+            stats["kl_beta"] = beta
         return loss, stats
 
     # ------------------------------------------------------------------ EMA
     def after_optimizer_step(self, index: int) -> None:
         if self.ema is not None:
             self.ema.step(self.adapter.trainable_parameters(), index)
+        if self.kl_control is not None and self._kl_since_step:
+            kl = self.accelerator.reduce(torch.tensor(sum(self._kl_since_step) / len(self._kl_since_step), device=self.device), "mean")
+            self.kl_control.update(float(kl))
+        self._kl_since_step = []
+
+    def checkpoint_state(self) -> dict:
+        state = super().checkpoint_state()
+        if self.kl_control is not None:
+            state["kl_control"] = self.kl_control.state_dict()
+        return state
 
     @contextlib.contextmanager
     def evaluation_weights(self) -> Iterator[None]:
@@ -151,6 +177,9 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
         return self.ema.state_tensors(list(self.trainable_named_parameters()))
 
     def restore_checkpoint_state(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
+        super().restore_checkpoint_state(state, tensors)
+        if self.kl_control is not None and "kl_control" in state:
+            self.kl_control.load_state_dict(state["kl_control"])
         if self.ema is not None:
             self.ema.load_state_tensors(list(self.trainable_named_parameters()), tensors)
 

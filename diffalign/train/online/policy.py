@@ -43,6 +43,10 @@ class PolicyGradientTrainer(OnlineTrainer):
         """The training micro-batches of one inner epoch, steps already ordered and cut to the trained ones."""
         raise TypeError(f"{type(self).__name__} must implement micro_batches()")
 
+    def keeps_means(self) -> bool:
+        """Whether rollouts keep the transition means (for GRPO-Guard's RatioNorm)."""
+        return False
+
     def unit_loss(self, mb: Trajectories, j: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of trained step ``j`` of micro-batch ``mb`` (with grad) and its stats."""
         raise TypeError(f"{type(self).__name__} must implement unit_loss()")
@@ -83,13 +87,14 @@ class PolicyGradientTrainer(OnlineTrainer):
         if len(stored_levels) != 1:
             raise ValueError(f"stored steps must share one noise level, got {sorted(map(str, stored_levels))}")
         chain = sample_chain(self.adapter, self.scheduler, x, guidance, levels,
-                             generator=self.rng(step, "noise", 10_000 + batch, device=self.device), store=store)
+                             generator=self.rng(step, "noise", 10_000 + batch, device=self.device), store=store,
+                             store_means=self.keeps_means())
         images = self.adapter.decode_latents(chain.final)
         future = self.scorer.submit(images, prompts, meta)
         traj = Trajectories(
             prompts=list(prompts), metadata=meta, cond=guidance.cond, latents=chain.latents,
             next_latents=chain.next_latents, timesteps=chain.timesteps, log_probs=chain.log_probs,
-            noise_level=stored_levels.pop(), images=images,
+            noise_level=stored_levels.pop(), images=images, means=chain.means,
         )
         return traj, future
 

@@ -30,6 +30,8 @@ class Trajectories:
     images: torch.Tensor | None = None
     rewards: torch.Tensor | None = None
     advantages: torch.Tensor | None = None
+    #: the behaviour policy's transition means [B, S, ...] (kept only for GRPO-Guard's RatioNorm).
+    means: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.latents.shape[0]
@@ -67,6 +69,7 @@ class Trajectories:
         return replace(
             self, latents=take(self.latents), next_latents=take(self.next_latents),
             timesteps=take(self.timesteps), log_probs=take(self.log_probs),
+            means=None if self.means is None else take(self.means),
         )
 
     @staticmethod

@@ -1,0 +1,52 @@
+"""Reward-hacking guards: pure functions and a small controller.
+
+- :func:`ratio_norm_log_ratio`: GRPO-Guard's RatioNorm (Wang et al., arXiv 2510.22319, Eq. 8) for
+  Gaussian transitions ``N(mean, std^2)``. With log-probs averaged over elements (diffalign's and
+  Flow-GRPO's convention) and ``x = mean_old + std * eps``, the plain log-ratio is
+  ``eps·dmean/std - mean(dmean^2)/(2 std^2)``: its mean is negative (ratios sit below 1, so the
+  clip stops bounding over-confident positive samples) and its scale is ``1/std``, different at
+  every step. RatioNorm removes the bias and the scale:
+  ``log r_hat = std * (log r + mean(dmean^2) / (2 std^2))`` (= ``mean(eps·dmean)``).
+  Checked by derivation and against TeleBoost's ``grpo_guard.compute_ratio_norm_bias``; the
+  authors' own code was not read.
+- :class:`AdaptiveKLController`: the adaptive KL coefficient of Ziegler et al. 2019 (as in TRL's
+  PPO): ``beta *= 1 + clip(kl / target - 1, -0.2, 0.2) * n_steps / horizon``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def ratio_norm_log_ratio(log_prob: Tensor, old_log_prob: Tensor, mean: Tensor, old_mean: Tensor, std: Tensor | float) -> Tensor:
+    """GRPO-Guard's normalised log-ratio [B] (see the module docstring). ``mean`` / ``old_mean``:
+    the transition means under the current and the behaviour policy [B, ...]; ``std``: the
+    transition std (a float, [B] or [B, 1, ..., 1])."""
+    diff = (mean.float() - old_mean.float()).pow(2)
+    dmean_sq = diff.reshape(diff.shape[0], -1).mean(dim=1)
+    std = torch.as_tensor(std, dtype=torch.float32, device=log_prob.device).reshape(-1)
+    return std * ((log_prob - old_log_prob) + dmean_sq / (2 * std**2))
+
+
+class AdaptiveKLController:
+    """Adapts the KL coefficient ``beta`` so the measured KL tracks ``target``."""
+
+    def __init__(self, beta: float, target: float, horizon: float = 10.0):
+        if target <= 0 or horizon <= 0:
+            raise ValueError(f"adaptive KL needs target > 0 and horizon > 0, got target={target}, horizon={horizon}")
+        self.beta, self.target, self.horizon = float(beta), float(target), float(horizon)
+
+    def update(self, kl: float, n_steps: int = 1) -> float:
+        """Update from the KL measured over the last ``n_steps`` updates; return the new beta."""
+        error = min(max(float(kl) / self.target - 1.0, -0.2), 0.2)
+        self.beta *= 1.0 + error * n_steps / self.horizon
+        return self.beta
+
+    def state_dict(self) -> dict:
+        return {"beta": self.beta}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.beta = float(state["beta"])
+
+
+__all__ = ["AdaptiveKLController", "ratio_norm_log_ratio"]

@@ -1,0 +1,58 @@
+"""How a run finds its processes: accelerate on top of torch.distributed, on GPUs or on CPU (gloo).
+
+- ``torchrun --nproc_per_node W -m diffalign train ...`` (or ``accelerate launch --multi_gpu
+  --num_processes W``) on a machine without a GPU gives W cooperating gloo ranks: the trainer builds
+  its ``Accelerator`` with ``cpu=True`` when the launcher says there are several processes and no
+  GPU is present (a plain ``Accelerator()`` would make each process believe it is alone, so W
+  independent runs would write one folder).
+- ``accelerate launch --cpu --num_processes W`` (accelerate 1.x) starts W processes only through
+  ``mpirun`` (``--mpirun_hostfile``); without it, it starts ONE process. That case stops with a
+  one-line error saying how to launch instead of silently training alone.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+#: environment variables a launcher sets to the number of processes (torchrun, MPI flavours).
+WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launched_world_size() -> int:
+    """The number of processes the launcher started (1 when launched as a plain script)."""
+    for name in WORLD_SIZE_VARS:
+        value = os.environ.get(name)
+        if value:
+            return int(value)
+    return 1
+
+
+def has_accelerator_device() -> bool:
+    """A GPU (or other torch accelerator) that accelerate would use for distributed training."""
+    if torch.cuda.is_available():
+        return True
+    xpu = getattr(torch, "xpu", None)
+    return bool(xpu is not None and xpu.is_available())
+
+
+def use_cpu_processes() -> bool:
+    """Several processes on a machine without a GPU: run them as cooperating gloo ranks."""
+    return launched_world_size() > 1 and not has_accelerator_device()
+
+
+def check_launch() -> None:
+    """Stop (one line) when ``accelerate launch --cpu --num_processes W`` started a single process."""
+    asked_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    from_accelerate = "ACCELERATE_MIXED_PRECISION" in os.environ
+    if asked_cpu and from_accelerate and "MASTER_ADDR" in os.environ and launched_world_size() == 1:
+        raise RuntimeError(
+            "`accelerate launch --cpu --num_processes N` starts one process without mpirun; for N CPU processes run "
+            "`torchrun --nproc_per_node N -m diffalign train RECIPE` (or `accelerate launch --multi_gpu --num_processes N`)"
+        )
+
+
+def accelerator_kwargs() -> dict:
+    """Extra ``Accelerator`` arguments for the way the run was launched (after :func:`check_launch`)."""
+    check_launch()
+    return {"cpu": True} if use_cpu_processes() else {}

@@ -1,0 +1,95 @@
+"""Reward-hacking guards (RatioNorm, adaptive KL, per-reward advantages) and the gold reward."""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from diffalign.losses import AdaptiveKLController, ratio_norm_log_ratio
+from diffalign.train.online.advantages import group_advantages, per_reward_advantages
+
+
+def gaussian_log_prob(x, mean, std):
+    """Mean-over-elements Gaussian log-density (diffalign's / Flow-GRPO's convention)."""
+    return (-((x - mean) ** 2) / (2 * std**2) - math.log(std) - 0.5 * math.log(2 * math.pi)).flatten(1).mean(1)
+
+
+def test_ratio_norm_by_hand():
+    # std 0.5, dmean = (1, 1): bias mean(dmean^2) / (2 std^2) = 2; 0.5 * (0.3 + 2) = 1.15
+    out = ratio_norm_log_ratio(torch.tensor([0.3]), torch.tensor([0.0]), torch.ones(1, 2), torch.zeros(1, 2), 0.5)
+    assert out.tolist() == pytest.approx([1.15])
+
+
+def test_ratio_norm_removes_the_bias_and_the_step_scale():
+    # x = old_mean + std * eps: the plain log-ratio is eps·dmean/std - mean(dmean^2)/(2 std^2); the
+    # normalised one is mean(eps * dmean) whatever the std
+    eps = torch.tensor([[1.0, 0.5]])
+    dmean = torch.tensor([[0.2, 0.4]])
+    old_mean = torch.tensor([[0.3, -0.1]])
+    for std in (0.05, 0.5):
+        x = old_mean + std * eps
+        log_prob, old = gaussian_log_prob(x, old_mean + dmean, std), gaussian_log_prob(x, old_mean, std)
+        plain = log_prob - old
+        assert float(plain) == pytest.approx(float((eps * dmean).mean() / std - (dmean**2).mean() / (2 * std**2)), rel=1e-5)
+        normed = ratio_norm_log_ratio(log_prob, old, old_mean + dmean, old_mean, torch.full((1, 1), std))
+        assert normed.tolist() == pytest.approx([0.2], rel=1e-4)  # (1 * 0.2 + 0.5 * 0.4) / 2
+
+
+def test_adaptive_kl_by_hand():
+    c = AdaptiveKLController(beta=0.1, target=0.01, horizon=10)
+    assert c.update(0.02) == pytest.approx(0.1 * 1.02)  # error clipped to +0.2
+    assert c.update(0.011) == pytest.approx(0.1 * 1.02 * 1.01)  # error 0.1
+    assert c.update(0.0) == pytest.approx(0.1 * 1.02 * 1.01 * 0.98)  # error clipped to -0.2
+    restored = AdaptiveKLController(beta=1.0, target=0.01)
+    restored.load_state_dict(c.state_dict())
+    assert restored.beta == c.beta
+    with pytest.raises(ValueError, match="target > 0"):
+        AdaptiveKLController(0.1, 0.0)
+
+
+def test_per_reward_advantages_by_hand():
+    prompts = ["a", "a", "b", "b"]
+    r1, r2 = [1.0, 3.0, 0.0, 2.0], [100.0, 100.0, 0.0, 400.0]
+    adv = per_reward_advantages(prompts, {"small": r1, "large": r2}, weights=[1.0, 0.5], global_std=False, eps=1e-12)
+    # r1: groups (1, 3) and (0, 2) -> -1, 1, -1, 1; r2: group a has no spread -> 0, 0; group b -> -1, 1
+    assert adv.tolist() == pytest.approx([-1.0, 1.0, -1.5, 1.5])
+    matrix = torch.tensor([r1, r2]).T
+    assert per_reward_advantages(prompts, matrix, [1.0, 0.5], global_std=False, eps=1e-12).tolist() == pytest.approx(adv.tolist())
+    # normalising the weighted sum instead lets the large-scale reward decide group b alone
+    summed = group_advantages(prompts, [a + 0.5 * b for a, b in zip(r1, r2)], global_std=False, eps=1e-12)
+    assert summed.tolist() == pytest.approx([-1.0, 1.0, -1.0, 1.0])
+    with pytest.raises(ValueError, match="1 weights for 2 rewards"):
+        per_reward_advantages(prompts, matrix, [1.0])
+
+
+@pytest.mark.slow
+def test_flow_grpo_with_guards_and_a_gold_reward(tmp_path):
+    from test_train_online import make_config, run
+
+    cfg = make_config(tmp_path, "flow_grpo", "sd3", max_steps=1)
+    cfg.loss.ratio_norm, cfg.loss.target_kl, cfg.loss.beta, cfg.loss.kl_horizon = True, 1e-12, 0.04, 10.0
+    ev = cfg.evaluation
+    ev.every_steps, ev.num_prompts, ev.batch_size = 1, 4, 4
+    ev.gold_reward.name = "jpeg_incompressibility"  # the training reward is jpeg_compressibility = its negative
+    cfg.save_format = "comfyui"
+    trainer, result, rows = run(cfg, "sd3")
+    evals = [r for r in rows if "eval_reward_mean" in r]
+    assert len(evals) == 2 and all(r["gold_reward_mean"] == pytest.approx(-r["eval_reward_mean"]) for r in evals)
+    # the first optimizer step measures KL 0 exactly (the LoRA starts with B = 0: policy = reference),
+    # -20 % / horizon; every later one a KL above the tiny target, +20 % / horizon
+    n = trainer.optimizer_steps_done
+    assert n == 2
+    assert trainer.kl_control.beta == pytest.approx(0.04 * 0.98 * 1.02 ** (n - 1))
+    trained = [r for r in rows if "kl_beta" in r]
+    assert trained and trained[0]["kl_beta"] == pytest.approx(0.04, rel=0.05)
+    assert math.isfinite(trained[0]["loss"])
+    # the final outputs: the diffusers LoRA, the save_format export and the model card with the gold curve
+    out = result.output_dir
+    assert os.path.isfile(os.path.join(out, "pytorch_lora_weights.safetensors"))
+    from safetensors.torch import load_file
+
+    assert all(k.startswith("transformer.") for k in load_file(os.path.join(out, "exports", "lora_comfyui.safetensors")))
+    card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
+    assert "| gold_reward_mean | 0 |" in card and "library_name: diffusers" in card

@@ -1,0 +1,206 @@
+"""Several processes for real: ``torchrun --nproc_per_node 2`` on CPU gives two cooperating gloo ranks
+(the run records and the test asserts world size 2), the lr at every step equals the one-process
+run's, and W=2 processes with batch b reproduce one process with batch 2b (losses and LoRA)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diffalign.data import write_pairs_jsonl
+from diffalign.pipelines.tiny import build_tiny_pipeline
+from diffalign.train import distributed
+from diffalign.train.metrics import read_metrics
+
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scale")
+    rng = np.random.default_rng(0)
+    pairs = [{"caption": f"a photo of thing {i}", "jpg_0": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+              "jpg_1": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "label_0": float(i % 2)} for i in range(8)]
+    write_pairs_jsonl(str(root / "pairs"), pairs)
+    build_tiny_pipeline("sd").save_pretrained(root / "model")
+    return root
+
+
+def _recipe(root, name: str, batch_size: int) -> str:
+    path = root / f"{name}.yaml"
+    path.write_text(
+        f"method: diffusion_dpo\nloss:\n  beta: 50\noutput_dir: {root / name}\nmax_steps: {STEPS}\nbatch_size: {batch_size}\n"
+        f"progress_bar: false\nseed: 3\nmodel:\n  pretrained: {root / 'model'}\nlora:\n  rank: 4\n"
+        f"optim:\n  lr: 0.001\n  lr_scheduler: cosine\n  warmup_steps: 2\n"
+        f"data:\n  path: {root / 'pairs'}\n  resolution: 32\ncache:\n  dir: {root / 'cache'}\n"
+    )
+    return str(path)
+
+
+def _launch(cmd: list[str], **env) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WORLD_SIZE", "RANK", "MASTER_"))}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                         env={**base, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **env})
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def _result(root, name: str):
+    run = root / name
+    summary = json.loads((run / "train_summary.json").read_text())
+    return summary, read_metrics(str(run / "logs" / "metrics.jsonl")), load_file(str(run / "pytorch_lora_weights.safetensors"))
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny):
+    """One process with batch 2 and (plain torchrun, no ACCELERATE_USE_CPU) 2 ranks with batch 1."""
+    _launch([sys.executable, "-m", "diffalign", "train", _recipe(tiny, "one", batch_size=2)])
+    _launch([*TORCHRUN, "-m", "diffalign", "train", _recipe(tiny, "two", batch_size=1)])
+    return _result(tiny, "one"), _result(tiny, "two")
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_reproduce_one_process(runs):
+    """2 ranks with batch 1 == 1 process with batch 2: the same lr (cosine, warmup 2), loss and
+    implicit accuracy at every step and the same LoRA."""
+    (one, one_rows, one_lora), (two, two_rows, two_lora) = runs
+    assert (one["num_processes"], two["num_processes"]) == (1, 2)  # really two cooperating ranks
+    # the one-process schedule by hand: warmup 5e-4, 1e-3, then cosine over the 4 remaining steps
+    assert [r["lr"] for r in one_rows] == pytest.approx([5e-4, 1e-3, 8.5355339e-4, 5e-4, 1.4644661e-4, 0.0])
+    assert [r["lr"] for r in two_rows] == [r["lr"] for r in one_rows]
+    assert [r["step"] for r in two_rows] == list(range(1, STEPS + 1))
+    for a, b in zip(one_rows, two_rows):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-6)
+        assert b["implicit_acc"] == a["implicit_acc"]
+    assert one_lora.keys() == two_lora.keys()
+    assert max(float(v.abs().max()) for k, v in one_lora.items() if "lora.up" in k) > 0  # it trained (up starts at 0) ...
+    for k in one_lora:  # ... to the same weights
+        torch.testing.assert_close(two_lora[k], one_lora[k], rtol=1e-4, atol=1e-6)
+
+
+def test_cpu_processes_and_launch_errors(monkeypatch):
+    """Several launched processes and no GPU -> gloo ranks; `accelerate launch --cpu --num_processes 2`
+    (one process, no mpirun) -> a one-line error naming torchrun."""
+    for name in ("ACCELERATE_USE_CPU", "ACCELERATE_MIXED_PRECISION", "MASTER_ADDR", *distributed.WORLD_SIZE_VARS):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(distributed, "has_accelerator_device", lambda: False)
+    assert distributed.accelerator_kwargs() == {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed.accelerator_kwargs() == {"cpu": True}
+    monkeypatch.setattr(distributed, "has_accelerator_device", lambda: True)
+    assert distributed.accelerator_kwargs() == {}  # GPUs: accelerate picks NCCL itself
+    monkeypatch.delenv("WORLD_SIZE")
+    # what accelerate's simple launcher sets for --cpu --num_processes 2
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    with pytest.raises(RuntimeError, match="torchrun --nproc_per_node N"):
+        distributed.accelerator_kwargs()
+    monkeypatch.setenv("PMI_SIZE", "2")  # launched through mpirun: fine
+    assert distributed.accelerator_kwargs() == {}
+
+
+EXPECTED_CONFIGS = {
+    "single_gpu": ("NO", {}), "multi_gpu": ("MULTI_GPU", {}), "multi_node": ("MULTI_GPU", {}),
+    "fsdp2_lora": ("FSDP", {"fsdp_version": 2, "fsdp_reshard_after_forward": True, "fsdp_state_dict_type": "FULL_STATE_DICT"}),
+    "fsdp2_full": ("FSDP", {"fsdp_version": 2, "fsdp_reshard_after_forward": True, "fsdp_state_dict_type": "SHARDED_STATE_DICT"}),
+    "deepspeed_zero2": ("DEEPSPEED", {"zero_stage": 2, "offload_optimizer_device": "none"}),
+    "deepspeed_zero2_offload": ("DEEPSPEED", {"zero_stage": 2, "offload_optimizer_device": "cpu"}),
+    "deepspeed_zero3": ("DEEPSPEED", {"zero_stage": 3, "offload_param_device": "none"}),
+    "deepspeed_zero3_offload": ("DEEPSPEED", {"zero_stage": 3, "offload_optimizer_device": "cpu", "offload_param_device": "cpu"}),
+}
+
+
+def test_shipped_accelerate_configs_parse_with_accelerate(capsys):
+    """Every shipped config loads with accelerate's own loader with the distributed type its name says,
+    and `diffalign train --list-accelerate` lists them with their paths."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from diffalign.cli import main
+
+    assert main(["train", "--list-accelerate"]) == 0
+    listed = dict(line.split("\t") for line in capsys.readouterr().out.strip().splitlines())
+    assert set(listed) == set(EXPECTED_CONFIGS)
+    for name, (kind, fields) in EXPECTED_CONFIGS.items():
+        cfg = load_config_from_file(listed[name])
+        assert cfg.distributed_type == kind, name
+        section = cfg.fsdp_config if kind == "FSDP" else cfg.deepspeed_config
+        assert {k: section.get(k) for k in fields} == fields, name
+    node = load_config_from_file(listed["multi_node"])
+    assert (node.num_machines, node.machine_rank, node.main_process_ip) == (2, 0, "10.0.0.1")
+
+
+@pytest.mark.slow
+def test_kill_one_rank_then_resume_continues_exactly(tiny, runs):
+    """kill -9 of rank 0 during a 2-process run that checkpoints every step: the newest complete
+    checkpoint loads and resuming on 2 processes ends exactly where the uninterrupted run did."""
+    import psutil
+
+    _, (_, two_rows, two_lora) = runs
+    recipe, run = _recipe(tiny, "killed", batch_size=1), tiny / "killed"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WORLD_SIZE", "RANK", "MASTER_"))}
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([*TORCHRUN, "-m", "diffalign", "train", recipe, "checkpointing_steps=1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoints" / "step-000002").exists():
+            assert proc.poll() is None and time.time() < deadline, "the run ended before its second checkpoint"
+            time.sleep(0.02)
+        rank0 = [c for c in psutil.Process(proc.pid).children(recursive=True) if c.environ().get("RANK") == "0"]
+        assert len(rank0) == 1
+        rank0[0].kill()  # SIGKILL
+        assert proc.wait(timeout=120) != 0  # the launcher sees the dead rank and stops the other
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    steps = sorted(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))
+    assert steps and steps[-1] < STEPS  # killed before the end
+    _launch([*TORCHRUN, "-m", "diffalign", "train", recipe, "checkpointing_steps=1", "resume=latest"])
+    summary, rows, lora = _result(tiny, "killed")
+    assert summary["num_processes"] == 2
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))  # one log, as if never interrupted
+    for a, b in zip(two_rows, rows):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-7) and b["lr"] == a["lr"]
+    for k in two_lora:
+        torch.testing.assert_close(lora[k], two_lora[k], rtol=1e-5, atol=1e-7)
+
+
+def test_example_draws_do_not_depend_on_how_the_global_batch_is_split():
+    """The offline trainer's generators: example j of micro-step k draws the same noise, timestep and
+    caption-dropout value on 1 process x batch 2 as on rank j of 2 processes x batch 1; other
+    micro-steps and seeds draw differently."""
+    from types import SimpleNamespace
+
+    from diffalign.train.layouts import draw_noise_and_timesteps, draw_uniform
+    from diffalign.train.offline import OfflinePreferenceTrainer
+
+    adapter = SimpleNamespace(
+        sample_noise=lambda x, g: torch.randn(x.shape, generator=g),
+        sample_timesteps=lambda n, g, device=None: torch.randint(0, 1000, (n,), generator=g),
+    )
+
+    def draws(seed, batch_size, rank, micro_step):
+        trainer = SimpleNamespace(config=SimpleNamespace(seed=seed, batch_size=batch_size),
+                                  accelerator=SimpleNamespace(process_index=rank), device=torch.device("cpu"))
+        gen = OfflinePreferenceTrainer.generator(trainer, micro_step)
+        drop = draw_uniform(batch_size, gen, "cpu")
+        noise, t = draw_noise_and_timesteps(adapter, torch.zeros(batch_size, 3, 4, 4), gen)
+        return drop, noise, t
+
+    whole = draws(3, 2, 0, micro_step=5)
+    split = [draws(3, 1, rank, micro_step=5) for rank in (0, 1)]
+    for a, *parts in zip(whole, *split):
+        assert torch.equal(a, torch.cat(parts))
+    assert not torch.equal(whole[1][0], whole[1][1])  # examples differ
+    assert not torch.equal(draws(3, 2, 0, micro_step=6)[1], whole[1])
+    assert not torch.equal(draws(4, 2, 0, micro_step=5)[1], whole[1])
