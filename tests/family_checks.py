@@ -204,3 +204,106 @@ def check_attention_errors(family: str) -> None:
     with pytest.raises(ValueError, match="sdpa, xformers, flash"):
         adapter.set_attention_backend("eager")
     assert adapter.attention_backend == "sdpa"
+
+
+# ------------------------------------------------------------------------------------ flow DiT families
+# FLUX.1, Wan, Qwen-Image (and any later flow family): each test file gives its family, the size it
+# samples at, and how the pipeline's own ``latents=`` layout relates to the adapter's (packing, frame axis).
+class DiffusersWarnings:
+    """Collect what diffusers' loggers warn (they do not propagate to the root logger)."""
+
+    def __enter__(self):
+        import logging
+
+        from diffusers.utils import logging as dlogging
+
+        self.records: list[str] = []
+        outer = self
+
+        class Handler(logging.Handler):
+            def emit(self, record):
+                outer.records.append(record.getMessage())
+
+        self.handler = Handler(level=logging.WARNING)
+        self.logger = dlogging.get_logger("diffusers")
+        self.logger.addHandler(self.handler)
+        return self.records
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+
+
+def pipeline_latents(output) -> torch.Tensor:
+    """The ``output_type="latent"`` result of a pipeline call (``images``, or ``frames`` for video)."""
+    return output.frames if hasattr(output, "frames") else output.images
+
+
+def check_flow_chain_matches_pipeline(adapter, start, to_pipe, call_kwargs, prompts=PROMPTS[:1], steps: int = 3):
+    """The one sampling chain at noise_level 0 = the pipeline's own ``__call__`` from the same noise."""
+    with torch.no_grad():
+        expected = pipeline_latents(adapter.pipe(prompts, latents=to_pipe(start.clone()), num_inference_steps=steps,
+                                                 output_type="latent", **call_kwargs))
+        chain = sample(adapter, prompts, num_inference_steps=steps, noise_level=0.0, latents=start.clone(), decode=False)
+    torch.testing.assert_close(to_pipe(chain.final), expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(chain.log_probs, torch.zeros(len(prompts), steps))
+    return chain
+
+
+def check_flow_lora_round_trip(family, tmp_path, start, to_pipe, call_kwargs, steps: int = 2, **attrs):
+    """save_lora -> plain ``pipe.load_lora_weights`` (no unexpected/missing-key warning) samples what
+    the adapter samples, and not what the base model samples. ``attrs``: adapter settings (e.g. a
+    short ``max_sequence_length``, passed to the pipeline alike in ``call_kwargs``)."""
+    adapter, _ = lora_adapter(family)
+    for name, value in attrs.items():
+        setattr(adapter, name, value)
+    with torch.no_grad():
+        ours = sample(adapter, PROMPTS[:1], num_inference_steps=steps, noise_level=0.0, latents=start.clone(),
+                      decode=False).final
+    adapter.save_lora(tmp_path)
+    pipe = build_tiny_pipeline(family)
+    call = dict(latents=to_pipe(start.clone()), num_inference_steps=steps, output_type="latent", **call_kwargs)
+    with torch.no_grad():
+        base = pipeline_latents(pipe(PROMPTS[:1], **call))
+        with DiffusersWarnings() as warned:
+            pipe.load_lora_weights(str(tmp_path))
+        loaded = pipeline_latents(pipe(PROMPTS[:1], **call))
+    assert not [w for w in warned if "unexpected keys" in w or "missing keys" in w], warned
+    torch.testing.assert_close(loaded, to_pipe(ours), rtol=1e-4, atol=1e-4)
+    assert (loaded - base).abs().max() > 1e-3
+
+
+def check_flow_save_pretrained(family, pipeline_class, tmp_path, latents, timesteps) -> None:
+    """save_pretrained merges the LoRA; the folder reloads as the same class and family with the same output."""
+    adapter, _ = lora_adapter(family)
+    cond = adapter.encode_prompt(PROMPTS)
+    with torch.no_grad():
+        tuned = adapter.forward(latents, timesteps, cond)
+    adapter.save_pretrained(tmp_path)
+    pipe = DiffusionPipeline.from_pretrained(str(tmp_path))
+    assert type(pipe) is pipeline_class
+    loaded = load_adapter(str(tmp_path))  # family read from model_index.json
+    assert loaded.family == family and not loaded.has_lora
+    assert not any("lora" in n for n, _ in loaded.denoiser.named_parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.forward(latents, timesteps, loaded.encode_prompt(PROMPTS)), tuned,
+                                   rtol=1e-4, atol=1e-4)
+    assert adapter.has_lora
+
+
+def check_flow_training_errors(adapter, latents, generator_seed: int = 3, segments: int | None = None):
+    """The training forward: x_sigma = (1 - sigma) x0 + sigma noise, target noise - x0, errors the
+    mean squared error of the network's prediction (per segment along dim 1 when asked)."""
+    cond = adapter.encode_prompt(PROMPTS[: len(latents)])
+    errors, parts = adapter.training_errors(latents, cond, generator=seeded(generator_seed), segments=segments)
+    sigma = (parts["timesteps"] / 1000).reshape(-1, *[1] * (latents.ndim - 1))
+    with torch.no_grad():
+        by_hand = adapter.forward((1 - sigma) * latents + sigma * parts["noise"], parts["timesteps"], cond)
+    torch.testing.assert_close(parts["prediction"].detach(), by_hand, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(parts["target"], parts["noise"] - latents)
+    err = (parts["prediction"] - parts["target"]) ** 2
+    if segments:
+        expected = torch.stack([c.reshape(len(c), -1).mean(1) for c in err.tensor_split(segments, dim=1)], 1)
+    else:
+        expected = err.reshape(len(err), -1).mean(1)
+    torch.testing.assert_close(errors, expected)
+    return errors, parts

@@ -22,7 +22,10 @@ from diffalign.train.encoding import conditioning
 from diffalign.train.metrics import read_metrics
 from diffalign.train.offline import CacheConfig, OfflineConfig, OfflinePreferenceTrainer
 
-IMAGE_SIZE = {"sd": 32, "sdxl": 32, "sd3": 32}
+IMAGE_SIZE = {"sd": 32, "sdxl": 32, "sd3": 32, "flux": 32, "qwenimage": 32}
+VIDEO_FAMILIES = ("cogvideox", "wan")
+#: families added after the fast matrix was sized: their cases run in the slow suite
+SLOW_FAMILIES = ("flux", "wan", "qwenimage")
 VIDEO = dict(frames=9, size=16)
 
 
@@ -67,7 +70,7 @@ def _config(tmp_path, data_dirs, family, method, **kw) -> OfflineConfig:
     spec = LOSSES[method]
     if spec.inputs == "pair_segments":
         data = DataConfig(path=str(data_dirs / "video" / "pairs.jsonl"), kind="video_pairs", resolution=VIDEO["size"])
-    elif family == "cogvideox":
+    elif family in VIDEO_FAMILIES:
         # whole-video pairs: the same video files read as pairs
         columns = {"image_0": "video_0", "image_1": "video_1", "label_0": None}
         if spec.conditioning != "shared":
@@ -92,14 +95,21 @@ OFFLINE_METHODS = [name for name in LOSSES.names() if INPUT_LAYOUTS.get(LOSSES[n
 
 
 def _combos():
-    for family in ("sd", "sdxl", "sd3", "cogvideox"):
+    for family in ("sd", "sdxl", "sd3", "cogvideox", "flux", "wan", "qwenimage"):
         for method in OFFLINE_METHODS:
             inputs = LOSSES[method].inputs
-            if family == "cogvideox" and inputs in ("list", "single"):
+            if family in VIDEO_FAMILIES and inputs in ("list", "single"):
                 continue  # image data kinds; video families train on video pairs
-            if family != "cogvideox" and inputs == "pair_segments":
+            if family not in VIDEO_FAMILIES and inputs == "pair_segments":
                 continue  # segment labels are temporal
-            yield family, method
+            yield pytest.param(family, method, marks=pytest.mark.slow) if family in SLOW_FAMILIES else (family, method)
+
+
+def _adapter(family: str):
+    adapter = adapter_for(build_tiny_pipeline(family))
+    if family in ("flux", "wan", "qwenimage"):
+        adapter.max_sequence_length = 16  # short text sequences keep the tiny runs fast
+    return adapter
 
 
 def _seeded(seed: int) -> torch.Generator:
@@ -180,7 +190,7 @@ def test_each_loss_gets_its_inputs_on_each_family(tmp_path, data_dirs, shared_ca
     reaches every LoRA parameter it should and no other parameter."""
     cfg = _config(tmp_path, data_dirs, family, method)
     cfg.cache.dir = shared_cache
-    trainer = OfflinePreferenceTrainer(cfg, adapter=adapter_for(build_tiny_pipeline(family)))
+    trainer = OfflinePreferenceTrainer(cfg, adapter=_adapter(family))
     adapter, spec = trainer.adapter, trainer.spec
     with torch.no_grad():  # a LoRA that matters, so policy and reference differ
         for name, p in adapter.denoiser.named_parameters():
@@ -218,13 +228,14 @@ def test_each_loss_gets_its_inputs_on_each_family(tmp_path, data_dirs, shared_ca
     assert all(p.grad is None for n, p in named.items() if "lora_" not in n)
 
 
-@pytest.mark.parametrize("family,method", [("sd", "kto"), ("sdxl", "rankdpo"), ("sd3", "flow_dpo"), ("cogvideox", "dense_dpo")])
+@pytest.mark.parametrize("family,method", [("sd", "kto"), ("sdxl", "rankdpo"), ("sd3", "flow_dpo"), ("cogvideox", "dense_dpo"),
+                                           ("flux", "diffusion_dpo"), ("wan", "dense_dpo"), ("qwenimage", "diffusion_dpo")])
 @pytest.mark.slow
 def test_offline_training_end_to_end(tmp_path, data_dirs, family, method):
     """The whole loop (data kinds unpaired, ranked, pairs, video pairs; one per family): steps logged,
     finite metrics, the LoRA moved, frozen weights unchanged, the LoRA file written."""
     cfg = _config(tmp_path, data_dirs, family, method)
-    adapter = adapter_for(build_tiny_pipeline(family))
+    adapter = _adapter(family)
     before = {n: p.detach().clone() for n, p in adapter.denoiser.named_parameters()}
     result = OfflinePreferenceTrainer(cfg, adapter=adapter).train()
     rows = read_metrics(result.metrics_path)

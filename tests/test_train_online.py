@@ -38,8 +38,12 @@ def make_config(tmp_path, trainer: str, family: str, **overrides):
     if trainer in ("alignprop", "draft", "refl"):
         cfg.reward.name, cfg.reward.workers = "shapes_color", 0
         cfg.prompts.categories = ["colors", "color_attr"]
-    if family == "cogvideox":
-        s.height = s.width = 16
+    if family == "qwenimage":
+        s.height = s.width = 32
+    if family == "flux":
+        s.guidance_scale = 1.0  # guidance-distilled: the guidance value is embedded, no CFG
+    if family in ("cogvideox", "wan"):
+        s.height = s.width = 16 if family == "cogvideox" else 32
         s.num_frames = 5
         cfg.reward.options = {"reward": cfg.reward.name, "frames": "uniform", "num_frames": 2}
         cfg.reward.name = "video"
@@ -77,6 +81,13 @@ CASES = [
     ("alignprop", "sd", {}), ("alignprop", "sdxl", {}), ("alignprop", "cogvideox", {}),
     ("draft", "sd", {}), ("draft", "sdxl", {"lv_samples": 2}), ("draft", "cogvideox", {"backprop_steps": 0}),
     ("refl", "sd", {}), ("refl", "sdxl", {}), ("refl", "cogvideox", {}),
+    # the flow DiT families: Flow-GRPO (SDE and the CPS window; on Wan the DanceGRPO-style video
+    # setting) and the reward-gradient trainers
+    ("flow_grpo", "flux", {}), ("flow_grpo", "wan", {}),
+    ("flow_grpo", "flux", {"sde_type": "cps", "sde_window_size": 2, "sde_window_range": [0, 3], "beta": 0.0}),
+    ("alignprop", "flux", {}), ("draft", "flux", {}), ("refl", "flux", {}),
+    ("alignprop", "wan", {}), ("draft", "wan", {"backprop_steps": 0}), ("refl", "wan", {}),
+    ("flow_grpo", "qwenimage", {}), ("refl", "qwenimage", {}),
 ]
 
 
@@ -85,6 +96,8 @@ CASES = [
 def test_every_trainer_trains_every_family(tmp_path, trainer, family, overrides):
     cfg = make_config(tmp_path, trainer, family, **overrides)
     adapter = adapter_for(build_tiny_pipeline(family))
+    if family in ("flux", "wan", "qwenimage"):
+        adapter.max_sequence_length = 16  # short text sequences keep the tiny runs fast
     frozen = {n: p.detach().clone() for n, p in adapter.denoiser.named_parameters()}
     runner = get_trainer_class(trainer)(cfg, adapter=adapter)
     lora = {n: p.detach().clone() for n, p in runner.trainable_named_parameters().items()}

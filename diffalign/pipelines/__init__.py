@@ -21,6 +21,9 @@ FAMILIES: Registry[type[PipelineAdapter]] = Registry(
         "sdxl": "diffalign.pipelines.sdxl:SDXLAdapter",
         "sd3": "diffalign.pipelines.sd3:SD3Adapter",
         "cogvideox": "diffalign.pipelines.cogvideox:CogVideoXAdapter",
+        "flux": "diffalign.pipelines.flux:FluxAdapter",
+        "wan": "diffalign.pipelines.wan:WanAdapter",
+        "qwenimage": "diffalign.pipelines.qwenimage:QwenImageAdapter",
     },
     entry_point_group="diffalign.families",
 )
@@ -32,6 +35,9 @@ PIPELINE_CLASS_TO_FAMILY: dict[str, str] = {
     "StableDiffusionXLPipeline": "sdxl",
     "StableDiffusion3Pipeline": "sd3",
     "CogVideoXPipeline": "cogvideox",
+    "FluxPipeline": "flux",
+    "WanPipeline": "wan",
+    "QwenImagePipeline": "qwenimage",
 }
 
 

@@ -177,6 +177,12 @@ class PipelineAdapter(ABC):
         """The conditioned network forward; returns a prediction shaped like ``noisy_latents``."""
 
     @staticmethod
+    def batch_timesteps(timesteps, like: torch.Tensor) -> torch.Tensor:
+        """``timesteps`` as a tensor on ``like``'s device with one entry per sample (a scalar is expanded)."""
+        t = torch.as_tensor(timesteps, device=like.device)
+        return t.expand(like.shape[0]) if t.ndim == 0 else t
+
+    @staticmethod
     def per_sample_error(prediction: torch.Tensor, target: torch.Tensor, segments: int | None = None) -> torch.Tensor:
         """Squared error averaged over every non-batch element, in fp32: shape [B].
 

@@ -20,9 +20,10 @@ from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline
 from diffalign.pipelines.base import PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
 from diffalign.pipelines.ddpm import DDPMFamilyMixin
+from diffalign.pipelines.latents import VideoFactorsMixin
 
 
-class CogVideoXAdapter(DDPMFamilyMixin, PipelineAdapter):
+class CogVideoXAdapter(VideoFactorsMixin, DDPMFamilyMixin, PipelineAdapter):
     """Adapter for ``CogVideoXPipeline`` (CogVideoX-2B/5B, 1.5)."""
 
     family = "cogvideox"
@@ -36,14 +37,6 @@ class CogVideoXAdapter(DDPMFamilyMixin, PipelineAdapter):
     max_sequence_length: int = 226
 
     # ------------------------------------------------------------------ sizes
-    @property
-    def spatial_factor(self) -> int:
-        return int(self.pipe.vae_scale_factor_spatial)
-
-    @property
-    def temporal_factor(self) -> int:
-        return int(self.pipe.vae_scale_factor_temporal)
-
     def default_size(self) -> tuple[int, int, int]:
         """``(height, width, num_frames)`` the model was trained at (e.g. 480, 720, 49)."""
         cfg = self.denoiser.config

@@ -25,7 +25,7 @@ EMBEDDED_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
 class ModelConfig:
     #: hub id, local diffusers folder, or an embedded shapes pipeline: ``shapes-sd`` / ``shapes-sd3``.
     pretrained: str = "shapes-sd"
-    #: model family (``sd``, ``sdxl``, ``sd3``, ``cogvideox``); detected from model_index.json if unset.
+    #: model family (``sd``, ``sdxl``, ``sd3``, ``flux``, ``qwenimage``, ``cogvideox``, ``wan``); detected from model_index.json if unset.
     family: Optional[str] = choice(None, FAMILIES.names)
     revision: Optional[str] = None
     variant: Optional[str] = None

@@ -16,6 +16,7 @@ only one denoiser call are alive at a time during the backward).
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -194,17 +195,18 @@ def sample(
 ) -> Chain:
     """Prompts in, a sampled :class:`Chain` out: every transition stored with its log-probability and
     the final latents decoded to ``images`` (float RGB in [0, 1]) unless ``decode=False``. Size
-    defaults to the family's (``adapter.default_size()``); ``noise_level`` as in
+    defaults to the family's (``adapter.default_size()``; give it with ``latents`` of another size: the
+    schedule of resolution-dependent-shift families depends on it); ``noise_level`` as in
     ``adapter.sampler_step`` (None: the family's default; 0: the deterministic sampler)."""
     cond = prompts if isinstance(prompts, PromptEmbeds) else adapter.encode_prompt(list(prompts))
     b = len(cond)
     uncond = adapter.encode_negative_prompt(negative_prompt, b) if guidance_scale != 1.0 else None
     default_h, default_w, default_f = adapter.default_size()
-    scheduler = adapter.sampling_scheduler(num_inference_steps)
+    height, width = height or default_h, width or default_w
+    scheduler = make_sampling_scheduler(adapter, num_inference_steps, height, width)
     if latents is None:
         latents = adapter.initial_latents(
-            b, height or default_h, width or default_w, num_frames=num_frames or default_f,
-            generator=generator, scheduler=scheduler,
+            b, height, width, num_frames=num_frames or default_f, generator=generator, scheduler=scheduler,
         )
     steps = len(scheduler.timesteps)
     chain = sample_chain(
@@ -214,6 +216,15 @@ def sample(
     if decode:
         chain.images = adapter.decode_latents(chain.final)
     return chain
+
+
+def make_sampling_scheduler(adapter: PipelineAdapter, num_inference_steps: int, height: int, width: int):
+    """``adapter.sampling_scheduler`` for samples of ``height`` x ``width`` where the family's schedule
+    depends on the size (resolution-dependent shift: FLUX, SD3.5, Qwen-Image)."""
+    fn = adapter.sampling_scheduler
+    if "height" in inspect.signature(fn).parameters:
+        return fn(num_inference_steps, height=height, width=width)
+    return fn(num_inference_steps)
 
 
 def _checkpointed_output(adapter, scheduler, x, t, guidance):
@@ -237,6 +248,6 @@ def step_gradient_scales(adapter: PipelineAdapter, scheduler, noise_level: float
 
 
 __all__ = [
-    "Chain", "Guidance", "guided_output", "guided_step", "model_input", "sample", "sample_chain",
+    "Chain", "Guidance", "guided_output", "guided_step", "make_sampling_scheduler", "model_input", "sample", "sample_chain",
     "step_gradient_scales", "transition_log_prob",
 ]

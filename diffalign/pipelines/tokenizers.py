@@ -128,3 +128,49 @@ def t5_tokenizer(model_max_length: int = 512, extra_ids: int = 0):
     from transformers import T5TokenizerFast
 
     return T5TokenizerFast(vocab=t5_unigram_vocab(), extra_ids=extra_ids, model_max_length=model_max_length)
+
+
+#: words of Qwen-Image's prompt template: with one token each, its system prefix is 34 tokens, as with
+#: the real Qwen2 tokenizer (the pipeline drops exactly that many: ``prompt_template_encode_start_idx``).
+QWEN_TEMPLATE_WORDS: tuple[str, ...] = (
+    "system", "user", "assistant", "Describe", "the", "image", "by", "detailing", "color", "shape", "size",
+    "texture", "quantity", "text", "spatial", "relationships", "of", "objects", "and", "background",
+)
+
+
+def _bpe(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding of one pre-tokenized word: merge the lowest-ranked adjacent pair until none applies."""
+    while len(pieces) > 1:
+        pairs = [(ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(pieces, pieces[1:]))]
+        rank, i = min(pairs)
+        if rank == len(ranks):
+            break
+        pieces = pieces[:i] + [pieces[i] + pieces[i + 1]] + pieces[i + 2 :]
+    return pieces
+
+
+def qwen2_tokenizer(words=QWEN_TEMPLATE_WORDS + T5_TINY_WORDS):
+    """A real ``Qwen2Tokenizer`` (byte-level BPE, Qwen2's pre-tokenizer and chat special tokens) over a
+    tiny vocabulary: the 256 byte symbols plus one token per word of ``words`` (with and without the
+    leading space), each built by merges appended after those that already apply to it, so other
+    text falls back to smaller pieces. Offline and deterministic."""
+    from transformers import Qwen2Tokenizer
+
+    symbols = _bytes_to_unicode()
+    printable = [ord(c) for c in symbols if ord(c) < 256]  # bytes that are their own symbol, in table order
+    byte_symbol = dict(zip(printable + [b for b in range(256) if b not in printable], symbols))
+    vocab = {sym: i for i, sym in enumerate(symbols)}
+    ranks: dict[tuple[str, str], int] = {}
+    for word in dict.fromkeys(words):
+        for piece in (" " + word, word):
+            pieces = _bpe([byte_symbol[b] for b in piece.encode("utf-8")], ranks)
+            while len(pieces) > 1:
+                ranks[(pieces[0], pieces[1])] = len(ranks)
+                pieces = [pieces[0] + pieces[1]] + pieces[2:]
+                vocab.setdefault(pieces[0], len(vocab))
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    for token in specials:
+        vocab[token] = len(vocab)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=sorted(ranks, key=ranks.get))
+    tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
+    return tokenizer

@@ -12,6 +12,9 @@ _BUILDERS = {
     "sdxl": "diffalign.pipelines.tiny.sdxl:build",
     "sd3": "diffalign.pipelines.tiny.sd3:build",
     "cogvideox": "diffalign.pipelines.tiny.cogvideox:build",
+    "flux": "diffalign.pipelines.tiny.flux:build",
+    "wan": "diffalign.pipelines.tiny.wan:build",
+    "qwenimage": "diffalign.pipelines.tiny.qwenimage:build",
 }
 
 

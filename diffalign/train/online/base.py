@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 from typing import Sequence
 
 import torch
@@ -23,7 +22,7 @@ from diffalign.pipelines import PromptEmbeds
 from diffalign.train.online.config import OnlineConfig
 from diffalign.train.online.grouping import KRepeatSampler
 from diffalign.train.online.prompts import PromptSet
-from diffalign.pipelines.sampling import Guidance, sample_chain
+from diffalign.pipelines.sampling import Guidance, make_sampling_scheduler, sample_chain
 from diffalign.train.online.scoring import RewardScorer
 from diffalign.train.trainer import Trainer
 
@@ -105,11 +104,7 @@ class OnlineTrainer(Trainer):
 
     def make_scheduler(self, num_steps: int):
         """The sampling scheduler (shared by rollouts and the training re-evaluation)."""
-        fn = self.adapter.sampling_scheduler
-        kwargs = {}
-        if "height" in inspect.signature(fn).parameters:
-            kwargs = {"height": self.sample_size[0], "width": self.sample_size[1]}
-        return fn(num_steps, **kwargs)
+        return make_sampling_scheduler(self.adapter, num_steps, self.sample_size[0], self.sample_size[1])
 
     def guidance(self, prompts: Sequence[str], guidance_scale: float | None = None, cfg_on: bool = True) -> Guidance:
         """Encoded prompts (memoised) and, when guiding, the unconditional embeddings."""
