@@ -95,6 +95,9 @@ class TrainConfig:
     checkpoints_total_limit: Optional[int] = None
     #: ``latest`` or a checkpoint folder; unset = start fresh.
     resume: Optional[str] = None
+    #: a fresh run into a folder holding another run's files refuses unless this is true (then the
+    #: old run's files are removed first); see ``diffalign.train.rundir``.
+    overwrite: bool = False
     #: any of jsonl (always on), tensorboard, wandb.
     report_to: list[str] = field(default_factory=lambda: ["jsonl"], metadata={"choices": REPORTERS})
     #: what to write at the end: lora | pipeline | both (full fine-tuning: pipeline).

@@ -40,6 +40,7 @@ from diffalign.train.checkpoint import load_checkpoint, load_extra_tensors, reso
 from diffalign.train.config import TrainConfig
 from diffalign.train.metrics import MetricsLogger
 from diffalign.train.optim import build_lr_scheduler, build_optimizer
+from diffalign.train.rundir import check_output_dir, clear_previous_run
 from diffalign.utils.dtypes import mixed_precision_name, torch_dtype
 
 
@@ -66,6 +67,7 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
         self.config = config
+        check_output_dir(config.output_dir, config.resume, config.overwrite)  # before loading anything
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         if config.allow_tf32 and torch.cuda.is_available():
@@ -222,6 +224,9 @@ class Trainer:
         """Create the output folder, restore the checkpoint to resume from (if any), save the
         config and open the metrics log (``self.logger``); return the step to start from."""
         cfg, acc = self.config, self.accelerator
+        if cfg.overwrite and not cfg.resume and self.is_main:
+            clear_previous_run(cfg.output_dir)
+        acc.wait_for_everyone()
         os.makedirs(cfg.output_dir, exist_ok=True)
         start_step = 0
         ckpt = resolve_resume(cfg.output_dir, cfg.resume)
