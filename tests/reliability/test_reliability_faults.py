@@ -1,7 +1,8 @@
 """Fault injection: a run killed with SIGKILL inside a step, inside a checkpoint write or inside the
-final export, then resumed with ``resume=latest``, ends byte-identical to an uninterrupted run (same
-LoRA file, same losses); the same seed twice gives byte-identical runs; a full disk during a
-checkpoint leaves the previous checkpoint complete and loadable."""
+final export, then resumed with ``resume=latest`` in a new process, ends byte-identical to an
+uninterrupted run in another process (same LoRA tensors byte for byte, same header, same losses; so
+the same seed twice gives the same run, checked in one process too by tests/test_train_offline.py);
+a full disk during a checkpoint leaves the previous checkpoint complete and loadable."""
 from __future__ import annotations
 
 import errno
