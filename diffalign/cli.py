@@ -74,8 +74,11 @@ def one_line(error: BaseException) -> str:
     problems = getattr(error, "problems", None) or []
     text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
     head = " ".join(text.splitlines()[0].split()) if text.strip() else type(error).__name__
+    first = " ".join(problems[0].split()) if problems else ""
     if len(problems) > 1:
-        head = f"{head.rstrip(':')} ({len(problems)} problems; first: {' '.join(problems[0].split())})"
+        head = f"{head.rstrip(':')} ({len(problems)} problems; first: {first})"
+    elif first and first != head:
+        head = f"{head.rstrip(':')}: {first}"
     return head
 
 
