@@ -6,8 +6,9 @@ import hashlib
 import os
 
 import numpy as np
+import pytest
 
-from diffalign.data import DataConfig
+from diffalign.data import DataConfig, write_pairs_jsonl
 from diffalign.train.offline import CacheConfig, OfflineConfig
 
 
@@ -16,6 +17,15 @@ def pair_rows(n: int = 6, size: int = 32, seed: int = 0) -> list[dict]:
     return [{"caption": f"a photo of thing {i}", "jpg_0": rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
              "jpg_1": rng.integers(0, 255, (size, size, 3), dtype=np.uint8), "label_0": float(i % 2)}
             for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def pairs_dir(tmp_path_factory):
+    """Six pairs on disk (jsonl + png files); test modules import this fixture by name (a conftest
+    here would shadow the top-level ``conftest`` module other tests import from)."""
+    root = tmp_path_factory.mktemp("reliability-data") / "pairs"
+    write_pairs_jsonl(str(root), pair_rows())
+    return root
 
 
 def offline_config(out, data_path, cache_dir, **kw) -> OfflineConfig:

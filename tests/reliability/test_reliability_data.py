@@ -10,7 +10,7 @@ import os
 import shutil
 
 import pytest
-from reliability_helpers import offline_config, snapshot
+from reliability_helpers import offline_config, pairs_dir, snapshot  # noqa: F401 (pairs_dir: a fixture)
 
 from diffalign.cli import one_line
 from diffalign.data.errors import DatasetError

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from reliability_helpers import snapshot
+from reliability_helpers import pairs_dir, snapshot  # noqa: F401 (pairs_dir: a fixture)
 
 from diffalign.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from diffalign.train.metrics import read_metrics
