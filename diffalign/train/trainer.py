@@ -40,6 +40,7 @@ from diffalign.train.checkpoint import load_checkpoint, load_extra_tensors, reso
 from diffalign.train.config import TrainConfig
 from diffalign.train.metrics import MetricsLogger
 from diffalign.train.optim import build_lr_scheduler, build_optimizer
+from diffalign.train.precision import describe_precision
 from diffalign.train.rundir import check_output_dir, clear_previous_run
 from diffalign.utils.dtypes import mixed_precision_name, torch_dtype
 
@@ -81,6 +82,9 @@ class Trainer:
         )
         self.is_main = self.accelerator.is_main_process
         self.device = self.accelerator.device
+        precision = describe_precision(self.accelerator, config.model.weight_dtype)
+        if precision:
+            self.accelerator.print(precision)
         weight_dtype = torch_dtype(config.model.weight_dtype)
         self.adapter = adapter if adapter is not None else load_model(config.model, device=self.device, dtype=weight_dtype)
         self.adapter.to(device=self.device)
