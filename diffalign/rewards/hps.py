@@ -21,6 +21,7 @@ what AlignProp's ``hps_loss_fn`` feeds the model (mihirp1998/AlignProp ``main.py
 antialiased (a square image is not cropped), then OpenAI mean / std. The two give different reward
 gradients; ``sd15_alignprop_hps`` uses ``alignprop``.
 
+``revision`` pins the hub download (branch, tag or commit); ``commit`` is the one the file came from.
 ``path`` is the checkpoint file or a folder holding it (``.pt`` read with ``weights_only=True``, or a
 converted ``.safetensors`` holding the bare state dict). ``model_config`` overrides the open_clip
 config (tests build a tiny one).
@@ -33,6 +34,7 @@ import torch
 
 from diffalign.rewards.base import Reward
 from diffalign.rewards.checkpoints import load_exact, read_state_dict, resolve_file
+from diffalign.utils.hub import hub_commit
 from diffalign.utils.dtypes import torch_dtype
 from diffalign.rewards.preprocess import ImagePreprocess
 
@@ -71,6 +73,7 @@ class HPSv2(Reward):
         model_config: Mapping[str, Any] | None = None,
         dtype=None,
         preprocess: str = "hpsv2",
+        revision: str | None = None,
     ):
         super().__init__()
         import open_clip
@@ -81,7 +84,9 @@ class HPSv2(Reward):
         self.version = version or self.default_version
         if self.version not in FILES:
             raise ValueError(f"unknown HPS version {self.version!r}; expected one of {', '.join(FILES)}")
-        file = resolve_file(path, FILES[self.version], HUB_REPO, f"hpsv{self.version[1:]}")
+        file = resolve_file(path, FILES[self.version], HUB_REPO, f"hpsv{self.version[1:]}", revision=revision)
+        #: the hub commit the checkpoint came from (None for a local file)
+        self.commit = hub_commit(file)
         self.model = build_open_clip(model_config)
         load_exact(self.model, read_state_dict(file, key="state_dict"), file)
         self.model.to(torch_dtype(dtype) or torch.float32)

@@ -43,6 +43,7 @@ from diffalign.train.optim import build_lr_scheduler, build_optimizer
 from diffalign.train.precision import describe_precision
 from diffalign.train.rundir import check_output_dir, clear_previous_run
 from diffalign.utils.dtypes import mixed_precision_name, torch_dtype
+from diffalign.utils.hub import resolve_model_commit
 
 
 
@@ -293,7 +294,9 @@ class Trainer:
                 if cfg.save in ("pipeline", "both") or not cfg.lora.enabled:
                     pipeline_path = self.adapter.save_pretrained(os.path.join(cfg.output_dir, "pipeline"))
             with open(os.path.join(cfg.output_dir, "train_summary.json"), "w", encoding="utf-8") as f:
-                json.dump({"steps": cfg.max_steps, "lora": lora_path, "pipeline": pipeline_path}, f, indent=2)
+                model = {"pretrained": cfg.model.pretrained, "revision": cfg.model.revision,
+                         "commit": resolve_model_commit(cfg.model.pretrained, cfg.model.revision)}
+                json.dump({"steps": cfg.max_steps, "lora": lora_path, "pipeline": pipeline_path, "model": model}, f, indent=2)
         self.accelerator.wait_for_everyone()
         return TrainResult(cfg.output_dir, cfg.max_steps, lora_path, pipeline_path,
                            os.path.join(cfg.output_dir, "logs", "metrics.jsonl"))
