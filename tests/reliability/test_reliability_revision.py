@@ -1,8 +1,6 @@
 """Hub downloads can be pinned (``revision``) and the commit used is recorded."""
 from __future__ import annotations
 
-
-
 from diffalign.utils.hub import hub_commit, resolve_model_commit
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
