@@ -133,21 +133,6 @@ def _load(cls, path):
     return pipe
 
 
-def held_out_rows(per_category: int, seed: int = 0) -> list[dict]:
-    """Distinct held-out prompts: up to ``per_category`` of each category's test split."""
-    import numpy as np
-
-    from diffalign import shapes
-
-    rows = []
-    rng = np.random.default_rng(seed)
-    for tag in shapes.CATEGORIES:
-        pool = shapes.split_rows("test", [tag])
-        take = rng.permutation(len(pool))[: min(per_category, len(pool))]
-        rows.extend(pool[i] for i in sorted(take))
-    return rows
-
-
 def held_out_plan(images_per_category: int, seed: int = 0, min_images_per_prompt: int = 4) -> tuple[list[dict], list[int]]:
     """Held-out rows and images per row: about ``images_per_category`` images for every category.
 
