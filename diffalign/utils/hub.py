@@ -1,8 +1,21 @@
-"""Which hub commit a downloaded file or model came from, for the run's records."""
+"""Messages for models that cannot be fetched from the Hugging Face Hub, and which hub commit a
+downloaded file or model came from (for the run's records)."""
 from __future__ import annotations
 
 import os
 import re
+
+
+def hub_help(name: str, err: Exception) -> str:
+    """One line saying why ``name`` could not be fetched and how to get it offline."""
+    offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes")
+    return (
+        f"could not get {name!r}: it is not a local folder, and the hub "
+        + ("is disabled (HF_HUB_OFFLINE=1) and the model is not in the local cache" if offline else "lookup failed")
+        + f" ({type(err).__name__}: {err}). Download it where you have network access with "
+        f"`huggingface-cli download {name} --local-dir DIR` and pass DIR instead."
+    )
+
 
 _SNAPSHOT = re.compile(r"[\\/]snapshots[\\/]([0-9a-f]{40})(?:[\\/]|$)")
 
