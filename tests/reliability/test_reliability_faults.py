@@ -1,6 +1,6 @@
 """Fault injection: a run killed with SIGKILL inside a step, inside a checkpoint write or inside the
 final export, then resumed with ``resume=latest`` in a new process, ends byte-identical to an
-uninterrupted run in another process (same LoRA tensors byte for byte, same header, same losses; so
+uninterrupted run in the test process (same LoRA tensors byte for byte, same header, same losses; so
 the same seed twice gives the same run, checked in one process too by tests/test_train_offline.py);
 a full disk during a checkpoint leaves the previous checkpoint complete and loadable."""
 from __future__ import annotations
@@ -50,8 +50,12 @@ def outcome(out) -> tuple[tuple[dict, bytes], list[float]]:
 
 @pytest.fixture(scope="module")
 def reference(pairs_dir, tmp_path_factory):
+    """The uninterrupted run, in this process (the same code the script runs, without a kill)."""
+    import faulty_run
+
     root = tmp_path_factory.mktemp("reference")
-    assert run(root / "run", pairs_dir, root / "cache") == 0
+    faulty_run.main({"out": str(root / "run"), "data": str(pairs_dir), "cache": str(root / "cache"), "steps": STEPS,
+                     "checkpointing_steps": EVERY, "resume": None, "kill": None})
     return outcome(root / "run")
 
 
