@@ -9,6 +9,8 @@ checked against the dataclass; every problem is one line naming where it comes f
 - an unknown key lists the valid keys of its section, with the closest one when there is one (a
   renamed key says its new name);
 - a value of the wrong type names the expected type;
+- a field declared with :func:`bounded` must be finite and at least its minimum (``batch_size=0``,
+  a negative or NaN ``optim.lr``);
 - a field declared with :func:`choice` lists its choices (a callable gives them at check time, e.g. a
   :class:`~diffalign.registry.Registry`, whose aliases are accepted too); one declared with :func:`parsed` is converted by its function (which raises a
   ``ValueError`` naming the choices), also when the dataclass is built in Python
@@ -51,6 +53,28 @@ def parsed(default: Any, parse: Callable[[Any], Any]) -> Any:
     return dataclasses.field(default=default, metadata={"parse": parse})
 
 
+def bounded(default: Any, minimum: float, exclusive: bool = False) -> Any:
+    """A numeric dataclass field that must be finite and ``>= minimum`` (``> minimum`` when ``exclusive``)."""
+    return dataclasses.field(default=default, metadata={"minimum": (minimum, exclusive)})
+
+
+def out_of_bounds(value: Any, metadata: Any) -> str | None:
+    """Why ``value`` breaks the field's :func:`bounded` limit (None when it keeps it or has none)."""
+    limit = (metadata or {}).get("minimum")
+    if limit is None or value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    minimum, exclusive = limit
+    if number != number or number in (float("inf"), float("-inf")):
+        return f"must be a finite number, got {value!r}"
+    if number < minimum or (exclusive and number == minimum):
+        return f"must be {'>' if exclusive else '>='} {minimum:g}, got {value!r}"
+    return None
+
+
 def field_metadata(cls: type, name: str) -> Any:
     """The metadata of field ``name``, from the nearest class of ``cls``'s bases that gives it any
     (a subclass that only changes a default, ``trainer: str = "ddpo"``, keeps the base's choices)."""
@@ -64,9 +88,13 @@ def field_metadata(cls: type, name: str) -> Any:
 def apply_parsers(obj: Any) -> None:
     """Convert the :func:`parsed` fields of the dataclass instance ``obj`` in place (call it in ``__post_init__``)."""
     for f in dataclasses.fields(obj):
-        parse = field_metadata(type(obj), f.name).get("parse")
+        metadata = field_metadata(type(obj), f.name)
+        parse = metadata.get("parse")
         if parse is not None:
             setattr(obj, f.name, parse(getattr(obj, f.name)))
+        problem = out_of_bounds(getattr(obj, f.name), metadata)
+        if problem:
+            raise ValueError(f"{f.name}: {problem}")
 
 
 # --------------------------------------------------------------------------- checking
@@ -175,6 +203,9 @@ class _Checker:
                 self.value(args[1] if args else Any, item, f"{path}.{key}")
         elif not _fits(tp, value):
             raise self.fail(f"{path}: expected {_describe(tp)}, got {value!r}")
+        problem = out_of_bounds(value, metadata)
+        if problem:
+            raise self.fail(f"{path}: {problem}")
         choices = metadata.get("choices")
         if choices is not None and not isinstance(value, (list, dict)):
             valid = choices() if callable(choices) else choices  # a sequence, or a Registry (aliases count)
@@ -218,19 +249,21 @@ def read_overrides(overrides: Sequence[str]) -> dict:
 
 def load_config(cls: type[T], path: str | os.PathLike | Mapping | None = None, overrides: Sequence[str] = ()) -> T:
     """``path``: a YAML recipe, or a mapping of the same keys given in Python (checked the same way)."""
-    layers: list[Any] = [OmegaConf.structured(cls)]
+    given: list[tuple[str, dict]] = []  # (source, data), in merge order
     if isinstance(path, Mapping):
         data, path = dict(path), PYTHON
         check_config(cls, data, path)
-        layers.append(data)
+        given.append((path, data))
     elif path is not None:
         data = read_recipe(path)
         check_config(cls, data, str(path))
-        layers.append(data)
+        given.append((str(path), data))
     if overrides:
         data = read_overrides(overrides)
         check_config(cls, data, COMMAND_LINE)
-        layers.append(data)
+        given.append((COMMAND_LINE, data))
+    drop_scoped_keys(cls, given)
+    layers: list[Any] = [OmegaConf.structured(cls), *(data for _, data in given)]
     try:
         merged = OmegaConf.merge(*layers)
         obj = OmegaConf.to_object(merged)
@@ -241,6 +274,27 @@ def load_config(cls: type[T], path: str | os.PathLike | Mapping | None = None, o
         raise ConfigError(f"{path or COMMAND_LINE}: {e}") from e
     assert dataclasses.is_dataclass(obj)
     return obj  # type: ignore[return-value]
+
+
+def drop_scoped_keys(cls: type, given: list[tuple[str, dict]]) -> None:
+    """Keys that belong to the value of another key (``scoped_keys = {"loss": "method"}``: the loss
+    arguments belong to the method they were written for): a layer's scoped section is dropped, with
+    a warning, when a later layer switches the selecting key to another value, so
+    ``shapes_dpo.yaml method=mapo`` trains MaPO with MaPO's defaults, not DPO's ``loss.beta``."""
+    import warnings
+
+    for key, selector in getattr(cls, "scoped_keys", {}).items():
+        default = getattr(cls, "__dataclass_fields__")[selector].default
+        chosen = [data.get(selector, None) for _, data in given]
+        final = next((c for c in reversed(chosen) if c is not None), default)
+        current = default
+        for (source, data), selected in zip(given, chosen):
+            current = selected if selected is not None else current
+            if key in data and current != final:
+                section = data.pop(key)
+                names = ", ".join(f"{key}.{k}" for k in section) if isinstance(section, dict) else key
+                warnings.warn(f"{source}: {names} ignored: given for {selector}={current}, but {selector}={final} "
+                              f"takes its own defaults (give {key}.NAME=VALUE for it to set one)", stacklevel=3)
 
 
 def config_to_dict(cfg: Any) -> dict:

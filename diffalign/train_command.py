@@ -69,14 +69,11 @@ def run(args: argparse.Namespace) -> int:
     if args.list or not args.recipe:
         print("\n".join(list_recipes()))
         return 0 if args.list else 2
-    from diffalign.config import ConfigError, load_config
+    from diffalign.config import load_config
 
     path = recipe_path(args.recipe)
-    try:
-        cls = trainer_class(path, args.overrides)
-        cfg = load_config(cls.config_class, path, args.overrides)
-    except ConfigError as e:
-        raise SystemExit(f"diffalign train: {e}") from None
+    cls = trainer_class(path, args.overrides)  # a ConfigError is one line (diffalign.cli)
+    cfg = load_config(cls.config_class, path, args.overrides)
     result = cls(cfg).train()
     print(f"done: {result.steps} steps; outputs in {result.output_dir}"
           + (f"; LoRA {result.lora_path}" if result.lora_path else "")

@@ -129,22 +129,36 @@ def test_pipeline_dtype_option_takes_short_names():
     assert pipe.unet.dtype == torch.float16 and pipe.vae.dtype == torch.float16
 
 
-def test_train_command_reports_config_errors_before_loading_a_model(tmp_path):
+def test_train_command_reports_config_errors_before_loading_a_model(tmp_path, capsys):
     from diffalign.cli import main
+
+    def error_line(argv):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.endswith(" (--debug shows the traceback)\n")
+        return err
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("trainer: ddpo\nmodel:\n  pretrained: /nonexistent\nsampling:\n  num_inference_steps: 3\n")
-    with pytest.raises(SystemExit) as e:
-        main(["train", str(recipe), "sampling.guidance=2"])
-    assert str(e.value).startswith(
-        "diffalign train: command line: unknown key 'sampling.guidance' (did you mean 'sampling.guidance_scale'?); valid keys of sampling: ")
-    with pytest.raises(SystemExit) as e:
-        main(["train", str(recipe), "trainer=dppo"])
-    assert str(e.value).startswith("diffalign train: command line: trainer: unknown trainer 'dppo'; choose one of: alignprop, d3po")
+    assert error_line(["train", str(recipe), "sampling.guidance=2"]).startswith(
+        "diffalign train: error: command line: unknown key 'sampling.guidance' (did you mean 'sampling.guidance_scale'?); valid keys of sampling: ")
+    assert error_line(["train", str(recipe), "trainer=dppo"]).startswith(
+        "diffalign train: error: command line: trainer: unknown trainer 'dppo'; choose one of: alignprop, d3po")
     recipe.write_text("trainer: flow_grpo\nclip_range: 0.1\n")
-    with pytest.raises(SystemExit) as e:
-        main(["train", str(recipe)])
-    assert str(e.value) == f"diffalign train: {recipe}: clip_range was renamed to loss.clip_range"
+    assert error_line(["train", str(recipe)]) == (
+        f"diffalign train: error: {recipe}: clip_range was renamed to loss.clip_range (--debug shows the traceback)\n")
+    # --debug (before or after the command) or DIFFALIGN_DEBUG=1: the exception itself, with its traceback
+    for argv in (["--debug", "train", str(recipe)], ["train", str(recipe), "--debug"]):
+        with pytest.raises(ConfigError, match="clip_range was renamed"):
+            main(argv)
+
+
+def test_debug_env_var_shows_the_traceback(tmp_path, monkeypatch):
+    from diffalign.cli import main
+
+    monkeypatch.setenv("DIFFALIGN_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="neither a file nor a shipped recipe"):
+        main(["train", str(tmp_path / "missing.yaml")])
 
 
 def test_save_round_trip(tmp_path):

@@ -147,8 +147,9 @@ def test_sample_command_with_and_without_lora(tiny_sd_folder, tmp_path):
         outs[name] = [np.asarray(Image.open(out / r["file"]), float) for r in records]
     assert outs["base"][0].shape == (32, 32, 3)
     assert np.mean([np.abs(a - b).mean() for a, b in zip(outs["base"], outs["lora"])]) > 1.0  # the LoRA changes images
-    with pytest.raises(FileNotFoundError, match="LoRA .* not found"):
-        main(["sample", "--pipeline", pipe_dir, "--lora", str(tmp_path / "none"), "--prompt", "x", "--out", str(tmp_path / "x")])
+    with pytest.raises(FileNotFoundError, match="LoRA .* not found"):  # --debug: the exception itself
+        main(["sample", "--pipeline", pipe_dir, "--lora", str(tmp_path / "none"), "--prompt", "x", "--out", str(tmp_path / "x"), "--debug"])
+    assert main(["sample", "--pipeline", pipe_dir, "--lora", str(tmp_path / "none"), "--prompt", "x", "--out", str(tmp_path / "x")]) == 1
 
 
 def test_prompt_files(tmp_path):

@@ -212,6 +212,29 @@ def test_hpsv2_and_hpsv21(hps_dir):
     assert not torch.allclose(v2(images, PROMPTS), v21(images, PROMPTS))
 
 
+def test_hps_alignprop_preprocessing_is_torchvision_resize_bilinear(hps_dir):
+    """``preprocess="alignprop"``: AlignProp's hps_loss_fn, ``torchvision.transforms.Resize(224)`` on the
+    float tensor (torchvision 0.15: bilinear, no antialiasing), then OpenAI mean / std."""
+    import open_clip
+    from torchvision.transforms import InterpolationMode, Normalize, Resize
+
+    folder, models = hps_dir
+    reward = load("hpsv2", path=folder, model_config=TINY_OPEN_CLIP, preprocess="alignprop")
+    size = reward.preprocess.size
+    images = tensor_of(pictures(2, 3 * size, 3 * size, seed=5))  # square, as AlignProp's 512 x 512 samples
+    reference = Normalize(reward.preprocess.mean, reward.preprocess.std)(
+        Resize(size, interpolation=InterpolationMode.BILINEAR, antialias=False)(images))
+    torch.testing.assert_close(reward.preprocess(images), reference, rtol=0, atol=1e-6)
+    with torch.no_grad():
+        img, txt, _ = models["HPS_v2_compressed.pt"](reference, open_clip.get_tokenizer("ViT-H-14")(PROMPTS))
+    assert torch.allclose(reward(images, PROMPTS), (img * txt).sum(-1), atol=1e-4)
+    default = load("hpsv2", path=folder, model_config=TINY_OPEN_CLIP)
+    assert (default.preprocess(images) - reward.preprocess(images)).abs().max() > 1e-2  # the gradients differ too
+    assert_gradient_reaches_pixels(reward)
+    with pytest.raises(ValueError, match="unknown HPS preprocess 'bicubic'; expected one of hpsv2, alignprop"):
+        load("hpsv2", path=folder, model_config=TINY_OPEN_CLIP, preprocess="bicubic")
+
+
 def test_hps_checkpoint_formats_and_errors(hps_dir, tmp_path):
     from safetensors.torch import save_file
 

@@ -89,6 +89,8 @@ def build_dataset(cfg: DataConfig, seed: int = 0, rows: Any = None) -> Preferenc
     column_kind = "pairs" if cfg.kind == "unpaired" and cfg.unpaired_from_pairs else cfg.kind
     columns = columns_from_mapping(KINDS[column_kind], cfg.columns)
     source = MemorySource(rows) if rows is not None else open_source(cfg.path, format=cfg.format, split=cfg.split)
+    if len(source) == 0:
+        raise DatasetError(f"{source.name}: the data set is empty (no rows)")
     if column_kind == "pairs":
         pairs = PairDataset(source, columns, preprocess, ties=cfg.ties, soft_label_of=cfg.soft_label_of,
                             media=cfg.media, seed=seed)

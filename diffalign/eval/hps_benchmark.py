@@ -198,16 +198,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", type=dtype_argument, help="pipeline dtype: fp16/float16, bf16/bfloat16, fp32/float32 (default: as saved)")
 
 
+def check_output_folder(out: str) -> None:
+    """The output folder must be creatable and writable before any work starts."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, ".diffalign-write-test")
+        with open(probe, "w") as f:
+            f.write("")
+        os.remove(probe)
+    except OSError as e:
+        raise FileNotFoundError(f"--out {out}: cannot write there ({e.strerror or e})") from e
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     import diffalign.rewards
 
     prompts = {s: texts[: args.limit] for s, texts in read_style_prompts(args.prompts, args.styles).items()}
     images_dir, info = args.images, {}
+    if not images_dir and not args.pipeline:
+        raise SystemExit("give --pipeline (to generate) or --images DIR")
+    check_output_folder(args.out)
+    # the reward models load (on the CPU) before any image is generated: missing weights stop the job
+    # at once; they move to the device once the pipeline is freed
+    hps_defaults = {"path": args.hps_path} if args.hps_path else {}
+    rewards = {}
+    for spec_text in args.reward:
+        name = spec_text.split(":")[0]
+        rewards[name] = diffalign.rewards.load(spec_text, device="cpu", **(hps_defaults if name in ("hpsv2", "hpsv2.1") else {}))
     if not images_dir:
-        if not args.pipeline:
-            raise SystemExit("give --pipeline (to generate) or --images DIR")
-        import torch
-
         from diffalign.pipelines.generation import PipelineSpec, load_pipeline_spec, sampling_settings
 
         spec = PipelineSpec(args.pipeline, args.lora)
@@ -220,11 +240,8 @@ def run(args: argparse.Namespace) -> int:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         info = {"pipeline": spec.label, "generation": {"seed": args.seed, **sampling}}
-    hps_defaults = {"path": args.hps_path} if args.hps_path else {}
-    rewards = {}
-    for spec_text in args.reward:
-        name = spec_text.split(":")[0]
-        rewards[name] = diffalign.rewards.load(spec_text, device=args.device or "auto", **(hps_defaults if name in ("hpsv2", "hpsv2.1") else {}))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rewards = {name: r.to(device) for name, r in rewards.items()}
     summary = run_benchmark(args.out, prompts, rewards, images_dir=images_dir, info=info)
     for name, s in summary["scores"].items():
         parts = ", ".join(f"{st} {v['score']:.2f}" for st, v in s["styles"].items())

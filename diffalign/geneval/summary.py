@@ -30,16 +30,21 @@ def summarize_results(results: Sequence[Mapping]) -> dict:
     """The full summary of per-image results (dicts with ``tag``, ``correct`` and ``metadata``, as
     ``results.jsonl`` holds them): ``overall``, ``per_tag`` scores, ``per_tag_counts``
     ([correct, images]), ``correct_images`` and ``correct_prompts`` (fractions), ``images`` and
-    ``prompts`` (counts). Prompts are told apart by their metadata record, as GenEval does."""
+    ``prompts`` (counts), and ``distinct_prompts``. A prompt is a row of the prompt file
+    (``prompt_index`` when the results carry it, as this package's jobs write them) else a metadata
+    record, as GenEval does; ``distinct_prompts`` counts the metadata records (fewer when a prompt repeats)."""
     rows = [{"tag": r["tag"]} for r in results]
     scores = summarize(rows, [bool(r["correct"]) for r in results])
     counts: dict[str, list[int]] = {}
-    by_prompt: dict[str, bool] = {}
+    by_prompt: dict = {}
+    distinct = set()
     for r in results:
         c = counts.setdefault(r["tag"], [0, 0])
         c[0] += bool(r["correct"])
         c[1] += 1
-        key = r["metadata"] if isinstance(r["metadata"], str) else json.dumps(r["metadata"])
+        record = r["metadata"] if isinstance(r["metadata"], str) else json.dumps(r["metadata"])
+        distinct.add(record)
+        key = ("index", r["prompt_index"]) if "prompt_index" in r else record
         by_prompt[key] = by_prompt.get(key, False) or bool(r["correct"])
     overall = scores.pop("overall")
     return {
@@ -50,4 +55,5 @@ def summarize_results(results: Sequence[Mapping]) -> dict:
         "correct_prompts": sum(by_prompt.values()) / len(by_prompt),
         "images": len(results),
         "prompts": len(by_prompt),
+        "distinct_prompts": len(distinct),
     }

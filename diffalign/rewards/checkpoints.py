@@ -32,8 +32,9 @@ def download_hint(repo_id: str, filename: str | None = None) -> str:
     return f"Download it where you have network access with `huggingface-cli download {what} --local-dir DIR` and pass path=DIR."
 
 
-def resolve_file(path: str | os.PathLike | None, filename: str, repo_id: str, what: str) -> str:
-    """Local path of ``filename`` for the reward ``what`` (see the module docstring)."""
+def resolve_file(path: str | os.PathLike | None, filename: str, repo_id: str, what: str, revision: str | None = None) -> str:
+    """Local path of ``filename`` for the reward ``what`` (see the module docstring); ``revision``
+    (a branch, tag or commit) pins the hub download."""
     if path is not None:
         path = os.path.expanduser(os.fspath(path))
         if os.path.isdir(path):
@@ -44,7 +45,7 @@ def resolve_file(path: str | os.PathLike | None, filename: str, repo_id: str, wh
     from huggingface_hub import hf_hub_download
 
     try:
-        return hf_hub_download(repo_id, filename, local_files_only=hub_offline())
+        return hf_hub_download(repo_id, filename, revision=revision, local_files_only=hub_offline())
     except Exception as e:  # offline cache miss, missing repo, network, auth
         where = "the local hub cache (HF_HUB_OFFLINE is set)" if hub_offline() else f"the hub repository {repo_id}"
         raise FileNotFoundError(

@@ -15,6 +15,13 @@ Facts checked against tgxs002/HPSv2 (``hpsv2/img_score.py`` and its vendored ope
 - score: normalised image features . normalised text features (no logit scale); roughly 0.2-0.35;
   v2.0 and v2.1 scores are not comparable. Differentiable.
 
+``preprocess`` picks the image preprocessing: ``"hpsv2"`` (default, the above) or ``"alignprop"``,
+what AlignProp's ``hps_loss_fn`` feeds the model (mihirp1998/AlignProp ``main.py``, torchvision 0.15.2):
+``torchvision.transforms.Resize(224)`` on the float tensor, i.e. shortest side to 224, bilinear, not
+antialiased (a square image is not cropped), then OpenAI mean / std. The two give different reward
+gradients; ``sd15_alignprop_hps`` uses ``alignprop``.
+
+``revision`` pins the hub download (branch, tag or commit); ``commit`` is the one the file came from.
 ``path`` is the checkpoint file or a folder holding it (``.pt`` read with ``weights_only=True``, or a
 converted ``.safetensors`` holding the bare state dict). ``model_config`` overrides the open_clip
 config (tests build a tiny one).
@@ -27,12 +34,19 @@ import torch
 
 from diffalign.rewards.base import Reward
 from diffalign.rewards.checkpoints import load_exact, read_state_dict, resolve_file
+from diffalign.utils.hub import hub_commit
 from diffalign.utils.dtypes import torch_dtype
 from diffalign.rewards.preprocess import ImagePreprocess
 
 HUB_REPO = "xswu/HPSv2"
 FILES = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
 ARCHITECTURE = "ViT-H-14"
+#: image preprocessing choices (``preprocess=``), given the model's image size.
+PREPROCESSING = {
+    "hpsv2": lambda size: ImagePreprocess(size=size, resize_mode="letterbox", clamp=False),
+    "alignprop": lambda size: ImagePreprocess(size=size, resize_mode="shortest_crop", interpolation="bilinear",
+                                              crop_rounding="round", clamp=False, antialias=False),
+}
 
 
 def build_open_clip(model_config: Mapping[str, Any] | None = None):
@@ -58,19 +72,26 @@ class HPSv2(Reward):
         version: str | None = None,
         model_config: Mapping[str, Any] | None = None,
         dtype=None,
+        preprocess: str = "hpsv2",
+        revision: str | None = None,
     ):
         super().__init__()
         import open_clip
 
+        if preprocess not in PREPROCESSING:
+            raise ValueError(f"unknown HPS preprocess {preprocess!r}; expected one of {', '.join(PREPROCESSING)}")
+
         self.version = version or self.default_version
         if self.version not in FILES:
             raise ValueError(f"unknown HPS version {self.version!r}; expected one of {', '.join(FILES)}")
-        file = resolve_file(path, FILES[self.version], HUB_REPO, f"hpsv{self.version[1:]}")
+        file = resolve_file(path, FILES[self.version], HUB_REPO, f"hpsv{self.version[1:]}", revision=revision)
+        #: the hub commit the checkpoint came from (None for a local file)
+        self.commit = hub_commit(file)
         self.model = build_open_clip(model_config)
         load_exact(self.model, read_state_dict(file, key="state_dict"), file)
         self.model.to(torch_dtype(dtype) or torch.float32)
         self.tokenizer = open_clip.get_tokenizer(ARCHITECTURE, context_length=self.model.context_length)
-        self.preprocess = ImagePreprocess(size=int(self.model.visual.image_size[0]), resize_mode="letterbox", clamp=False)
+        self.preprocess = PREPROCESSING[preprocess](int(self.model.visual.image_size[0]))
         self.freeze()
 
     def score(self, samples, prompts, metadata) -> torch.Tensor:

@@ -32,8 +32,9 @@ _PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 """PIL resample codes found in ``preprocessor_config.json`` -> torch interpolation modes."""
 
 
-def resize(x: torch.Tensor, height: int, width: int, interpolation: str = "bicubic") -> torch.Tensor:
-    """Antialiased resize of [..., C, H, W] (identity when the size already matches)."""
+def resize(x: torch.Tensor, height: int, width: int, interpolation: str = "bicubic", antialias: bool = True) -> torch.Tensor:
+    """Antialiased resize of [..., C, H, W] (identity when the size already matches); ``antialias=False``
+    is torchvision's tensor ``Resize`` before 0.17 (what AlignProp's reward functions ran)."""
     if tuple(x.shape[-2:]) == (height, width):
         return x
     lead = x.shape[:-3]
@@ -41,7 +42,7 @@ def resize(x: torch.Tensor, height: int, width: int, interpolation: str = "bicub
     if interpolation == "nearest":
         out = F.interpolate(flat, size=(height, width), mode="nearest")
     else:
-        out = F.interpolate(flat, size=(height, width), mode=interpolation, align_corners=False, antialias=True)
+        out = F.interpolate(flat, size=(height, width), mode=interpolation, align_corners=False, antialias=antialias)
     return out.reshape(*lead, *out.shape[-3:])
 
 
@@ -90,6 +91,8 @@ class ImagePreprocess:
     interpolation: str = "bicubic"
     crop_rounding: str = "floor"
     clamp: bool = True
+    #: False: plain interpolation, as torchvision < 0.17 resized tensors (AlignProp's ``Resize(224)``).
+    antialias: bool = True
     mean: tuple[float, ...] = OPENAI_CLIP_MEAN
     std: tuple[float, ...] = OPENAI_CLIP_STD
 
@@ -102,10 +105,13 @@ class ImagePreprocess:
     def geometry(self, x: torch.Tensor) -> torch.Tensor:
         """Resize + crop / letterbox of [..., 3, H, W] pixels in [0, 1] (no normalisation)."""
         if self.resize_mode == "letterbox":
+            if not self.antialias:
+                raise ValueError("letterbox resizing is always antialiased (as HPSv2's ResizeMaxSize)")
             x = letterbox(x, self.size, self.interpolation)
         else:
             h, w = x.shape[-2:]
-            x = center_crop(resize(x, *shortest_side_size(h, w, self.size), self.interpolation), self.size, self.crop_rounding)
+            x = resize(x, *shortest_side_size(h, w, self.size), self.interpolation, self.antialias)
+            x = center_crop(x, self.size, self.crop_rounding)
         return x.clamp(0.0, 1.0) if self.clamp else x
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -153,7 +153,8 @@ def sample_rows(
     """``n`` GenEval-format rows, balanced over ``categories`` (default all six, in turn).
 
     Within a category, prompts are drawn without replacement in a seeded random order and the
-    order is redrawn once all are used, so rows are distinct while ``n`` allows. ``split``
+    order is redrawn once all are used, so rows are distinct while ``n`` allows; beyond that a
+    category's prompts repeat (balance is kept) and a warning says where. ``split``
     ('train' / 'test') restricts to the held-out split's prompts. Same arguments, same rows.
     """
     if n < 0:
@@ -166,6 +167,14 @@ def sample_rows(
         pools[tag] = rows
     order = [cats[i % len(cats)] for i in range(n)]
     rng.shuffle(order)
+    short = {tag: (order.count(tag), len(pools[tag])) for tag in cats if order.count(tag) > len(pools[tag])}
+    if short:
+        import warnings
+
+        where = f"split {split!r}" if split else "the prompt set"
+        warnings.warn(f"sample_rows({n}): {where} has fewer prompts than rows in "
+                      + ", ".join(f"{tag} ({have} prompts for {want} rows)" for tag, (want, have) in short.items())
+                      + "; prompts repeat there to keep the categories balanced", stacklevel=2)
     queues: dict[str, list[int]] = {tag: [] for tag in cats}
     out = []
     for tag in order:

@@ -1,8 +1,8 @@
 """Atomic training checkpoints: ``OUT/checkpoints/step-000100/``.
 
 A checkpoint is written into a hidden temporary folder, flushed, then renamed into place in one
-``os.replace``; a crash while saving leaves the previous checkpoint untouched and only a stale
-``.tmp-*`` folder, which is ignored and cleaned up. Contents:
+``os.replace``; a crash while saving leaves the previous checkpoint untouched and at most a stale
+``.tmp-*`` folder, which is ignored and cleaned up (an error such as a full disk removes it at once). Contents:
 
 - ``trainable.safetensors``: the trainable parameters by name (LoRA weights, or the full network);
 - ``optimizer.pt`` / ``lr_scheduler.pt``: their ``state_dict()`` (read back with
@@ -91,19 +91,23 @@ def save_checkpoint(
     tmp = os.path.join(root, f".tmp-step-{step:06d}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, os.path.join(tmp, TRAINABLE_FILE))
-    if extra_tensors:
-        save_file({k: v.detach().contiguous().cpu() for k, v in extra_tensors.items()}, os.path.join(tmp, EXTRA_FILE))
-    if adapter is not None:
-        adapter.save_lora(tmp)
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
-    if lr_scheduler is not None:
-        torch.save(lr_scheduler.state_dict(), os.path.join(tmp, "lr_scheduler.pt"))
-    with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
-        json.dump({"step": step, **(extra_state or {})}, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, os.path.join(tmp, TRAINABLE_FILE))
+        if extra_tensors:
+            save_file({k: v.detach().contiguous().cpu() for k, v in extra_tensors.items()}, os.path.join(tmp, EXTRA_FILE))
+        if adapter is not None:
+            adapter.save_lora(tmp)
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
+        if lr_scheduler is not None:
+            torch.save(lr_scheduler.state_dict(), os.path.join(tmp, "lr_scheduler.pt"))
+        with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
+            json.dump({"step": step, **(extra_state or {})}, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # a full disk, an interrupt: leave no half-written folder (the previous checkpoint stays)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if os.path.exists(final):  # re-saving the same step: replace it
         shutil.rmtree(final)
     os.replace(tmp, final)

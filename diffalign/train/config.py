@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
-from diffalign.config import apply_parsers, choice, parsed
+from diffalign.config import apply_parsers, bounded, choice, parsed
 from diffalign.pipelines.models import ModelConfig  # noqa: F401 (part of the trainer configs)
 from diffalign.utils.dtypes import mixed_precision_name
 
@@ -33,39 +33,45 @@ class LoraConfig:
     #: train a peft LoRA (reference = adapters disabled); False = full fine-tuning of the network
     #: (reference = a frozen copy).
     enabled: bool = True
-    rank: int = 8
+    rank: int = bounded(8, 1)
     #: LoRA alpha; defaults to the rank (scale 1).
     alpha: Optional[float] = None
     #: module names on the denoiser; default: the family's attention projections.
     target_modules: Optional[list[str]] = None
     init: str = "gaussian"
-    dropout: float = 0.0
+    dropout: float = bounded(0.0, 0)
+
+    def __post_init__(self) -> None:
+        apply_parsers(self)
 
 
 @dataclass
 class OptimConfig:
     #: adamw | adamw8bit (bitsandbytes) | adafactor (transformers)
     optimizer: str = choice("adamw", OPTIMIZERS)
-    lr: float = 1e-5
+    lr: float = bounded(1e-5, 0, exclusive=True)
     #: multiply lr by the number of processes x gradient accumulation x per-device batch
     #: (the official Diffusion-DPO launchers' convention).
     scale_lr: bool = False
-    weight_decay: float = 1e-2
+    weight_decay: float = bounded(1e-2, 0)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
+    adam_epsilon: float = bounded(1e-8, 0)
+    max_grad_norm: float = bounded(1.0, 0)
     #: any diffusers.optimization scheduler name: constant, constant_with_warmup, linear, cosine, ...
     lr_scheduler: str = choice("constant_with_warmup", _scheduler_names)
-    warmup_steps: int = 0
+    warmup_steps: int = bounded(0, 0)
+
+    def __post_init__(self) -> None:
+        apply_parsers(self)
 
 
 @dataclass
 class ValidationConfig:
     #: prompts sampled at fixed seeds every ``every_steps`` optimizer steps (0 = never).
     prompts: list[str] = field(default_factory=list)
-    every_steps: int = 0
-    num_inference_steps: int = 20
+    every_steps: int = bounded(0, 0)
+    num_inference_steps: int = bounded(20, 1)
     guidance_scale: float = 5.0
     seed: int = 0
 
@@ -97,10 +103,10 @@ class TrainConfig:
     output_dir: str = "outputs/run"
     seed: int = 0
     #: optimizer steps to train for.
-    max_steps: int = 100
+    max_steps: int = bounded(100, 0)
     #: examples per device per micro-batch (pairs for pairwise methods).
-    batch_size: int = 1
-    gradient_accumulation_steps: int = 1
+    batch_size: int = bounded(1, 1)
+    gradient_accumulation_steps: int = bounded(1, 1)
     #: no | fp16 | bf16 (autocast; trainable weights and all loss math stay fp32); float16, bfloat16
     #: and fp32/float32 (= no) are accepted too.
     mixed_precision: str = parsed("no", mixed_precision_name)
@@ -109,10 +115,13 @@ class TrainConfig:
     #: attention context projections of the last block, whose outputs are discarded).
     ddp_find_unused_parameters: bool = False
     #: save a checkpoint every N optimizer steps (0 = only at the end).
-    checkpointing_steps: int = 0
-    checkpoints_total_limit: Optional[int] = None
+    checkpointing_steps: int = bounded(0, 0)
+    checkpoints_total_limit: Optional[int] = bounded(None, 1)
     #: ``latest`` or a checkpoint folder; unset = start fresh.
     resume: Optional[str] = None
+    #: a fresh run into a folder holding another run's files refuses unless this is true (then the
+    #: old run's files are removed first); see ``diffalign.train.rundir``.
+    overwrite: bool = False
     #: any of jsonl (always on), tensorboard, wandb.
     report_to: list[str] = field(default_factory=lambda: ["jsonl"], metadata={"choices": REPORTERS})
     #: what to write at the end: lora | pipeline | both (full fine-tuning: pipeline).
@@ -122,7 +131,7 @@ class TrainConfig:
     push_to_hub: PushToHubConfig = field(default_factory=PushToHubConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     #: torch threads on CPU (0 = torch's default).
-    num_threads: int = 0
+    num_threads: int = bounded(0, 0)
     progress_bar: bool = True
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)

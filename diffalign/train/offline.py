@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 
 from diffalign.data import DataConfig, build_dataset
-from diffalign.config import choice
+from diffalign.config import bounded, choice
 from diffalign.losses import INPUT_LAYOUTS, LOSSES, get_loss
 from diffalign.pipelines import PromptEmbeds
 from diffalign.train.config import TrainConfig
 from diffalign.train.encoding import collate_encoded, conditioning, encode_batch, split_encoded
 from diffalign.train.layouts import ExampleGenerators, draw_uniform
 from diffalign.train.latent_cache import LatentCache, cache_key, default_cache_root, model_fingerprint
+from diffalign.train.method_checks import check_method
 from diffalign.train.trainer import Trainer
 
 
@@ -49,7 +50,10 @@ class OfflineConfig(TrainConfig):
     data: DataConfig = field(default_factory=DataConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     #: fraction of examples trained with the empty caption (official Diffusion-DPO: 0.2).
-    proportion_empty_prompts: float = 0.0
+    proportion_empty_prompts: float = bounded(0.0, 0)
+
+    #: loss arguments belong to the method they were given for (a later ``method=`` drops them).
+    scoped_keys: ClassVar[dict[str, str]] = {"loss": "method"}
 
 
 class ResumableIndexSampler:
@@ -93,15 +97,8 @@ class OfflinePreferenceTrainer(Trainer):
 
     def __init__(self, config: OfflineConfig, adapter=None, dataset=None):
         self.spec = get_loss(config.method)
-        unknown = set(config.loss) - set(self.spec.parameters)
-        if unknown:
-            raise ValueError(
-                f"loss.{sorted(unknown)[0]}: not an argument of {config.method} "
-                f"(arguments: {', '.join(self.spec.parameters)})"
-            )
         self.layout = INPUT_LAYOUTS.get(self.spec.inputs)
-        if self.layout.errors is None:
-            raise ValueError(f"method {config.method} needs rollouts, not an offline data set (use the online trainer)")
+        self.data_config = check_method(config, self.spec, self.layout)  # before loading anything
         self._given_dataset = dataset
         super().__init__(config, adapter)
 
@@ -111,10 +108,7 @@ class OfflinePreferenceTrainer(Trainer):
     # ------------------------------------------------------------------ set-up phase
     def setup(self) -> None:
         cfg: OfflineConfig = self.config  # type: ignore[assignment]
-        wanted = self.layout.data_kind
-        if cfg.data.kind != wanted and not (wanted == "unpaired" and cfg.data.unpaired_from_pairs):
-            raise ValueError(f"method {cfg.method} trains on data.kind={wanted}, but data.kind={cfg.data.kind}")
-        self.dataset = build_dataset(cfg.data, seed=cfg.seed, rows=self._given_dataset)
+        self.dataset = build_dataset(self.data_config, seed=cfg.seed, rows=self._given_dataset)
         self._prompt_memo: dict[str, PromptEmbeds] = {}
         self.cache: LatentCache | None = None
         if cfg.cache.enabled and not self.dataset.preprocess.is_random:

@@ -43,7 +43,10 @@ from diffalign.train.config import TrainConfig
 from diffalign.train.distributed import accelerator_kwargs
 from diffalign.train.metrics import MetricsLogger
 from diffalign.train.optim import build_lr_scheduler, build_optimizer
+from diffalign.train.precision import describe_precision
+from diffalign.train.rundir import check_output_dir, clear_previous_run
 from diffalign.utils.dtypes import mixed_precision_name, torch_dtype
+from diffalign.utils.hub import resolve_model_commit
 
 
 
@@ -69,6 +72,7 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
         self.config = config
+        check_output_dir(config.output_dir, config.resume, config.overwrite)  # before loading anything
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         if config.allow_tf32 and torch.cuda.is_available():
@@ -83,6 +87,9 @@ class Trainer:
         )
         self.is_main = self.accelerator.is_main_process
         self.device = self.accelerator.device
+        precision = describe_precision(self.accelerator, config.model.weight_dtype)
+        if precision:
+            self.accelerator.print(precision)
         weight_dtype = torch_dtype(config.model.weight_dtype)
         self.adapter = adapter if adapter is not None else load_model(config.model, device=self.device, dtype=weight_dtype)
         self.adapter.to(device=self.device)
@@ -229,6 +236,9 @@ class Trainer:
         """Create the output folder, restore the checkpoint to resume from (if any), save the
         config and open the metrics log (``self.logger``); return the step to start from."""
         cfg, acc = self.config, self.accelerator
+        if cfg.overwrite and not cfg.resume and self.is_main:
+            clear_previous_run(cfg.output_dir)
+        acc.wait_for_everyone()
         os.makedirs(cfg.output_dir, exist_ok=True)
         start_step = 0
         ckpt = resolve_resume(cfg.output_dir, cfg.resume)
@@ -303,7 +313,9 @@ class Trainer:
                 if lora_path and cfg.save_format == "merged":  # the trained adapter fused into its own base
                     self.adapter.save_pretrained(os.path.join(cfg.output_dir, "exports", "merged"))
             with open(os.path.join(cfg.output_dir, "train_summary.json"), "w", encoding="utf-8") as f:
-                json.dump({"steps": cfg.max_steps, "lora": lora_path, "pipeline": pipeline_path,
+                model = {"pretrained": cfg.model.pretrained, "revision": cfg.model.revision,
+                         "commit": resolve_model_commit(cfg.model.pretrained, cfg.model.revision)}
+                json.dump({"steps": cfg.max_steps, "lora": lora_path, "pipeline": pipeline_path, "model": model,
                            "num_processes": self.accelerator.num_processes}, f, indent=2)
             from diffalign.export.command import finish_outputs
 
