@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if not feedback.pairs:
         raise RuntimeError("the judge found no (correct, incorrect) pair among the samples; raise --train-prompts")
     pairs_dir = os.path.join(args.out, "pairs")
-    write_pairs_jsonl(pairs_dir, feedback.pairs)
+    write_pairs_jsonl(pairs_dir, feedback.pairs, overwrite=True)  # the demo owns its folder
     print(f"AI feedback: {len(feedback.pairs)} pairs from {len(train_rows)} training prompts "
           f"(base accuracy on them {feedback.accuracy:.3f}) [{time.time() - t0:.0f}s]")
 
@@ -102,8 +102,10 @@ def run(args: argparse.Namespace) -> int:
     from diffalign.train_command import recipe_path
 
     dpo_dir = os.path.join(args.out, "dpo")
+    # the demo owns its output folder: a second `make demo` replaces the previous demo's LoRA run
     overrides = [f"output_dir={dpo_dir}", f"data.path={pairs_dir}", f"model.pretrained=shapes-{args.family}",
-                 f"seed={args.seed}", f"cache.dir={os.path.join(args.out, 'cache')}", *args.overrides]
+                 f"seed={args.seed}", f"cache.dir={os.path.join(args.out, 'cache')}", "overwrite=true",
+                 *args.overrides]
     cfg = load_config(OfflineConfig, recipe_path(args.recipe), overrides)
     result = OfflinePreferenceTrainer(cfg).train()
     print(f"trained {cfg.method} for {cfg.max_steps} steps [{time.time() - t0:.0f}s]")

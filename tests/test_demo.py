@@ -48,6 +48,11 @@ def test_small_alignment_run_writes_before_after_lora_and_curves(tmp_path):
     assert (out / "pairs" / "pairs.jsonl").exists()
     for name in ("before_after.png", "training.png"):
         assert (out / name).stat().st_size > 0
+    # `make demo` again into the same folder: the demo replaces its previous run instead of refusing
+    code = main(["demo", "--out", str(out), "--eval-images-per-category", "1",
+                 "--train-prompts", "48", "--images-per-prompt", "2", "max_steps=2", "batch_size=2",
+                 "progress_bar=false"])
+    assert code == 0 and json.loads((out / "summary.json").read_text())["train_steps"] == 2
 
 
 def test_held_out_plan_gives_every_category_the_same_number_of_images():
