@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Iterator, Sequence
 import torch
 
 from diffalign.pipelines.conditioning import PromptEmbeds
+from diffalign.utils.random import randn
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 
@@ -285,8 +286,7 @@ class PipelineAdapter(ABC):
         scheduler=None,
     ) -> torch.Tensor:
         shape = (batch_size, *self.latent_shape(height, width, num_frames))
-        x = torch.randn(shape, generator=generator, device="cpu" if generator is None else generator.device)
-        x = x.to(device=self.device, dtype=self.dtype)
+        x = randn(shape, generator, "cpu").to(device=self.device, dtype=self.dtype)
         sigma = getattr(scheduler, "init_noise_sigma", 1.0) if scheduler is not None else 1.0
         return x * sigma
 

@@ -18,6 +18,7 @@ import math
 import torch
 
 from diffalign.samplers.moments import StepMoments
+from diffalign.utils.random import randn
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -118,7 +119,7 @@ def ddim_step_with_logprob(
         eta: DDIM stochasticity, must be > 0 (1.0 = DDPM-like posterior variance).
         prev_sample: a stored x_{t_prev}; when given it is not resampled and ``log_prob`` is its
             log-density under the current ``model_output``.
-        generator: random generator for the step noise (its device may differ from ``sample``'s).
+        generator: random generator for the step noise (its device may differ from ``sample``'s), or one per row.
 
     Returns:
         ``(prev_sample, log_prob)``: ``prev_sample`` in ``sample``'s dtype, ``log_prob`` [B] fp32.
@@ -132,8 +133,7 @@ def ddim_step_with_logprob(
     mean, std, batch, device = moments.mean, moments.std, sample.shape[0], sample.device
 
     if prev_sample is None:
-        noise_device = generator.device if generator is not None else device
-        noise = torch.randn(sample.shape, generator=generator, device=noise_device, dtype=torch.float32).to(device)
+        noise = randn(sample.shape, generator, device)
         prev_sample = (mean + std * noise).to(sample.dtype)
     elif prev_sample.shape != sample.shape:
         raise ValueError(f"prev_sample shape {tuple(prev_sample.shape)} != sample shape {tuple(sample.shape)}")

@@ -43,6 +43,7 @@ import math
 import torch
 
 from diffalign.samplers.moments import StepMoments
+from diffalign.utils.random import randn
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -95,8 +96,7 @@ def _check_noise_level(noise_level: float) -> float:
 
 def _draw(mean: torch.Tensor, std: torch.Tensor, dtype: torch.dtype, generator) -> torch.Tensor:
     """``mean + std * z`` (z standard normal, fp32, drawn on the generator's device), cast to ``dtype``."""
-    noise_device = generator.device if generator is not None else mean.device
-    z = torch.randn(mean.shape, generator=generator, device=noise_device, dtype=torch.float32).to(mean.device)
+    z = randn(mean.shape, generator, mean.device)
     return (mean + std * z).to(dtype)
 
 
@@ -182,7 +182,7 @@ def flow_sde_step_with_logprob(
         noise_level: Flow-GRPO's ``a`` (0.7 in its configs); 0 gives the Euler ODE step exactly.
         prev_sample: a stored next latent; when given it is not resampled and ``log_prob`` is its
             log-density under the current ``model_output``.
-        generator: random generator for the step noise (its device may differ from ``sample``'s).
+        generator: random generator for the step noise (its device may differ from ``sample``'s), or one per row.
 
     Returns:
         ``(prev_sample, log_prob)``: ``prev_sample`` in ``sample``'s dtype, ``log_prob`` [B] fp32

@@ -84,13 +84,28 @@ class OnlineTrainer(Trainer):
         self.scorer.close()
 
     # ------------------------------------------------------------------ randomness and prompts
-    def rng(self, step: int, stream: str, index: int = 0, shared: bool = False, device=None) -> torch.Generator:
+    def rng(self, step: int, stream: str, index: int = 0, shared: bool = False, device=None,
+            position: int | None = None) -> torch.Generator:
         """A generator for draw ``index`` of ``stream`` in iteration ``step``; ``shared`` ones are the
-        same on every process."""
-        rank = 0 if shared else self.accelerator.process_index
+        same on every process; ``position`` keys it by a sample's global id instead of the process
+        (the same whatever the number of processes)."""
+        rank = f"s{position}" if position is not None else 0 if shared else self.accelerator.process_index
         key = f"{self.config.seed}/{step}/{STREAMS[stream]}/{index}/{rank}".encode()
         seed = int.from_bytes(hashlib.sha256(key).digest()[:8], "little") % (2**63)
         return torch.Generator(device=device or "cpu").manual_seed(seed)
+
+    def sample_rngs(self, step: int, stream: str, index: int, ids, device=None) -> list[torch.Generator]:
+        """One generator per sample, keyed by the samples' global ``ids`` (:meth:`sample_ids`): W
+        processes with batch b draw exactly what one process with batch W x b draws."""
+        return [self.rng(step, stream, index, device=device, position=int(i)) for i in ids]
+
+    def sample_ids(self, count: int, batch: int = 0, num_batches: int = 1) -> torch.Tensor:
+        """Global ids of this process's ``count`` samples of sampling batch ``batch`` (of
+        ``num_batches``): the sample at place ``p`` of the batch over all processes (``rank x count +
+        j``) gets ``p x num_batches + batch``. Sorted, the ids of one process are a contiguous range and
+        the order is the same for any number of processes (a process's rollouts, batch after batch)."""
+        first = self.accelerator.process_index * count
+        return (first + torch.arange(count)) * num_batches + batch
 
     def batches_per_iteration(self) -> int:
         """Sampling batches one iteration draws prompts for."""

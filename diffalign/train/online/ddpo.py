@@ -47,23 +47,20 @@ class DDPOTrainer(PolicyGradientTrainer):
     # ------------------------------------------------------------------ advantages
     def compute_advantages(self, traj: Trajectories, step: int):
         cfg: DDPOConfig = self.config  # type: ignore[assignment]
-        rewards = self.gather(traj.rewards)
+        prompts, rewards, order = self.gathered_rollouts(traj)
         if cfg.per_prompt_stat_tracking:
-            advantages = self.tracker.update(self.gather_list(traj.prompts), rewards)
+            advantages = self.tracker.update(prompts, rewards)
         else:
             advantages = global_advantages(rewards)
-        traj.advantages = self.local_slice(advantages).float().to(self.device)
+        traj.advantages = self.scatter_back(advantages, order).float().to(self.device)
         return traj, {"advantage_abs_mean": float(advantages.abs().mean()),
                       "tracked_prompts": float(len(self.tracker.stats))}
 
     # ------------------------------------------------------------------ training
     def micro_batches(self, traj: Trajectories, step: int, inner_epoch: int) -> list[Trajectories]:
-        shuffled = self.shuffled(traj, step, inner_epoch)
-        order = self.step_orders(len(shuffled), shuffled.num_steps, step, inner_epoch, shuffle=True,
-                                 exclude_final=self.config.exclude_final_steps)
-        timed = shuffled.permute_steps(order)
-        size = self.config.batch_size
-        return [timed.select(list(range(s, s + size))) for s in range(0, len(timed), size)]
+        order = self.step_orders(len(traj), traj.num_steps, step, inner_epoch, shuffle=True,
+                                 exclude_final=self.config.exclude_final_steps, ids=traj.sample_ids)
+        return self.micro_batches_over_processes(traj.permute_steps(order), step, inner_epoch, self.config.batch_size)
 
     def unit_loss(self, mb: Trajectories, j: int):
         cfg: DDPOConfig = self.config  # type: ignore[assignment]

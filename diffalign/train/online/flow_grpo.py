@@ -85,7 +85,7 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
         if not cfg.sde_window_size:
             return [level] * n, [True] * n
         lo, hi = cfg.sde_window_range
-        gen = self.rng(step, "window", batch)
+        gen = self.rng(step, "window", batch, shared=True)  # one window per sampling batch over all processes
         start = int(torch.randint(lo, hi - cfg.sde_window_size + 1, (1,), generator=gen))
         inside = [start <= i < start + cfg.sde_window_size for i in range(n)]
         return [level if w else 0.0 for w in inside], inside
@@ -102,10 +102,9 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
     # ------------------------------------------------------------------ advantages
     def compute_advantages(self, traj: Trajectories, step: int):
         cfg: FlowGRPOConfig = self.config  # type: ignore[assignment]
-        prompts = self.gather_list(traj.prompts)
-        rewards = self.gather(traj.rewards)
+        prompts, rewards, order = self.gathered_rollouts(traj)
         advantages = group_advantages(prompts, rewards, cfg.global_std, cfg.advantage_eps)
-        traj.advantages = self.local_slice(advantages).float().to(self.device)
+        traj.advantages = self.scatter_back(advantages, order).float().to(self.device)
         stats = {"zero_std_ratio": zero_std_ratio(prompts, rewards), "advantage_abs_mean": float(advantages.abs().mean())}
         if cfg.drop_zero_advantage:
             keep = keep_nonzero(traj.advantages.cpu(), cfg.sampling.num_batches, self.rng(step, "filter"))
@@ -115,10 +114,8 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
 
     # ------------------------------------------------------------------ training
     def micro_batches(self, traj: Trajectories, step: int, inner_epoch: int) -> list[Trajectories]:
-        shuffled = self.shuffled(traj, step, inner_epoch)
-        timed = shuffled.permute_steps(self.step_orders(len(shuffled), shuffled.num_steps, step, inner_epoch, False))
-        chunks = torch.arange(len(timed)).chunk(self.config.sampling.num_batches)
-        return [timed.select(c) for c in chunks]
+        timed = traj.permute_steps(self.step_orders(len(traj), traj.num_steps, step, inner_epoch, False))
+        return self.micro_batches_over_processes(timed, step, inner_epoch, len(timed) // self.config.sampling.num_batches)
 
     def unit_loss(self, mb: Trajectories, j: int):
         cfg: FlowGRPOConfig = self.config  # type: ignore[assignment]

@@ -57,10 +57,16 @@ class PolicyGradientTrainer(OnlineTrainer):
         n = self.config.sampling.num_inference_steps
         return [self.config.sampling.noise_level] * n, [True] * n
 
+    def rollout_ids(self, count: int, batch: int) -> torch.Tensor:
+        """Global ids of the ``count`` rollouts of sampling batch ``batch`` on this process."""
+        return self.sample_ids(count, batch, self.batches_per_iteration())
+
     def rollout_prompts(self, step: int, batch: int) -> tuple[list[str], list | None, torch.Tensor]:
-        """Prompts, metadata and initial latents of one sampling batch (default: independent noise)."""
+        """Prompts, metadata and initial latents of one sampling batch (default: independent noise,
+        one generator per rollout keyed by its global id)."""
         prompts, meta = self.prompt_batch(step, batch)
-        return prompts, meta, self.initial_latents(len(prompts), self.rng(step, "noise", batch))
+        ids = self.rollout_ids(len(prompts), batch)
+        return prompts, meta, self.initial_latents(len(prompts), self.sample_rngs(step, "noise", batch, ids))
 
     def num_trained_steps(self, stored_steps: int) -> int:
         frac = self.config.timestep_fraction
@@ -86,15 +92,16 @@ class PolicyGradientTrainer(OnlineTrainer):
         stored_levels = {levels[i] for i in range(len(levels)) if store[i]}
         if len(stored_levels) != 1:
             raise ValueError(f"stored steps must share one noise level, got {sorted(map(str, stored_levels))}")
+        ids = self.rollout_ids(len(prompts), batch)
         chain = sample_chain(self.adapter, self.scheduler, x, guidance, levels,
-                             generator=self.rng(step, "noise", 10_000 + batch, device=self.device), store=store,
-                             store_means=self.keeps_means())
+                             generator=self.sample_rngs(step, "noise", 10_000 + batch, ids, device=self.device),
+                             store=store, store_means=self.keeps_means())
         images = self.adapter.decode_latents(chain.final)
         future = self.scorer.submit(images, prompts, meta)
         traj = Trajectories(
             prompts=list(prompts), metadata=meta, cond=guidance.cond, latents=chain.latents,
             next_latents=chain.next_latents, timesteps=chain.timesteps, log_probs=chain.log_probs,
-            noise_level=stored_levels.pop(), images=images, means=chain.means,
+            noise_level=stored_levels.pop(), images=images, means=chain.means, sample_ids=ids,
         )
         return traj, future
 
@@ -150,10 +157,10 @@ class PolicyGradientTrainer(OnlineTrainer):
                 if (i + 1) % accum == 0:
                     for k, v in self.optimizer_step().items():
                         sums[k].append(v)
-        out = {k: sum(v) / len(v) for k, v in sums.items() if k != "abs_log_ratio_max"}
+        out = self.mean_over_processes({k: sum(v) / len(v) for k, v in sums.items() if k != "abs_log_ratio_max"})
         if "abs_log_ratio_max" in sums:
-            out["onpolicy_log_ratio_max"] = onpolicy_max
-            out["log_ratio_max"] = max(sums["abs_log_ratio_max"])
+            out["onpolicy_log_ratio_max"] = float(self.gather(torch.tensor([onpolicy_max])).max())
+            out["log_ratio_max"] = float(self.gather(torch.tensor([max(sums["abs_log_ratio_max"])])).max())
         return out
 
     def warn_if_one_step_dominates(self, exclude_final: int, share: float = 0.9) -> None:
@@ -178,6 +185,23 @@ class PolicyGradientTrainer(OnlineTrainer):
                 stacklevel=2,
             )
 
+    # ------------------------------------------------------------------ processes
+    def gathered_rollouts(self, traj: Trajectories) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+        """The prompts and rewards of every process's rollouts in global-id order (the same order for
+        any number of processes, so order-dependent statistics such as DDPO's per-prompt FIFOs match
+        one process), and ``place``: where each gathered rollout sits in that order (for
+        :meth:`scatter_back`)."""
+        ids = self.gather(traj.sample_ids)
+        order = torch.argsort(ids)
+        prompts = self.gather_list(traj.prompts)
+        return [prompts[i] for i in order.tolist()], self.gather(traj.rewards)[order], order
+
+    def scatter_back(self, values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """This process's part of ``values`` given in global-id order (``order`` from :meth:`gathered_rollouts`)."""
+        gathered = torch.empty_like(values)
+        gathered[order] = values
+        return self.local_slice(gathered)
+
     # ------------------------------------------------------------------ shared orderings
     @staticmethod
     def check_exclude_final_steps(config) -> None:
@@ -191,17 +215,36 @@ class PolicyGradientTrainer(OnlineTrainer):
         gen = self.rng(step, "order", inner)
         return traj.select(torch.randperm(len(traj), generator=gen))
 
+    def micro_batches_over_processes(self, traj: Trajectories, step: int, inner: int, size: int) -> list[Trajectories]:
+        """This process's rollouts cut into micro-batches of ``size`` in a random order such that, with
+        the same number of rollouts on every process, the micro-batches of all processes together
+        (what DDP averages) are the ones one process holding every rollout forms with ``W x size``:
+        sorted by global id, the rollouts fall into ``size`` blocks of ``m = len / size`` consecutive
+        ones (a process holds whole blocks: its ids are a contiguous range), and each block sends its
+        ``m`` rollouts to the ``m`` micro-batches in a random order keyed by the block's first id."""
+        if len(traj) % size:
+            raise ValueError(f"{len(traj)} rollouts do not split into micro-batches of {size}")
+        traj = traj.select(torch.argsort(traj.sample_ids))
+        m = len(traj) // size
+        perms = [torch.randperm(m, generator=self.rng(step, "order", inner, position=int(traj.sample_ids[i * m])))
+                 for i in range(size)]
+        return [traj.select([i * m + int(perms[i][k]) for i in range(size)]) for k in range(m)]
+
     def step_orders(self, count: int, stored: int, step: int, inner: int, shuffle: bool,
-                    exclude_final: int = 0) -> torch.Tensor:
+                    exclude_final: int = 0, ids: torch.Tensor | None = None) -> torch.Tensor:
         """[count, T] step positions to train: a random permutation per row (``shuffle``) or in order,
         cut to the first ``num_trained_steps`` ones. The last ``exclude_final`` stored steps are
-        never chosen (``timestep_fraction`` applies to the others)."""
+        never chosen (``timestep_fraction`` applies to the others). With ``ids`` (the rows' global
+        ids) each row draws from its own generator, so the draws do not depend on the process count."""
         eligible = stored - exclude_final
         if exclude_final < 0 or eligible < 1:
             raise ValueError(f"exclude_final_steps={exclude_final} leaves no step of the {stored} stored ones to train")
         n = self.num_trained_steps(eligible)
         if not shuffle:
             return torch.arange(eligible)[:n].expand(count, n)
+        if ids is not None:
+            gens = self.sample_rngs(step, "order", 1_000 + inner, ids)
+            return torch.stack([torch.randperm(eligible, generator=g)[:n] for g in gens])
         gen = self.rng(step, "order", 1_000 + inner)
         return torch.stack([torch.randperm(eligible, generator=gen)[:n] for _ in range(count)])
 

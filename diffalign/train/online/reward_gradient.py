@@ -28,6 +28,7 @@ from diffalign.train.online.base import OnlineTrainer
 from diffalign.train.online.config import TRUNCATIONS, AlignPropConfig, DRaFTConfig, ReFLConfig, RewardGradientConfig
 from diffalign.pipelines.sampling import Guidance, guided_output, sample_chain
 from diffalign.train.online.scoring import require_differentiable
+from diffalign.utils.random import randn
 
 
 
@@ -67,7 +68,7 @@ class RewardGradientTrainer(OnlineTrainer):
         for micro in range(accum):
             prompts, meta = self.prompt_batch(step, micro)
             guidance = self.guidance(prompts)
-            x = self.initial_latents(len(prompts), self.rng(step, "noise", micro))
+            x = self.initial_latents(len(prompts), self.sample_rngs(step, "noise", micro, self.sample_ids(len(prompts))))
             samples, repeats, extra = self.differentiable_samples(step, micro, x, guidance)
             rewards = self.reward(samples, prompts * repeats, meta * repeats if meta is not None else None)
             loss, stats = reward_loss(rewards, cfg.loss.kind, cfg.loss.target, cfg.loss.scale)
@@ -76,12 +77,18 @@ class RewardGradientTrainer(OnlineTrainer):
                 sums[k] = sums.get(k, 0.0) + v / accum
             if shown is None:
                 shown = (samples[: len(prompts)].detach(), prompts, rewards[: len(prompts)].detach())
+        sums = self.mean_over_processes(sums)  # the global batch's means, as one process logs them
         sums.update(self.optimizer_step())
-        sums["reward_mean"] = float(self.gather(torch.tensor([sums["reward_mean"]])).mean())
         if cfg.sample_grid_every and (step + 1) % cfg.sample_grid_every == 0:
             self.save_sample_grid(step + 1, *shown)
         sums["optimizer_steps"] = self.optimizer_steps_done
         return sums
+
+    def chain_rngs(self, step: int, micro: int, stream: str = "noise", index: int | None = None) -> list[torch.Generator]:
+        """Per-sample generators (keyed by global id) for the sampler noise of micro-batch ``micro``."""
+        count = self.config.sampling.batch_size
+        device = self.device if stream == "noise" else None
+        return self.sample_rngs(step, stream, 1_000 + micro if index is None else index, self.sample_ids(count), device)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.adapter.decode_latents(latents)
@@ -115,7 +122,7 @@ class AlignPropTrainer(RewardGradientTrainer):
         n = cfg.sampling.num_inference_steps
         if cfg.truncation == "fixed":
             return cfg.truncation_index
-        gen = self.rng(step, "truncation", micro)
+        gen = self.rng(step, "truncation", micro, shared=True)  # one cut-off for the batch over all processes
         for _ in range(10_000):
             if cfg.truncation == "gaussian":
                 c = int(cfg.truncation_mean + cfg.truncation_std * float(torch.randn((), generator=gen)))
@@ -131,8 +138,7 @@ class AlignPropTrainer(RewardGradientTrainer):
     def differentiable_samples(self, step, micro, x, guidance):
         c = self.cutoff(step, micro)
         chain = sample_chain(self.adapter, self.scheduler, x, guidance, self.noise_levels(),
-                             generator=self.rng(step, "noise", 1_000 + micro, device=self.device),
-                             grad_from=c, checkpoint=self.config.checkpoint_steps)
+                             generator=self.chain_rngs(step, micro), grad_from=c, checkpoint=self.config.checkpoint_steps)
         return self.decode(chain.final), 1, {"backprop_steps": float(self.config.sampling.num_inference_steps - c)}
 
 
@@ -151,7 +157,7 @@ class DRaFTTrainer(RewardGradientTrainer):
     def differentiable_samples(self, step, micro, x, guidance):
         cfg: DRaFTConfig = self.config  # type: ignore[assignment]
         n = cfg.sampling.num_inference_steps
-        gen = self.rng(step, "noise", 1_000 + micro, device=self.device)
+        gen = self.chain_rngs(step, micro)
         if not cfg.lv_samples:
             k = cfg.backprop_steps or n
             chain = sample_chain(self.adapter, self.scheduler, x, guidance, self.noise_levels(), generator=gen,
@@ -161,10 +167,10 @@ class DRaFTTrainer(RewardGradientTrainer):
             x0 = sample_chain(self.adapter, self.scheduler, x, guidance, self.noise_levels(), generator=gen).final
         t = self.scheduler.timesteps[-1]
         t_batch = torch.as_tensor(t, device=x0.device).expand(x0.shape[0])
-        lv_gen = self.rng(step, "lv", micro)
+        lv_gen = self.chain_rngs(step, micro, "lv", micro)
         decoded = []
         for _ in range(cfg.lv_samples):
-            noise = torch.randn(x0.shape, generator=lv_gen).to(device=x0.device, dtype=x0.dtype)
+            noise = randn(x0.shape, lv_gen).to(device=x0.device, dtype=x0.dtype)
             noisy = self.adapter.add_noise(x0, noise, t_batch)
             out = guided_output(self.adapter, self.scheduler, noisy, t, guidance)
             decoded.append(self.decode(self.adapter.predict_original(out, t_batch, noisy)))
@@ -186,10 +192,10 @@ class ReFLTrainer(RewardGradientTrainer):
 
     def differentiable_samples(self, step, micro, x, guidance):
         cfg: ReFLConfig = self.config  # type: ignore[assignment]
-        i = int(torch.randint(cfg.step_min, cfg.step_max + 1, (), generator=self.rng(step, "truncation", micro)))
+        i = int(torch.randint(cfg.step_min, cfg.step_max + 1, (), generator=self.rng(step, "truncation", micro, shared=True)))
         with torch.no_grad():
             x_i = sample_chain(self.adapter, self.scheduler, x, guidance, self.noise_levels(),
-                               generator=self.rng(step, "noise", 1_000 + micro, device=self.device), stop_at=i).final
+                               generator=self.chain_rngs(step, micro), stop_at=i).final
         t = self.scheduler.timesteps[i]
         out = guided_output(self.adapter, self.scheduler, x_i, t, guidance)
         t_batch = torch.as_tensor(t, device=x_i.device).expand(x_i.shape[0])

@@ -32,6 +32,8 @@ class Trajectories:
     advantages: torch.Tensor | None = None
     #: the behaviour policy's transition means [B, S, ...] (kept only for GRPO-Guard's RatioNorm).
     means: torch.Tensor | None = None
+    #: [B] each rollout's global id (:meth:`~diffalign.train.online.base.OnlineTrainer.sample_ids`).
+    sample_ids: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.latents.shape[0]
