@@ -64,7 +64,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 def runs(tiny):
     """One process with batch 2 and (plain torchrun, no ACCELERATE_USE_CPU) 2 ranks with batch 1."""
     _launch([sys.executable, "-m", "diffalign", "train", _recipe(tiny, "one", batch_size=2)])
-    _launch([*TORCHRUN, "-m", "diffalign", "train", _recipe(tiny, "two", batch_size=1)])
+    _launch([*TORCHRUN, "-m", "diffalign", "train", _recipe(tiny, "two", batch_size=1), "checkpointing_steps=3"])
     return _result(tiny, "one"), _result(tiny, "two")
 
 
@@ -204,3 +204,32 @@ def test_example_draws_do_not_depend_on_how_the_global_batch_is_split():
     assert not torch.equal(whole[1][0], whole[1][1])  # examples differ
     assert not torch.equal(draws(3, 2, 0, micro_step=6)[1], whole[1])
     assert not torch.equal(draws(4, 2, 0, micro_step=5)[1], whole[1])
+
+
+@pytest.mark.slow
+def test_two_process_checkpoint_resumes_on_one_process(tiny, runs):
+    """The step-3 checkpoint of the 2-process run (batch 1 each) resumed on ONE process with batch 2
+    (the same global batch) continues exactly like the uninterrupted runs; resuming it with the
+    per-process batch unchanged (global batch 1) stops with one line."""
+    import shutil
+
+    (_, one_rows, one_lora), (_, two_rows, _) = runs
+    ckpt = tiny / "two" / "checkpoints" / "step-000003"
+    state = json.loads((ckpt / "state.json").read_text())
+    assert (state["num_processes"], state["global_batch"]) == (2, {"batch": 2})
+    shutil.copytree(ckpt, tiny / "resumed-copy")
+    _launch([sys.executable, "-m", "diffalign", "train", _recipe(tiny, "resumed", batch_size=2),
+             f"resume={tiny / 'resumed-copy'}"])
+    summary, rows, lora = _result(tiny, "resumed")
+    assert summary["num_processes"] == 1
+    assert [r["step"] for r in rows] == [4, 5, 6]
+    for a, b in zip(one_rows[3:], rows):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-6) and b["lr"] == a["lr"]
+    for k in one_lora:
+        torch.testing.assert_close(lora[k], one_lora[k], rtol=1e-4, atol=1e-6)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WORLD_SIZE", "RANK", "MASTER_"))}
+    out = subprocess.run([sys.executable, "-m", "diffalign", "train", _recipe(tiny, "mismatch", batch_size=1),
+                          f"resume={ckpt}"], capture_output=True, text=True, timeout=300,
+                         env={**base, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert out.returncode != 0
+    assert "other global batch sizes (batch 2 -> 1)" in out.stderr.strip().splitlines()[-1]

@@ -66,3 +66,37 @@ def test_two_gloo_ranks_reproduce_one_process_online(model, trainer, batches):
     assert max(float(v.abs().max()) for k, v in one_lora.items() if "lora.up" in k) > 0  # it trained ...
     for k in one_lora:  # ... to the same weights
         torch.testing.assert_close(two_lora[k], one_lora[k], rtol=1e-4, atol=1e-6)
+
+
+def test_engine_and_quantization_errors(monkeypatch):
+    """One-line errors: an FSDP / DeepSpeed accelerate config on a machine without GPU, DeepSpeed ZeRO
+    for a trainer that accumulates by hand (no_sync), quantized base weights on CPU."""
+    from diffalign.pipelines.models import quantization_config
+    from diffalign.train import distributed
+
+    for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(distributed, "has_accelerator_device", lambda: False)
+    distributed.check_engine("ddpo", hand_synced=True)  # no engine asked: fine
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(RuntimeError, match=r"FSDP accelerate config needs GPUs .*`torchrun --nproc_per_node N"):
+        distributed.check_engine("offline", hand_synced=False)
+    monkeypatch.setattr(distributed, "has_accelerator_device", lambda: True)
+    distributed.check_engine("ddpo", hand_synced=True)  # FSDP on GPUs: fine for every trainer
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    distributed.check_engine("offline", hand_synced=False)
+    with pytest.raises(RuntimeError, match="ddpo trainer accumulates gradients with no_sync"):
+        distributed.check_engine("ddpo", hand_synced=True)
+    for kind in ("nf4", "int8", "fp8"):
+        with pytest.raises(ValueError, match=f"model.quantize={kind} needs a CUDA GPU"):
+            quantization_config(kind, "cpu")
+
+
+def test_resume_batch_check():
+    from diffalign.train.distributed import check_resume_batch
+
+    check_resume_batch(None, {"batch": 4}, "ck")  # checkpoints of older versions: no record
+    check_resume_batch({"batch": 4, "rollouts": 8}, {"batch": 4, "rollouts": 8}, "ck")
+    with pytest.raises(ValueError, match=r"ck was trained with other global batch sizes \(rollouts 8 -> 4\)"):
+        check_resume_batch({"batch": 4, "rollouts": 8}, {"batch": 4, "rollouts": 4}, "ck")

@@ -38,6 +38,9 @@ class ModelConfig:
     #: channels-last memory format for the convolutional networks (UNet, VAE): same results, faster
     #: convolutions on CPU (oneDNN; ~20 % on the shapes pipelines) and on recent GPUs.
     channels_last: bool = False
+    #: frozen base network quantized on load, LoRA trained on top (CUDA only): none | nf4 | int8
+    #: (bitsandbytes) | fp8 (torchao).
+    quantize: str = choice("none", ("none", "nf4", "int8", "fp8"))
 
     def __post_init__(self) -> None:
         apply_parsers(self)
@@ -68,10 +71,30 @@ def load_model(cfg: ModelConfig, device="cpu", dtype: torch.dtype = torch.float3
         kwargs["revision"] = cfg.revision
     if cfg.variant:
         kwargs["variant"] = cfg.variant
+    if cfg.quantize != "none":
+        kwargs["quantization_config"] = quantization_config(cfg.quantize, device)
     adapter = load_adapter(resolve_pretrained(cfg.pretrained), family=cfg.family, **kwargs)
     if cfg.channels_last:
         use_channels_last(adapter.pipe)
     return adapter
+
+
+#: diffusers' quantization backends for ``model.quantize``.
+QUANT_BACKENDS = {"nf4": ("bitsandbytes_4bit", {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}),
+                  "int8": ("bitsandbytes_8bit", {"load_in_8bit": True}),
+                  "fp8": ("torchao", {"quant_type": "float8wo"})}
+
+
+def quantization_config(kind: str, device):
+    """diffusers' ``PipelineQuantizationConfig`` quantizing the denoiser (``unet`` / ``transformer``)."""
+    if torch.device(device).type != "cuda":
+        raise ValueError(f"model.quantize={kind} needs a CUDA GPU (bitsandbytes / torchao kernels); on "
+                         f"{torch.device(device).type} set model.quantize=none (or model.weight_dtype=bf16 to halve memory)")
+    from diffusers.quantizers import PipelineQuantizationConfig
+
+    backend, options = QUANT_BACKENDS[kind]
+    return PipelineQuantizationConfig(quant_backend=backend, quant_kwargs=options,
+                                      components_to_quantize=["unet", "transformer"])
 
 
 def use_channels_last(pipe) -> None:

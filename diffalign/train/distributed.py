@@ -52,6 +52,46 @@ def check_launch() -> None:
         )
 
 
+def requested_engine() -> str | None:
+    """The sharding engine an accelerate config asked for (``accelerate launch`` exports it): FSDP, DeepSpeed or None."""
+    for var, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(var, "").lower() in ("1", "true", "yes"):
+            return name
+    return None
+
+
+def check_engine(trainer: str, hand_synced: bool) -> None:
+    """Stop (one line) where the requested FSDP / DeepSpeed config cannot run: without a GPU
+    (accelerate 1.x builds them on CUDA only; on CPU it would silently fall back to DDP), and
+    DeepSpeed ZeRO for trainers that accumulate gradients by hand with ``no_sync`` (the online ones)."""
+    engine = requested_engine()
+    if engine is None:
+        return
+    if not has_accelerator_device():
+        raise RuntimeError(
+            f"the {engine} accelerate config needs GPUs (accelerate builds {engine} on CUDA only); on CPU launch "
+            "`torchrun --nproc_per_node N -m diffalign train RECIPE` (DDP over gloo)"
+        )
+    if engine == "DeepSpeed" and hand_synced:
+        raise RuntimeError(
+            f"the {trainer} trainer accumulates gradients with no_sync, which DeepSpeed ZeRO does not support; "
+            "use the fsdp2_lora / fsdp2_full or multi_gpu accelerate config (diffalign train --list-accelerate)"
+        )
+
+
+def check_resume_batch(saved: dict | None, current: dict, checkpoint: str) -> None:
+    """Resuming on another number of processes is exact when the global sizes (per-process sizes x
+    processes, see ``Trainer.global_batch``) are the checkpoint's; otherwise stop with one line."""
+    if not saved or saved == current:
+        return
+    diff = ", ".join(f"{k} {saved.get(k)} -> {current.get(k)}" for k in sorted(set(saved) | set(current))
+                     if saved.get(k) != current.get(k))
+    raise ValueError(
+        f"{checkpoint} was trained with other global batch sizes ({diff}); sizes in a recipe are per process: "
+        "resume on N processes with per-process sizes = global / N (e.g. batch_size) so the run continues exactly"
+    )
+
+
 def accelerator_kwargs() -> dict:
     """Extra ``Accelerator`` arguments for the way the run was launched (after :func:`check_launch`)."""
     check_launch()

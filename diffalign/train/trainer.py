@@ -40,7 +40,7 @@ from diffalign.pipelines import PipelineAdapter
 from diffalign.pipelines.models import load_model
 from diffalign.train.checkpoint import load_checkpoint, load_extra_tensors, resolve_resume, save_checkpoint
 from diffalign.train.config import TrainConfig
-from diffalign.train.distributed import accelerator_kwargs
+from diffalign.train.distributed import accelerator_kwargs, check_engine, check_resume_batch
 from diffalign.train.metrics import MetricsLogger
 from diffalign.train.optim import build_lr_scheduler, build_optimizer
 from diffalign.train.precision import describe_precision
@@ -66,6 +66,8 @@ class Trainer:
     config_class: type[TrainConfig] = TrainConfig
     #: logged stats shown on the progress bar.
     progress_keys: tuple[str, ...] = ("loss",)
+    #: gradients accumulated by hand with ``accelerator.no_sync`` (DeepSpeed ZeRO cannot run it).
+    syncs_by_hand: bool = False
 
     def __init__(self, config: TrainConfig, adapter: PipelineAdapter | None = None):
         from accelerate import Accelerator
@@ -73,6 +75,7 @@ class Trainer:
 
         self.config = config
         check_output_dir(config.output_dir, config.resume, config.overwrite)  # before loading anything
+        check_engine(getattr(config, "trainer", type(self).__name__), self.syncs_by_hand)
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         if config.allow_tf32 and torch.cuda.is_available():
@@ -140,6 +143,12 @@ class Trainer:
     def num_optimizer_steps(self) -> int:
         """Optimizer steps of the whole run (the length of the lr schedule)."""
         return self.config.max_steps
+
+    def global_batch(self) -> dict[str, int]:
+        """Sizes over all processes that make a step (saved with checkpoints: a run resumed on another
+        number of processes must keep them to continue exactly)."""
+        cfg = self.config
+        return {"batch": cfg.batch_size * cfg.gradient_accumulation_steps * self.accelerator.num_processes}
 
     # ------------------------------------------------------------------ set-up of the network
     def setup_network(self) -> None:
@@ -244,6 +253,7 @@ class Trainer:
         ckpt = resolve_resume(cfg.output_dir, cfg.resume)
         if ckpt is not None:
             state = load_checkpoint(ckpt, self.trainable_named_parameters(), self.optimizer, self.lr_scheduler)
+            check_resume_batch(state.get("global_batch"), self.global_batch(), ckpt.path)
             self.restore_checkpoint_state(state, load_extra_tensors(ckpt))
             start_step = int(state["step"])
             acc.print(f"resumed from {ckpt.path} at step {start_step}")
@@ -291,7 +301,8 @@ class Trainer:
         if self.is_main:
             path = save_checkpoint(
                 self.config.output_dir, step, self.trainable_named_parameters(), self.optimizer, self.lr_scheduler,
-                extra_state={"config": config_to_dict(self.config), **self.checkpoint_state()},
+                extra_state={"config": config_to_dict(self.config), "global_batch": self.global_batch(),
+                             "num_processes": acc.num_processes, **self.checkpoint_state()},
                 keep_last=self.config.checkpoints_total_limit, extra_tensors=self.checkpoint_tensors(),
                 adapter=self.adapter if self.config.lora.enabled else None,
             )

@@ -33,6 +33,7 @@ STREAMS = {"noise": 1, "order": 2, "window": 3, "truncation": 4, "filter": 5, "l
 class OnlineTrainer(Trainer):
     config_class = OnlineConfig
     progress_keys = ("reward_mean", "eval_reward_mean")
+    syncs_by_hand = True
     #: group size of the prompt sampler (Flow-GRPO: K rollouts per prompt).
     group_size: int = 1
 
@@ -74,6 +75,10 @@ class OnlineTrainer(Trainer):
         self.scheduler = self.make_scheduler(cfg.sampling.num_inference_steps)
         self.optimizer_steps_done = 0
         self.eval_set: PromptSet | None = None  # built on the first evaluation
+
+    def global_batch(self) -> dict[str, int]:
+        return {**super().global_batch(),
+                "rollouts": self.prompts_per_batch() * self.batches_per_iteration() * self.accelerator.num_processes}
 
     def resume(self) -> int:
         start_step = super().resume()
