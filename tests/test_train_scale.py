@@ -233,3 +233,50 @@ def test_two_process_checkpoint_resumes_on_one_process(tiny, runs):
                          env={**base, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     assert out.returncode != 0
     assert "other global batch sizes (batch 2 -> 1)" in out.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_accelerate_state_checkpoints_resume_on_another_process_count(tiny, runs):
+    """``checkpoint_format: accelerate`` (what FSDP / DeepSpeed runs use): every rank writes through
+    accelerate's save_state into the hidden folder, renamed once complete; the 2-process run ends
+    with the one-process LoRA (export from the gathered state dict), and its step-3 checkpoint
+    resumed on ONE process continues exactly."""
+    import shutil
+
+    (_, one_rows, one_lora), _ = runs
+    _launch([*TORCHRUN, "-m", "diffalign", "train", _recipe(tiny, "acc", batch_size=1), "checkpointing_steps=3",
+             "checkpoint_format=accelerate"])
+    summary, rows, lora = _result(tiny, "acc")
+    assert summary["num_processes"] == 2
+    for k in one_lora:
+        torch.testing.assert_close(lora[k], one_lora[k], rtol=1e-4, atol=1e-6)
+    ckpt = tiny / "acc" / "checkpoints" / "step-000003"
+    assert json.loads((ckpt / "state.json").read_text())["format"] == "accelerate"
+    assert {"model.safetensors", "optimizer.bin", "random_states_0.pkl", "random_states_1.pkl"} <= {
+        p.name for p in (ckpt / "accelerate_state").iterdir()}
+    assert (ckpt / "pytorch_lora_weights.safetensors").exists()
+    assert not [p for p in (tiny / "acc" / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+    shutil.copytree(ckpt, tiny / "acc-copy")
+    _launch([sys.executable, "-m", "diffalign", "train", _recipe(tiny, "acc-resumed", batch_size=2),
+             f"resume={tiny / 'acc-copy'}", "checkpoint_format=accelerate"])
+    summary, rows, lora = _result(tiny, "acc-resumed")
+    assert summary["num_processes"] == 1 and [r["step"] for r in rows] == [4, 5, 6]
+    for a, b in zip(one_rows[3:], rows):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-6) and b["lr"] == a["lr"]
+    for k in one_lora:
+        torch.testing.assert_close(lora[k], one_lora[k], rtol=1e-4, atol=1e-6)
+
+
+def test_a_half_written_accelerate_checkpoint_is_never_picked_up(tmp_path):
+    """A killed save leaves only the hidden folder (no state.json in a step folder): resume=latest
+    takes the last complete checkpoint, and the next save removes the stale folder."""
+    from diffalign.train.checkpoint import list_checkpoints, resolve_resume, save_checkpoint
+
+    root = tmp_path / "checkpoints"
+    save_checkpoint(str(tmp_path), 2, {"w": torch.ones(2)})
+    (root / ".tmp-step-000003-shards" / "accelerate_state").mkdir(parents=True)  # killed inside save_state
+    (root / ".tmp-step-000003-shards" / "accelerate_state" / "model.safetensors").write_bytes(b"partial")
+    assert [c.step for c in list_checkpoints(str(tmp_path))] == [2]
+    assert resolve_resume(str(tmp_path), "latest").step == 2
+    save_checkpoint(str(tmp_path), 4, {"w": torch.ones(2)})
+    assert sorted(p.name for p in root.iterdir()) == ["step-000002", "step-000004"]

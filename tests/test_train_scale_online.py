@@ -100,3 +100,28 @@ def test_resume_batch_check():
     check_resume_batch({"batch": 4, "rollouts": 8}, {"batch": 4, "rollouts": 8}, "ck")
     with pytest.raises(ValueError, match=r"ck was trained with other global batch sizes \(rollouts 8 -> 4\)"):
         check_resume_batch({"batch": 4, "rollouts": 8}, {"batch": 4, "rollouts": 4}, "ck")
+
+
+def test_gpu_scale_script_dry_run_and_paper_model(capsys):
+    """bench/gpu_scale.py runs on CPU as a dry run (one accelerate launch line per shipped config it
+    checks) and its memory / communication model gives the hand-computed figures."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "bench" / "gpu_scale.py"
+    spec = importlib.util.spec_from_file_location("gpu_scale", path)
+    gpu_scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_scale)
+    assert gpu_scale.main(["--dry-run", "--configs", "fsdp2_lora", "deepspeed_zero3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and "fsdp2_lora.yaml" in lines[0] and "--lora-rank 64" in lines[0]
+    assert "deepspeed_zero3.yaml" in lines[1] and "--lora-rank 0" in lines[1]  # full fine-tune under ZeRO-3
+    gib = 2**30
+    # 1B trained params, 8 GPUs: full fine-tune DDP = 16 B/param + a 2 B/param reference; FSDP2 shards the 16
+    assert gpu_scale.memory_gib(1.0, 0.0, 8, "full", "ddp") == pytest.approx(18e9 / gib)
+    assert gpu_scale.memory_gib(1.0, 0.0, 8, "full", "fsdp2") == pytest.approx((2e9 + 2e9) / gib)
+    assert gpu_scale.memory_gib(1.0, 0.5, 8, "lora", "ddp") == pytest.approx((2e9 + 16 * 1e7 + 1e9) / gib)
+    # DDP all-reduces fp32 grads: 2 x 7/8 x 4 GB; FSDP2 gathers bf16 weights twice and reduce-scatters grads
+    assert gpu_scale.comm_gib(1.0, 8, "full", "ddp") == pytest.approx(2 * 7 / 8 * 4e9 / gib)
+    assert gpu_scale.comm_gib(1.0, 8, "full", "fsdp2") == pytest.approx((2 * 7 / 8 * 2e9 + 7 / 8 * 4e9) / gib)
+    assert gpu_scale.comm_gib(1.0, 8, "lora", "ddp") == pytest.approx(2 * 7 / 8 * 4e7 / gib)

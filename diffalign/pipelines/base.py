@@ -389,24 +389,26 @@ class PipelineAdapter(ABC):
         finally:
             self.denoiser.enable_adapters()
 
-    def lora_state_dict(self) -> dict[str, torch.Tensor]:
-        """The adapter's weights in diffusers' key layout (what ``save_lora`` writes)."""
+    def lora_state_dict(self, state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The adapter's weights in diffusers' key layout (what ``save_lora`` writes); taken from
+        ``state_dict`` (the denoiser's full state dict, e.g. gathered from FSDP shards) when given."""
         from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
         if not self.has_lora:
             raise RuntimeError("no LoRA adapter attached; call add_lora() first")
-        sd = get_peft_model_state_dict(self.denoiser, adapter_name=self._lora_config["adapter_name"])
+        sd = get_peft_model_state_dict(self.denoiser, state_dict=state_dict, adapter_name=self._lora_config["adapter_name"])
         return convert_state_dict_to_diffusers(sd) if self.lora_key_format == "diffusers" else sd
 
     def lora_metadata(self) -> dict[str, Any]:
         cfg = self._lora_config or {}
         return {"r": cfg.get("rank"), "lora_alpha": cfg.get("alpha"), "target_modules": cfg.get("target_modules")}
 
-    def save_lora(self, save_directory: str | os.PathLike, *, dtype: torch.dtype | None = None) -> str:
+    def save_lora(self, save_directory: str | os.PathLike, *, dtype: torch.dtype | None = None,
+                  state_dict: dict[str, torch.Tensor] | None = None) -> str:
         """Write ``pytorch_lora_weights.safetensors`` loadable by the family pipeline's
-        ``load_lora_weights``; returns the file path."""
-        state = self.lora_state_dict()
+        ``load_lora_weights`` (from ``state_dict``, the denoiser's full state dict, when given); returns the file path."""
+        state = self.lora_state_dict(state_dict)
         if dtype is not None:
             state = {k: v.to(dtype) for k, v in state.items()}
         state = {k: v.detach().contiguous().cpu() for k, v in state.items()}

@@ -13,6 +13,12 @@ A checkpoint is written into a hidden temporary folder, flushed, then renamed in
   ``pipe.load_lora_weights("OUT/checkpoints/step-000100")`` loads an intermediate checkpoint like
   the final output (as diffusers' training scripts' ``checkpoint-*`` folders do).
 
+Sharded runs (FSDP / DeepSpeed, or ``checkpoint_format: accelerate``) write the model and optimizer
+through accelerate's ``save_state`` instead (``accelerate_state/``: every process writes its shards;
+FSDP's sharded state dicts go through ``torch.distributed.checkpoint``, which reshards on load), with
+the same hidden temporary folder, ``state.json`` written last and one rename
+(:func:`save_accelerate_checkpoint` / :func:`load_accelerate_checkpoint`).
+
 Trainers draw every random number from generators seeded by ``(seed, step)`` and order data by
 ``(seed, epoch)``, so restoring the step restores the randomness: resuming continues exactly.
 """
@@ -32,6 +38,7 @@ _NAME = re.compile(r"^step-(\d+)$")
 TRAINABLE_FILE = "trainable.safetensors"
 EXTRA_FILE = "extra.safetensors"
 STATE_FILE = "state.json"
+ACCELERATE_DIR = "accelerate_state"
 
 
 @dataclass
@@ -93,29 +100,94 @@ def save_checkpoint(
     os.makedirs(tmp)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, os.path.join(tmp, TRAINABLE_FILE))
-        if extra_tensors:
-            save_file({k: v.detach().contiguous().cpu() for k, v in extra_tensors.items()}, os.path.join(tmp, EXTRA_FILE))
         if adapter is not None:
             adapter.save_lora(tmp)
         if optimizer is not None:
             torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
-        if lr_scheduler is not None:
-            torch.save(lr_scheduler.state_dict(), os.path.join(tmp, "lr_scheduler.pt"))
-        with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
-            json.dump({"step": step, **(extra_state or {})}, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_small_files(tmp, step, lr_scheduler, extra_state, extra_tensors)
     except BaseException:  # a full disk, an interrupt: leave no half-written folder (the previous checkpoint stays)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return _publish(output_dir, tmp, final, keep_last)
+
+
+def _publish(output_dir: str, tmp: str, final: str, keep_last: int | None) -> str:
+    """Rename a complete temporary checkpoint into place, clean stale ones, prune to ``keep_last``."""
     if os.path.exists(final):  # re-saving the same step: replace it
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _remove_stale_tmp(root, keep=tmp)
+    _remove_stale_tmp(os.path.dirname(final), keep=tmp)
     if keep_last:
         for old in list_checkpoints(output_dir)[:-keep_last]:
             shutil.rmtree(old.path, ignore_errors=True)
     return final
+
+
+def _write_small_files(tmp: str, step: int, lr_scheduler, extra_state, extra_tensors) -> None:
+    from safetensors.torch import save_file
+
+    if extra_tensors:
+        save_file({k: v.detach().contiguous().cpu() for k, v in extra_tensors.items()}, os.path.join(tmp, EXTRA_FILE))
+    if lr_scheduler is not None:
+        torch.save(lr_scheduler.state_dict(), os.path.join(tmp, "lr_scheduler.pt"))
+    with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:  # last: marks the folder complete
+        json.dump({"step": step, **(extra_state or {})}, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_accelerate_checkpoint(
+    accelerator,
+    output_dir: str,
+    step: int,
+    lr_scheduler: Any = None,
+    extra_state: dict[str, Any] | None = None,
+    keep_last: int | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    write_outputs=None,
+) -> str | None:
+    """Called on EVERY process: ``accelerator.save_state`` (each process writes its shards of the
+    prepared model and optimizer) into a hidden temporary folder; then the main process adds the
+    schedule, ``extra_tensors``, whatever ``write_outputs(folder)`` writes (the gathered LoRA) and
+    ``state.json``, and renames the folder into place. Returns the path on the main process."""
+    root = os.path.join(output_dir, CHECKPOINT_DIR)
+    final = os.path.join(root, f"step-{step:06d}")
+    tmp = os.path.join(root, f".tmp-step-{step:06d}-shards")
+    main = accelerator.is_main_process
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(os.path.join(tmp, ACCELERATE_DIR))
+    accelerator.wait_for_everyone()
+    path = None
+    if main:
+        try:
+            if write_outputs is not None:
+                write_outputs(tmp)
+            _write_small_files(tmp, step, lr_scheduler, {**(extra_state or {}), "format": "accelerate"}, extra_tensors)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        path = _publish(output_dir, tmp, final, keep_last)
+    accelerator.wait_for_everyone()
+    return path
+
+
+def is_accelerate_checkpoint(checkpoint: Checkpoint | str) -> bool:
+    path = checkpoint.path if isinstance(checkpoint, Checkpoint) else str(checkpoint)
+    return os.path.isdir(os.path.join(path, ACCELERATE_DIR))
+
+
+def load_accelerate_checkpoint(accelerator, checkpoint: Checkpoint | str, lr_scheduler: Any = None) -> dict[str, Any]:
+    """Called on every process: ``accelerator.load_state`` (shards resharded to this run's processes
+    where the engine supports it), then the schedule; returns ``state.json``."""
+    path = checkpoint.path if isinstance(checkpoint, Checkpoint) else str(checkpoint)
+    accelerator.load_state(os.path.join(path, ACCELERATE_DIR))
+    if lr_scheduler is not None and os.path.exists(os.path.join(path, "lr_scheduler.pt")):
+        lr_scheduler.load_state_dict(torch.load(os.path.join(path, "lr_scheduler.pt"), weights_only=True))
+    with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
+        return json.load(f)
 
 
 def load_checkpoint(

@@ -117,6 +117,9 @@ class TrainConfig:
     #: save a checkpoint every N optimizer steps (0 = only at the end).
     checkpointing_steps: int = bounded(0, 0)
     checkpoints_total_limit: Optional[int] = bounded(None, 1)
+    #: auto (accelerate's save_state for FSDP / DeepSpeed runs, whose weights are sharded; the
+    #: trainable weights by name otherwise) | accelerate | trainable.
+    checkpoint_format: str = choice("auto", ("auto", "accelerate", "trainable"))
     #: ``latest`` or a checkpoint folder; unset = start fresh.
     resume: Optional[str] = None
     #: a fresh run into a folder holding another run's files refuses unless this is true (then the

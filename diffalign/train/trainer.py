@@ -38,7 +38,10 @@ import torch
 from diffalign.config import config_to_dict, save_config
 from diffalign.pipelines import PipelineAdapter
 from diffalign.pipelines.models import load_model
-from diffalign.train.checkpoint import load_checkpoint, load_extra_tensors, resolve_resume, save_checkpoint
+from diffalign.train.checkpoint import (
+    is_accelerate_checkpoint, load_accelerate_checkpoint, load_checkpoint, load_extra_tensors, resolve_resume,
+    save_accelerate_checkpoint, save_checkpoint,
+)
 from diffalign.train.config import TrainConfig
 from diffalign.train.distributed import accelerator_kwargs, check_engine, check_resume_batch
 from diffalign.train.metrics import MetricsLogger
@@ -252,7 +255,10 @@ class Trainer:
         start_step = 0
         ckpt = resolve_resume(cfg.output_dir, cfg.resume)
         if ckpt is not None:
-            state = load_checkpoint(ckpt, self.trainable_named_parameters(), self.optimizer, self.lr_scheduler)
+            if is_accelerate_checkpoint(ckpt):
+                state = load_accelerate_checkpoint(acc, ckpt, self.lr_scheduler)
+            else:
+                state = load_checkpoint(ckpt, self.trainable_named_parameters(), self.optimizer, self.lr_scheduler)
             check_resume_batch(state.get("global_batch"), self.global_batch(), ckpt.path)
             self.restore_checkpoint_state(state, load_extra_tensors(ckpt))
             start_step = int(state["step"])
@@ -294,17 +300,40 @@ class Trainer:
             raise RuntimeError(f"trained weights differ across processes (checksums {sums.tolist()}): gradients were not synchronised")
 
     # ------------------------------------------------------------------ checkpoint and export phases
+    def sharded_state(self) -> bool:
+        """Whether checkpoints go through accelerate's ``save_state`` (``checkpoint_format``; ``auto``:
+        FSDP / DeepSpeed runs, whose weights and optimizer states are sharded over the processes)."""
+        from accelerate.utils import DistributedType
+
+        fmt = self.config.checkpoint_format
+        if fmt == "auto":
+            return self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        return fmt == "accelerate"
+
+    def gathered_lora_state(self) -> dict[str, torch.Tensor]:
+        """The LoRA weights gathered from every process's shards (``accelerator.get_state_dict``; a
+        collective: call on every process); a copy, complete on the main process."""
+        full = self.accelerator.get_state_dict(self.network) or {}
+        return {k: v.detach().to("cpu", copy=True) for k, v in full.items() if "lora_" in k}
+
     def checkpoint(self, step: int) -> str | None:
-        """Checkpoint phase: write ``OUT/checkpoints/step-N`` (main process); return its path."""
-        acc, path = self.accelerator, None
+        """Checkpoint phase: write ``OUT/checkpoints/step-N`` (main process, or every process with
+        sharded state); return its path."""
+        acc, path, cfg = self.accelerator, None, self.config
+        extra = {"config": config_to_dict(cfg), "global_batch": self.global_batch(), "num_processes": acc.num_processes}
         acc.wait_for_everyone()
+        if self.sharded_state():
+            lora = self.gathered_lora_state() if cfg.lora.enabled else None
+            return save_accelerate_checkpoint(
+                acc, cfg.output_dir, step, self.lr_scheduler, {**extra, **self.checkpoint_state()},
+                keep_last=cfg.checkpoints_total_limit, extra_tensors=self.checkpoint_tensors(),
+                write_outputs=(lambda folder: self.adapter.save_lora(folder, state_dict=lora)) if lora is not None else None,
+            )
         if self.is_main:
             path = save_checkpoint(
-                self.config.output_dir, step, self.trainable_named_parameters(), self.optimizer, self.lr_scheduler,
-                extra_state={"config": config_to_dict(self.config), "global_batch": self.global_batch(),
-                             "num_processes": acc.num_processes, **self.checkpoint_state()},
-                keep_last=self.config.checkpoints_total_limit, extra_tensors=self.checkpoint_tensors(),
-                adapter=self.adapter if self.config.lora.enabled else None,
+                cfg.output_dir, step, self.trainable_named_parameters(), self.optimizer, self.lr_scheduler,
+                extra_state={**extra, **self.checkpoint_state()}, keep_last=cfg.checkpoints_total_limit,
+                extra_tensors=self.checkpoint_tensors(), adapter=self.adapter if cfg.lora.enabled else None,
             )
         acc.wait_for_everyone()
         return path
@@ -313,12 +342,15 @@ class Trainer:
         """Export phase: the LoRA (``pytorch_lora_weights.safetensors``) and/or the full pipeline,
         with the evaluation weights (EMA when kept), and ``train_summary.json``."""
         cfg = self.config
-        lora_path = pipeline_path = None
+        lora_path = pipeline_path = gathered = None
         self.accelerator.wait_for_everyone()
+        if self.sharded_state() and cfg.lora.enabled:  # the full LoRA from every process's shards
+            with self.evaluation_weights():
+                gathered = self.gathered_lora_state()
         if self.is_main:
             with self.evaluation_weights():
                 if cfg.lora.enabled and cfg.save in ("lora", "both"):
-                    lora_path = self.adapter.save_lora(cfg.output_dir)
+                    lora_path = self.adapter.save_lora(cfg.output_dir, state_dict=gathered)
                 if cfg.save in ("pipeline", "both") or not cfg.lora.enabled:
                     pipeline_path = self.adapter.save_pretrained(os.path.join(cfg.output_dir, "pipeline"))
                 if lora_path and cfg.save_format == "merged":  # the trained adapter fused into its own base
