@@ -59,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from diffalign.eval.geneval import job, layout
+    from diffalign.eval.processes import eval_state, process_device
     from diffalign.geneval import read_metadata
     from diffalign.geneval.evaluator import GenEvalEvaluator, auto_detector
 
@@ -70,13 +71,15 @@ def run(args: argparse.Namespace) -> int:
         if not (args.pipeline and args.metadata):
             raise SystemExit("give --pipeline and --metadata (or --images-only DIR)")
         rows = read_metadata(args.metadata)[: args.limit]
+    state = eval_state()  # several processes: prompts and images split over them
+    args.device = process_device(state, args.device)
     rule_options = {key: getattr(args, flag) for flag, key in RULE_FLAGS.items() if getattr(args, flag) is not None}
     detector = auto_detector(rows) if args.detector == "auto" else args.detector
     detector_options = {"device": args.device} if detector != "shapes" and args.device else {}
     clip_options = {"model": args.clip_model, "pretrained": args.clip_pretrained, "device": args.device}
     evaluator = GenEvalEvaluator(detector, args.color_classifier, rule_options, detector_options, clip_options)
     if args.images_only:
-        summary = job.run(args.out, evaluator, images_dir=args.images_only, batch_size=args.batch_size)
+        summary = job.run(args.out, evaluator, images_dir=args.images_only, batch_size=args.batch_size, state=state)
     else:
         from diffalign.pipelines.generation import PipelineSpec, load_pipeline_spec, sampling_settings
 
@@ -86,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
         pipe = load_pipeline_spec(spec, device=args.device, dtype=args.dtype)
         info = {"generation": {"pipeline": spec.pipeline, "lora": spec.lora, "metadata": args.metadata}}
         summary = job.run(args.out, evaluator, rows=rows, pipe=pipe, images_per_prompt=args.images_per_prompt,
-                          seed=args.seed, batch_size=args.batch_size, sampling=sampling, info=info)
+                          seed=args.seed, batch_size=args.batch_size, sampling=sampling, info=info, state=state)
+    if summary is None:  # not the main process
+        return 0
     print(format_summary(summary))
     print(f"wrote {args.out}/results.jsonl, summary.json, report.html, report.md")
     return 0

@@ -1,0 +1,26 @@
+"""Evaluation jobs on several processes: ``torchrun --nproc_per_node N -m diffalign eval ...`` (or
+``accelerate launch``) gives each process its share of the prompts / images through accelerate's
+``PartialState`` (gloo ranks on a machine without GPU, one GPU per process otherwise)."""
+from __future__ import annotations
+
+
+def eval_state():
+    """accelerate's ``PartialState`` when the launcher started several processes, else None."""
+    from diffalign.train.distributed import check_launch, launched_world_size, use_cpu_processes
+
+    check_launch()
+    if launched_world_size() <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(cpu=use_cpu_processes())
+
+
+def process_device(state, device: str | None) -> str | None:
+    """The device of this process: the one asked for, else (several processes) accelerate's per-process device."""
+    if device or state is None:
+        return device
+    return str(state.device)
+
+
+__all__ = ["eval_state", "process_device"]
