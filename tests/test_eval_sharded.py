@@ -1,6 +1,6 @@
-"""GenEval on several processes for real: ``torchrun --nproc_per_node 2 -m diffalign eval geneval``
-on CPU (2 gloo ranks) splits the prompts and the images over the ranks and writes the same images,
-verdicts and scores as one process."""
+"""Evaluation jobs on several processes for real: ``torchrun --nproc_per_node 2 -m diffalign eval
+geneval`` / ``eval compare`` on CPU (2 gloo ranks) split the prompts (and GenEval's images) over the
+ranks and write the same images, verdicts, scores and summaries as one process."""
 from __future__ import annotations
 
 import json
@@ -45,3 +45,20 @@ def test_geneval_on_two_processes_matches_one(tmp_path):
             assert np.array_equal(np.asarray(x), np.asarray(y))  # the same pixels
     for key in ("overall", "correct_images", "correct_prompts", "per_tag"):
         assert two_summary[key] == one_summary[key]
+
+
+@pytest.mark.slow
+def test_compare_on_two_processes_matches_one(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    write_metadata(prompts, ROWS[:3])
+    args = ["-m", "diffalign", "eval", "compare", "--a", "shapes-sd", "--b", "shapes-sd3", "--prompts", str(prompts),
+            "--reward", "shapes", "--images-per-prompt", "2", "--steps", "3", "--device", "cpu"]
+    _launch([sys.executable, *args, "--out", str(tmp_path / "one")])
+    _launch([*TORCHRUN, *args, "--out", str(tmp_path / "two")])
+    one = [json.loads(x) for x in (tmp_path / "one" / "results.jsonl").read_text().splitlines()]
+    two = [json.loads(x) for x in (tmp_path / "two" / "results.jsonl").read_text().splitlines()]
+    assert [(r["prompt_index"], r["image_index"]) for r in two] == [(i, k) for i in range(3) for k in range(2)]
+    assert [r["scores"] for r in two] == [r["scores"] for r in one]
+    s1, s2 = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("one", "two"))
+    assert (s1["processes"], s2["processes"]) == (1, 2)
+    assert s2["rewards"] == s1["rewards"]

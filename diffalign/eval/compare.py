@@ -9,7 +9,9 @@ better by more than ``--tie-tolerance`` (in the reward's direction), a loss when
 :mod:`diffalign.eval.winrate`). ``--prompts`` is a ``.txt`` / ``.json`` / ``.jsonl`` prompt file
 (GenEval metadata works: rewards that need metadata, such as ``geneval``, get each row).
 Writes ``DIR/images/{a,b}/``, ``results.jsonl`` (scores per pair), ``summary.json``, ``report.html``
-and ``report.md``.
+and ``report.md``. Launched as several processes (``torchrun --nproc_per_node N -m diffalign eval
+compare ...``), the prompts are split over them (accelerate's ``split_between_processes``), the
+scored pairs gathered in prompt order, and the main process writes what one process writes.
 """
 from __future__ import annotations
 
@@ -30,27 +32,32 @@ def _image_file(root: str, side: str, i: int, k: int) -> str:
 
 
 def generate_side(pipe, records: Sequence[Mapping], out: str, side: str, *, images_per_prompt: int, seed: int,
-                  batch_size: int, **sampling: Any) -> None:
-    """Generate ``side``'s images (``a`` or ``b``) into ``out/images/<side>/<prompt>_<k>.png``."""
+                  batch_size: int, indices: Sequence[int] | None = None, **sampling: Any) -> None:
+    """Generate ``side``'s images (``a`` or ``b``) into ``out/images/<side>/<prompt>_<k>.png`` for the
+    prompts ``indices`` (default: all)."""
     from diffalign.pipelines.generation import generate
 
     os.makedirs(os.path.join(out, "images", side), exist_ok=True)
+    indices = list(range(len(records))) if indices is None else list(indices)
 
     def save(done):
         for i, k, image in done:
-            image.save(_image_file(out, side, i, k))
+            image.save(_image_file(out, side, indices[i], k))
 
-    generate(pipe, [r["prompt"] for r in records], images_per_prompt=images_per_prompt, seed=seed,
+    generate(pipe, [records[i]["prompt"] for i in indices], images_per_prompt=images_per_prompt, seed=seed,
              batch_size=batch_size, on_batch=save, **sampling)
 
 
-def score_pairs(out: str, records: Sequence[Mapping], rewards: Mapping[str, Any], images_per_prompt: int) -> list[dict]:
-    """One result per (prompt, k): the files and ``scores[reward] = [score_a, score_b]``."""
+def score_pairs(out: str, records: Sequence[Mapping], rewards: Mapping[str, Any], images_per_prompt: int,
+                indices: Sequence[int] | None = None) -> list[dict]:
+    """One result per (prompt, k) of the prompts ``indices`` (default: all): the files and
+    ``scores[reward] = [score_a, score_b]``."""
     from PIL import Image
 
     from diffalign.eval.scoring import score_images
 
-    keys = [(i, k) for i in range(len(records)) for k in range(images_per_prompt)]
+    indices = range(len(records)) if indices is None else indices
+    keys = [(i, k) for i in indices for k in range(images_per_prompt)]
     prompts = [records[i]["prompt"] for i, _ in keys]
     metadata = [records[i] for i, _ in keys]
     side_scores = {}
@@ -118,30 +125,45 @@ def write_report(out: str, summary: Mapping, results: Sequence[Mapping], example
 def run_compare(out: str, records: Sequence[Mapping], pipes: Mapping[str, Callable[[], Any]],
                 rewards: Mapping[str, Callable[[], Any]], *, labels: Mapping[str, str] | None = None,
                 images_per_prompt: int = 1, seed: int = 0, batch_size: int = 8, sampling: Mapping | None = None,
-                tie_tolerance: float = 0.0, confidence: float = 0.95) -> dict:
+                tie_tolerance: float = 0.0, confidence: float = 0.95, state=None) -> dict | None:
     """Generate with ``pipes["a"]()`` then ``pipes["b"]()`` (loaders, so that one pipeline is in memory
     at a time), then score with ``rewards`` (name -> loader of a reward), write the outputs and
-    return the summary."""
+    return the summary. With ``state`` (accelerate's ``PartialState`` of several processes) each
+    process does its share of the prompts; the main process writes and returns the summary, the
+    others return None."""
+    import contextlib
+
     import torch
 
     t0 = time.time()
     os.makedirs(out, exist_ok=True)
     sampling = dict(sampling or {})
-    for side in ("a", "b"):
-        pipe = pipes[side]()
-        generate_side(pipe, records, out, side, images_per_prompt=images_per_prompt, seed=seed, batch_size=batch_size, **sampling)
-        del pipe
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    rewards = {name: load() for name, load in rewards.items()}
-    results = score_pairs(out, records, rewards, images_per_prompt)
+    many = state is not None and state.num_processes > 1
+    split = state.split_between_processes(list(range(len(records)))) if many else contextlib.nullcontext(None)
+    with split as mine:
+        for side in ("a", "b"):
+            pipe = pipes[side]()
+            generate_side(pipe, records, out, side, images_per_prompt=images_per_prompt, seed=seed, batch_size=batch_size,
+                          indices=mine, **sampling)
+            del pipe
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        rewards = {name: load() for name, load in rewards.items()}
+        results = score_pairs(out, records, rewards, images_per_prompt, indices=mine)
+    if many:
+        from accelerate.utils import gather_object
+
+        results = gather_object(results)
+        if not state.is_main_process:
+            return None
     with open(os.path.join(out, "results.jsonl"), "w", encoding="utf-8") as f:
         for r in results:
             f.write(json.dumps(r) + "\n")
     labels = dict(labels or {"a": "A", "b": "B"})
     summary = {"benchmark": "compare", "a": labels["a"], "b": labels["b"], "pairs": len(results), "prompts": len(records),
                "images_per_prompt": images_per_prompt, "seed": seed, "sampling": sampling, "tie_tolerance": tie_tolerance,
+               "processes": state.num_processes if many else 1,
                "confidence": confidence, "interval": "Wilson score interval, n = pairs, ties count as half a win",
                "rewards": summarize(results, rewards, tie_tolerance=tie_tolerance, confidence=confidence),
                "seconds": round(time.time() - t0, 1)}
@@ -176,6 +198,10 @@ def run(args: argparse.Namespace) -> int:
     from diffalign.eval.prompts import read_prompt_file
     import diffalign.rewards
 
+    from diffalign.eval.processes import eval_state, process_device
+
+    state = eval_state()  # several processes: the prompts are split over them
+    args.device = process_device(state, args.device)
     records = read_prompt_file(args.prompts)[: args.limit]
     specs = {"a": PipelineSpec.parse(args.a), "b": PipelineSpec.parse(args.b)}
     sampling = sampling_settings(specs["a"].pipeline, None, num_inference_steps=args.steps, guidance_scale=args.guidance,
@@ -185,7 +211,9 @@ def run(args: argparse.Namespace) -> int:
     rewards = {spec.split(":")[0]: (lambda s=spec: diffalign.rewards.load(s, device=args.device or "auto")) for spec in args.reward}
     summary = run_compare(args.out, records, pipes, rewards, labels={k: v.label for k, v in specs.items()},
                           images_per_prompt=args.images_per_prompt, seed=args.seed, batch_size=args.batch_size,
-                          sampling=sampling, tie_tolerance=args.tie_tolerance, confidence=args.confidence)
+                          sampling=sampling, tie_tolerance=args.tie_tolerance, confidence=args.confidence, state=state)
+    if summary is None:  # not the main process
+        return 0
     for name, s in summary["rewards"].items():
         print(f"{name}: A wins {s['wins']}, ties {s['ties']}, B wins {s['losses']}; win-rate {s['win_rate']:.3f} "
               f"[{s['low']:.3f}, {s['high']:.3f}]")
