@@ -280,3 +280,25 @@ def test_a_half_written_accelerate_checkpoint_is_never_picked_up(tmp_path):
     assert resolve_resume(str(tmp_path), "latest").step == 2
     save_checkpoint(str(tmp_path), 4, {"w": torch.ones(2)})
     assert sorted(p.name for p in root.iterdir()) == ["step-000002", "step-000004"]
+
+
+@pytest.mark.slow
+def test_fsdp2_lora_on_cpu_matches_ddp_and_its_sharded_checkpoint_reshards(tmp_path):
+    """torch's FSDP2 (fully_shard) runs on CPU with gloo (accelerate does not build it there, so this is
+    bench/fsdp2_cpu_check.py, not the trainer): on 2 ranks a LoRA on the tiny UNet trains with the
+    same losses and the same full LoRA as DDP, and its 2-shard torch.distributed.checkpoint loads
+    into ONE process with the same weights."""
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "fsdp2_cpu_check.py")
+    for mode in ("ddp", "fsdp2"):
+        _launch([*TORCHRUN, script, mode, str(tmp_path)])
+    _launch([*TORCHRUN[:-1], "1", script, "load", str(tmp_path)])
+    info = {m: json.loads((tmp_path / f"{m}.json").read_text()) for m in ("ddp", "fsdp2", "load")}
+    assert info["ddp"]["world_size"] == info["fsdp2"]["world_size"] == 2 and info["load"]["world_size"] == 1
+    assert (info["ddp"]["sharded"], info["fsdp2"]["sharded"]) == ("Parameter", "DTensor")  # really sharded
+    assert info["fsdp2"]["losses"] == pytest.approx(info["ddp"]["losses"], rel=1e-5)
+    assert len(list(tmp_path.joinpath("dcp").glob("*.distcp"))) == 2
+    ddp, fsdp2, load = (load_file(str(tmp_path / f"{m}.safetensors")) for m in ("ddp", "fsdp2", "load"))
+    assert max(float(v.abs().max()) for k, v in ddp.items() if "lora_B" in k) > 0  # trained
+    for k in ddp:
+        torch.testing.assert_close(fsdp2[k], ddp[k], rtol=1e-4, atol=1e-5)
+        assert torch.equal(load[k], fsdp2[k])
