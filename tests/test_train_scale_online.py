@@ -70,8 +70,8 @@ def test_two_gloo_ranks_reproduce_one_process_online(model, trainer, batches):
 
 def test_engine_and_quantization_errors(monkeypatch):
     """One-line errors: an FSDP / DeepSpeed accelerate config on a machine without GPU, DeepSpeed ZeRO
-    for a trainer that accumulates by hand (no_sync), quantized base weights on CPU."""
-    from diffalign.pipelines.models import quantization_config
+    for a trainer that accumulates by hand (no_sync), quantized base weights or offloaded frozen parts on CPU."""
+    from diffalign.pipelines.models import offload_frozen, quantization_config
     from diffalign.train import distributed
 
     for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
@@ -91,6 +91,8 @@ def test_engine_and_quantization_errors(monkeypatch):
     for kind in ("nf4", "int8", "fp8"):
         with pytest.raises(ValueError, match=f"model.quantize={kind} needs a CUDA GPU"):
             quantization_config(kind, "cpu")
+    with pytest.raises(ValueError, match="model.offload_frozen keeps frozen parts in CPU memory for a CUDA GPU"):
+        offload_frozen(None, "cpu")
 
 
 def test_resume_batch_check():

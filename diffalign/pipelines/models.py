@@ -41,6 +41,9 @@ class ModelConfig:
     #: frozen base network quantized on load, LoRA trained on top (CUDA only): none | nf4 | int8
     #: (bitsandbytes) | fp8 (torchao).
     quantize: str = choice("none", ("none", "nf4", "int8", "fp8"))
+    #: keep the frozen text encoders and VAE in CPU memory, each moved to the GPU only for its own
+    #: forward (CUDA only): saves their GPU memory at the cost of a host-to-GPU copy per call.
+    offload_frozen: bool = False
 
     def __post_init__(self) -> None:
         apply_parsers(self)
@@ -95,6 +98,30 @@ def quantization_config(kind: str, device):
     backend, options = QUANT_BACKENDS[kind]
     return PipelineQuantizationConfig(quant_backend=backend, quant_kwargs=options,
                                       components_to_quantize=["unet", "transformer"])
+
+
+#: the frozen parts ``model.offload_frozen`` keeps in CPU memory.
+OFFLOADED = ("text_encoder", "text_encoder_2", "text_encoder_3", "vae")
+
+
+def offload_frozen(adapter: PipelineAdapter, device) -> list[str]:
+    """Keep the pipeline's frozen text encoders and VAE on the CPU; a forward pre-hook moves each to
+    ``device`` for its call and a forward hook moves it back (the denoiser stays on ``device``).
+    Returns the offloaded component names."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise ValueError(f"model.offload_frozen keeps frozen parts in CPU memory for a CUDA GPU; on {device.type} "
+                         "they already are in that memory: set model.offload_frozen=false")
+    names = []
+    for name in OFFLOADED:
+        module = getattr(adapter.pipe, name, None)
+        if not isinstance(module, torch.nn.Module):
+            continue
+        module.to("cpu")
+        module.register_forward_pre_hook(lambda m, args: m.to(device) and None)
+        module.register_forward_hook(lambda m, args, out: m.to("cpu") and None)
+        names.append(name)
+    return names
 
 
 def use_channels_last(pipe) -> None:

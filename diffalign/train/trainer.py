@@ -37,7 +37,7 @@ import torch
 
 from diffalign.config import config_to_dict, save_config
 from diffalign.pipelines import PipelineAdapter
-from diffalign.pipelines.models import load_model
+from diffalign.pipelines.models import load_model, offload_frozen
 from diffalign.train.checkpoint import (
     is_accelerate_checkpoint, load_accelerate_checkpoint, load_checkpoint, load_extra_tensors, resolve_resume,
     save_accelerate_checkpoint, save_checkpoint,
@@ -99,6 +99,8 @@ class Trainer:
         weight_dtype = torch_dtype(config.model.weight_dtype)
         self.adapter = adapter if adapter is not None else load_model(config.model, device=self.device, dtype=weight_dtype)
         self.adapter.to(device=self.device)
+        if config.model.offload_frozen:
+            offload_frozen(self.adapter, self.device)
         self.logger: MetricsLogger | None = None
         self.setup_network()
         self.setup()
