@@ -18,10 +18,10 @@ trainer fills in the phases:
 ``train()`` = resume -> evaluate(0) -> [step -> evaluate -> log -> checkpoint] x max_steps -> export.
 No trainer overrides ``train()``: the loop exists once.
 
-Randomness is a pure function of ``(seed, step, process)`` (every trainer seeds its generators from
-them; the offline trainer keys its draws by the example's place in the global batch instead of the
-process, so W processes with batch b run exactly like one with batch W x b), so a run resumed from
-a checkpoint continues exactly like an uninterrupted one.
+Randomness is a pure function of ``(seed, step)`` and the place of each example / rollout in the
+batch over all processes (every trainer seeds its generators from them), so W processes with batch
+b run exactly like one with batch W x b and a run resumed from a checkpoint continues exactly like
+an uninterrupted one.
 """
 from __future__ import annotations
 

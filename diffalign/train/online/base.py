@@ -7,7 +7,9 @@ Set-up: prompts (:class:`PromptSet` + :class:`KRepeatSampler`), the reward (a re
 sample size and the sampling scheduler. Also here: prompt encoding with a memo, the gradient
 bookkeeping of hand-synchronised accumulation (``backward`` / ``optimizer_step``), gathering across
 processes, sample grids and the evaluate phase (held-out reward). Every random draw of step ``s``
-comes from :meth:`rng` seeded by ``(seed, s, stream, process)``, so a resumed run continues exactly.
+comes from :meth:`rng` seeded by ``(seed, s, stream)`` and either the process or (per-sample draws,
+:meth:`sample_rngs`) the sample's global id, so a resumed run continues exactly and W processes with
+batch b draw what one process with batch W x b draws.
 """
 from __future__ import annotations
 
