@@ -48,9 +48,15 @@ class D3POTrainer(PolicyGradientTrainer):
         return self.config.sampling.batch_size // 2  # one prompt per pair
 
     # ------------------------------------------------------------------ sampling
+    def rollout_ids(self, count: int, batch: int) -> torch.Tensor:
+        """Pair ``p`` (global id over all processes) holds rollouts ``2p`` (first member) and ``2p + 1``."""
+        pairs = self.sample_ids(count // 2, batch, self.batches_per_iteration())
+        return torch.cat([2 * pairs, 2 * pairs + 1])
+
     def rollout_prompts(self, step: int, batch: int):
         prompts, meta = self.prompt_batch(step, batch)
-        x = self.initial_latents(len(prompts), self.rng(step, "noise", batch))
+        pairs = self.sample_ids(len(prompts), batch, self.batches_per_iteration())
+        x = self.initial_latents(len(prompts), self.sample_rngs(step, "noise", batch, pairs))
         return prompts + prompts, (meta + meta) if meta is not None else None, torch.cat([x, x])
 
     def collect(self, step: int) -> Trajectories:
@@ -75,13 +81,12 @@ class D3POTrainer(PolicyGradientTrainer):
     # ------------------------------------------------------------------ training
     def micro_batches(self, traj: Trajectories, step: int, inner_epoch: int) -> list[Trajectories]:
         n = len(traj) // 2
-        gen = self.rng(step, "order", inner_epoch)
-        pairs = torch.randperm(n, generator=gen)
+        ids = traj.sample_ids[:n]  # the first members: one id per pair
         order = self.step_orders(n, traj.num_steps, step, inner_epoch, shuffle=True,
-                                 exclude_final=self.config.exclude_final_steps)
-        size, out = self.config.batch_size, []
-        for s in range(0, n, size):
-            chosen = pairs[s : s + size]
+                                 exclude_final=self.config.exclude_final_steps, ids=ids)
+        out = []
+        for chosen in self.micro_batch_indices(ids, step, inner_epoch, self.config.batch_size):
+            chosen = torch.tensor(chosen)
             mb = traj.select(torch.cat([chosen, chosen + n]))
             out.append(mb.permute_steps(torch.cat([order[chosen], order[chosen]])))
         return out

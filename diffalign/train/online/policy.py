@@ -215,20 +215,24 @@ class PolicyGradientTrainer(OnlineTrainer):
         gen = self.rng(step, "order", inner)
         return traj.select(torch.randperm(len(traj), generator=gen))
 
-    def micro_batches_over_processes(self, traj: Trajectories, step: int, inner: int, size: int) -> list[Trajectories]:
-        """This process's rollouts cut into micro-batches of ``size`` in a random order such that, with
-        the same number of rollouts on every process, the micro-batches of all processes together
-        (what DDP averages) are the ones one process holding every rollout forms with ``W x size``:
-        sorted by global id, the rollouts fall into ``size`` blocks of ``m = len / size`` consecutive
-        ones (a process holds whole blocks: its ids are a contiguous range), and each block sends its
-        ``m`` rollouts to the ``m`` micro-batches in a random order keyed by the block's first id."""
-        if len(traj) % size:
-            raise ValueError(f"{len(traj)} rollouts do not split into micro-batches of {size}")
-        traj = traj.select(torch.argsort(traj.sample_ids))
-        m = len(traj) // size
-        perms = [torch.randperm(m, generator=self.rng(step, "order", inner, position=int(traj.sample_ids[i * m])))
+    def micro_batch_indices(self, ids: torch.Tensor, step: int, inner: int, size: int) -> list[list[int]]:
+        """Positions (into ``ids``) of this process's micro-batches of ``size``, in a random order such
+        that, with the same number of rollouts on every process, the micro-batches of all processes
+        together (what DDP averages) are the ones one process holding every rollout forms with
+        ``W x size``: sorted by global id, the rollouts fall into ``size`` blocks of ``m = len / size``
+        consecutive ones (a process holds whole blocks: its ids are a contiguous range), and each block
+        sends its ``m`` rollouts to the ``m`` micro-batches in a random order keyed by the block's first id."""
+        if len(ids) % size:
+            raise ValueError(f"{len(ids)} rollouts do not split into micro-batches of {size}")
+        order = torch.argsort(ids).tolist()
+        m = len(ids) // size
+        perms = [torch.randperm(m, generator=self.rng(step, "order", inner, position=int(ids[order[i * m]]))).tolist()
                  for i in range(size)]
-        return [traj.select([i * m + int(perms[i][k]) for i in range(size)]) for k in range(m)]
+        return [[order[i * m + perms[i][k]] for i in range(size)] for k in range(m)]
+
+    def micro_batches_over_processes(self, traj: Trajectories, step: int, inner: int, size: int) -> list[Trajectories]:
+        """This process's rollouts cut into micro-batches of ``size`` (:meth:`micro_batch_indices`)."""
+        return [traj.select(idx) for idx in self.micro_batch_indices(traj.sample_ids, step, inner, size)]
 
     def step_orders(self, count: int, stored: int, step: int, inner: int, shuffle: bool,
                     exclude_final: int = 0, ids: torch.Tensor | None = None) -> torch.Tensor:
