@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from diffalign import shapes
-from diffalign.cli import main
 from diffalign.geneval import write_metadata
 
 from test_train_scale import TORCHRUN, _launch
@@ -26,7 +25,7 @@ def test_geneval_on_two_processes_matches_one(tmp_path):
     write_metadata(meta, ROWS)
     args = ["-m", "diffalign", "eval", "geneval", "--pipeline", "shapes-sd", "--metadata", str(meta),
             "--images-per-prompt", "2", "--steps", "3", "--batch-size", "2", "--device", "cpu"]
-    assert main([*args[2:], "--out", str(tmp_path / "one")]) == 0  # one process: this one
+    _launch([sys.executable, *args, "--out", str(tmp_path / "one")])  # a fresh process, as the ranks (1 thread)
     _launch([*TORCHRUN, *args, "--out", str(tmp_path / "two")])
 
     def read(name):
@@ -54,7 +53,7 @@ def test_compare_on_two_processes_matches_one(tmp_path):
     write_metadata(prompts, ROWS[:3])
     args = ["-m", "diffalign", "eval", "compare", "--a", "shapes-sd", "--b", "shapes-sd3", "--prompts", str(prompts),
             "--reward", "shapes", "--images-per-prompt", "2", "--steps", "3", "--device", "cpu"]
-    assert main([*args[2:], "--out", str(tmp_path / "one")]) == 0  # one process: this one
+    _launch([sys.executable, *args, "--out", str(tmp_path / "one")])  # a fresh process, as the ranks (1 thread)
     _launch([*TORCHRUN, *args, "--out", str(tmp_path / "two")])
     one = [json.loads(x) for x in (tmp_path / "one" / "results.jsonl").read_text().splitlines()]
     two = [json.loads(x) for x in (tmp_path / "two" / "results.jsonl").read_text().splitlines()]

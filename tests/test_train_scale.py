@@ -46,7 +46,7 @@ def _recipe(root, name: str, batch_size: int) -> str:
 
 def _launch(cmd: list[str], **env) -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WORLD_SIZE", "RANK", "MASTER_"))}
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900,  # generous: a loaded 2-core machine
                          env={**base, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **env})
     assert out.returncode == 0, out.stderr[-3000:]
 

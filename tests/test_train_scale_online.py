@@ -48,9 +48,7 @@ def _recipe(root, name: str, trainer: str, sample_batch: int, train_batch: int) 
 @pytest.mark.parametrize("trainer,batches", [("ddpo", (4, 2)), ("draft", (2, 1))])
 def test_two_gloo_ranks_reproduce_one_process_online(model, trainer, batches):
     sample_batch, train_batch = batches
-    from diffalign.cli import main
-
-    assert main(["train", _recipe(model, f"{trainer}-one", trainer, sample_batch, train_batch)]) == 0  # in this process
+    _launch([sys.executable, "-m", "diffalign", "train", _recipe(model, f"{trainer}-one", trainer, sample_batch, train_batch)])
     _launch([*TORCHRUN, "-m", "diffalign", "train",
              _recipe(model, f"{trainer}-two", trainer, sample_batch // 2, max(train_batch // 2, 1))])
     (one, one_rows, one_lora), (two, two_rows, two_lora) = _result(model, f"{trainer}-one"), _result(model, f"{trainer}-two")
