@@ -447,6 +447,12 @@ class PipelineAdapter(ABC):
     def enable_gradient_checkpointing(self) -> None:
         self.denoiser.enable_gradient_checkpointing()
 
+    def compile_network(self, **kwargs) -> None:
+        """``torch.compile`` the denoiser's forward in place (``nn.Module.compile``: parameter and
+        state-dict names unchanged, so LoRA saving and ``reference()`` work as before). ``kwargs``
+        go to ``torch.compile`` (``fullgraph=True`` makes a graph break an error)."""
+        self.denoiser.compile(**kwargs)
+
     def to(self, device=None, dtype=None) -> "PipelineAdapter":
         self.pipe.to(device=device, dtype=dtype)
         return self

@@ -38,6 +38,10 @@ class ModelConfig:
     #: channels-last memory format for the convolutional networks (UNet, VAE): same results, faster
     #: convolutions on CPU (oneDNN; ~20 % on the shapes pipelines) and on recent GPUs.
     channels_last: bool = False
+    #: ``torch.compile`` the denoiser's forward in place (one graph, no graph break, the reference
+    #: pass with adapters off compiles once more; saved weights keep their names). Needs a C compiler
+    #: on CPU; the first steps pay the compile time (minutes for SD-size networks).
+    compile: bool = False
 
     def __post_init__(self) -> None:
         apply_parsers(self)

@@ -169,6 +169,8 @@ class Trainer:
             adapter.denoiser.float().requires_grad_(True)
         if cfg.model.gradient_checkpointing:
             adapter.enable_gradient_checkpointing()
+        if cfg.model.compile:
+            adapter.compile_network()
         adapter.denoiser.train()
         lr = cfg.optim.lr
         if cfg.optim.scale_lr:
