@@ -75,6 +75,10 @@ class Trainer:
         check_output_dir(config.output_dir, config.resume, config.overwrite)  # before loading anything
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
+        if config.cpu_reuse_freed_memory and not torch.cuda.is_available():
+            from diffalign.utils.memory import reuse_freed_memory
+
+            reuse_freed_memory()
         if config.allow_tf32 and torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
