@@ -3,6 +3,7 @@ CPU, and dropping the VAE / text encoders' weights once latents and text are cac
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 
@@ -18,7 +19,9 @@ from diffalign.utils.memory import reuse_freed_memory
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc (Linux)")
-def test_reuse_freed_memory_stops_the_page_faults_of_reallocation():
+def test_reuse_freed_memory_stops_the_page_faults_of_reallocation(monkeypatch):
+    for key in [k for k in os.environ if k.startswith("MALLOC_")]:
+        monkeypatch.delenv(key)
     assert reuse_freed_memory() and reuse_freed_memory()  # applied, idempotent
     size = 8 * 1024 * 1024  # above glibc's default 128 KiB mmap threshold: a fresh mmap per allocation without it
     torch.empty(size // 4).fill_(1.0)  # first allocation grows the heap once

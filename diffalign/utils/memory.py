@@ -5,11 +5,14 @@ back to the kernel after every tensor: allocations up to 32 MiB come from the he
 ``mmap`` each) and the heap is not trimmed. A training step frees and re-allocates the same
 activation sizes every step; without this each re-allocation is a fresh run of page faults (on the
 SD1.5 step on CPU, ~30 % of the CPU time was kernel time). Measured in docs/benchmarks.md.
+Malloc settings given in the environment (``MALLOC_MMAP_THRESHOLD_`` and the like, e.g. by
+``bench/online_memory.py`` to make RSS follow live memory) win: then nothing is changed.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
@@ -23,7 +26,7 @@ def reuse_freed_memory(trim_threshold: int = 1 << 34, top_pad: int = 256 << 20) 
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
