@@ -17,7 +17,9 @@ the first step; its duration is reported separately (``cache_build_s``; the cach
 Step peak memory: before each timed step the process's resident-set high-water mark is reset
 (``/proc/self/clear_refs``); after it, ``VmHWM`` minus the resident size at the reset is that step's
 peak growth. ``step_peak_mb`` is the largest over the timed steps; ``peak_rss_mb`` is the absolute
-high-water mark during the timed steps (weights included). ``--malloc tight`` runs both sides with
+high-water mark during the timed steps (weights included) and the figure to compare across sides:
+an allocator that keeps freed memory (diffalign's ``cpu_reuse_freed_memory``) shows ~0 growth since
+what it reuses is already resident. ``--malloc tight`` runs both sides with
 glibc serving every allocation above 64 KiB by mmap (one arena) so that RSS follows live tensor
 memory closely (costs speed: use it for a memory figure, not a time figure).
 
