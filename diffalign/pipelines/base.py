@@ -363,6 +363,18 @@ class PipelineAdapter(ABC):
             if isinstance(module, torch.nn.Module):
                 module.requires_grad_(False)
 
+    def drop_encoder_weights(self) -> list[str]:
+        """Free the weights of the VAE and text encoders (moved to the ``meta`` device; configs and
+        dtypes stay) once nothing will run them: training from cached latents and text. Returns the
+        names dropped; running a dropped module afterwards raises torch's meta-tensor error."""
+        dropped = []
+        for name in ("vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
+            module = getattr(self.pipe, name, None)
+            if isinstance(module, torch.nn.Module):
+                module.to("meta")
+                dropped.append(name)
+        return dropped
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.denoiser.parameters() if p.requires_grad]
 
@@ -448,6 +460,12 @@ class PipelineAdapter(ABC):
 
     def enable_gradient_checkpointing(self) -> None:
         self.denoiser.enable_gradient_checkpointing()
+
+    def compile_network(self, **kwargs) -> None:
+        """``torch.compile`` the denoiser's forward in place (``nn.Module.compile``: parameter and
+        state-dict names unchanged, so LoRA saving and ``reference()`` work as before). ``kwargs``
+        go to ``torch.compile`` (``fullgraph=True`` makes a graph break an error)."""
+        self.denoiser.compile(**kwargs)
 
     def to(self, device=None, dtype=None) -> "PipelineAdapter":
         self.pipe.to(device=device, dtype=dtype)

@@ -44,6 +44,10 @@ class ModelConfig:
     #: keep the frozen text encoders and VAE in CPU memory, each moved to the GPU only for its own
     #: forward (CUDA only): saves their GPU memory at the cost of a host-to-GPU copy per call.
     offload_frozen: bool = False
+    #: ``torch.compile`` the denoiser's forward in place (one graph, no graph break, the reference
+    #: pass with adapters off compiles once more; saved weights keep their names). Needs a C compiler
+    #: on CPU; the first steps pay the compile time (minutes for SD-size networks).
+    compile: bool = False
     #: diffusers' VAE memory switches for decoding (and encoding) large images and videos:
     #: ``vae_tiling`` (``vae.enable_tiling()``: spatial tiles, blended) and ``vae_slicing``
     #: (``vae.enable_slicing()``: one sample of the batch at a time). Same results up to tile seams.

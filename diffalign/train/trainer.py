@@ -81,6 +81,10 @@ class Trainer:
         check_engine(getattr(config, "trainer", type(self).__name__), self.syncs_by_hand)
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
+        if config.cpu_reuse_freed_memory and not torch.cuda.is_available():
+            from diffalign.utils.memory import reuse_freed_memory
+
+            reuse_freed_memory()
         if config.allow_tf32 and torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -183,6 +187,8 @@ class Trainer:
             adapter.denoiser.float().requires_grad_(True)
         if cfg.model.gradient_checkpointing:
             adapter.enable_gradient_checkpointing()
+        if cfg.model.compile:
+            adapter.compile_network()
         adapter.denoiser.train()
         lr = cfg.optim.lr
         if cfg.optim.scale_lr:
