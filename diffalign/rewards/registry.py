@@ -38,6 +38,7 @@ _BUILTIN: dict[str, str] = {
     "weighted_sum": "diffalign.rewards.compose:WeightedSum",
     "remote": "diffalign.rewards.remote:RemoteReward",
     "vlm_judge": "diffalign.rewards.vlm_judge:VLMJudgeReward",
+    "ocr": "diffalign.rewards.ocr:OCRReward",
 }
 
 
