@@ -1,23 +1,26 @@
 """Reward hacking on the shapes world, and the guards against it (docs/online.md, "Reward hacking").
 
-    python bench/reward_hacking.py [--seeds 0,1,2] [--steps 40] [--out DIR] [--figure docs/img/reward_hacking.png]
+    python bench/reward_hacking.py [--seeds 0,1,2] [--steps 30] [--eval-every 5] [--out DIR] [--figure PNG]
     python bench/reward_hacking.py --plot-only --out DIR     # figures and table from finished runs
 
-Flow-GRPO LoRA on shapes-sd3 (the ``shapes_flow_grpo`` recipe) on the colour prompts (``colors``,
-``color_attr``), trained with the hackable proxy ``shapes_color`` (it checks which colours are
-present, not which shape wears which colour, nor the shapes). Every ``--eval-every`` iterations the
-held-out prompts are sampled deterministically and scored by the proxy (``eval_reward_mean``) and
-by the shapes judge as gold (``evaluation.gold_reward``: ``gold_reward_mean``). Configurations:
+Flow-GRPO LoRA on shapes-sd3 (the ``shapes_flow_grpo`` recipe, all six GenEval categories) trained
+with a hackable proxy, ``jpeg_compressibility`` (DDPO's: smaller JPEG files score higher, which an
+empty or blurred canvas satisfies better than the objects the prompt asks for). Every
+``--eval-every`` iterations the held-out prompts (60, test split) are sampled deterministically and
+scored by the proxy (``eval_reward_mean``) and by the shapes judge as gold
+(``evaluation.gold_reward``: ``gold_reward_mean``). Configurations:
 
 - ``unguarded``: proxy only, no KL (``loss.beta=0``), a clip range of 1e-2 and lr 3e-3 (so that
   the proxy is optimised hard within a CPU budget);
-- ``kl+rationorm``: the same plus adaptive KL (``loss.beta=0.01`` start, ``loss.target_kl``) and
-  GRPO-Guard's RatioNorm;
-- ``per-reward+judge``: those guards plus the judge mixed into the reward
-  (``weighted_sum`` of ``shapes_color`` and ``shapes``, weight 1 each) with per-reward normalised
-  advantages (``advantages.per_reward``), so the 0/1 judge is not drowned by the smoother proxy.
+- ``kl+rationorm``: the same plus adaptive KL (``loss.beta=0.01`` start, ``loss.target_kl=0.002``)
+  and GRPO-Guard's RatioNorm;
+- ``per-reward+judge``: those guards plus the judge mixed into the reward (``weighted_sum`` of the
+  proxy and ``shapes``, weight 1 each) with per-reward normalised advantages
+  (``advantages.per_reward``), so the 0/1 judge is not drowned by the proxy's scale (kB). Its
+  held-out reward is the sum, so its proxy curve is ``eval_reward_mean - gold_reward_mean``.
 
-Runs go one after another (one CPU job), each with ``OMP_NUM_THREADS=1``. Writes per run
+Runs go one after another (one CPU job), each with ``OMP_NUM_THREADS=1``, seeds outermost (a cut
+run has every configuration of the seeds it finished). Writes per run
 ``OUT/<config>-s<seed>/logs/metrics.jsonl``, then ``OUT/table.md`` (start / end of the proxy and the
 gold score per run, and the mean over seeds) and the curves (``--figure``).
 """
@@ -30,14 +33,16 @@ import subprocess
 import sys
 import time
 
-BASE = ["prompts.categories=[colors,color_attr]", "optim.lr=3e-3", "loss.clip_range=0.01",
+BASE = ["optim.lr=3e-3", "loss.clip_range=0.01",
         "evaluation.gold_reward.name=shapes", "evaluation.num_prompts=60", "evaluation.batch_size=30",
         "sample_grid_every=0", "checkpointing_steps=0"]
+PROXY = "jpeg_compressibility"
+GUARDS = ["loss.beta=0.01", "loss.target_kl=0.002", "loss.ratio_norm=true"]
 CONFIGS = {
-    "unguarded": ["reward.name=shapes_color", "loss.beta=0"],
-    "kl+rationorm": ["reward.name=shapes_color", "loss.beta=0.01", "loss.target_kl=0.002", "loss.ratio_norm=true"],
-    "per-reward+judge": ["reward.name=weighted_sum", "reward.options={rewards: {shapes_color: 1.0, shapes: 1.0}}",
-                         "advantages.per_reward=true", "loss.beta=0.01", "loss.target_kl=0.002", "loss.ratio_norm=true"],
+    "unguarded": [f"reward.name={PROXY}", "loss.beta=0"],
+    "kl+rationorm": [f"reward.name={PROXY}", *GUARDS],
+    "per-reward+judge": ["reward.name=weighted_sum", f"reward.options={{rewards: {{{PROXY}: 1.0, shapes: 1.0}}}}",
+                         "advantages.per_reward=true", *GUARDS],
 }
 
 
@@ -58,7 +63,11 @@ def curves(out: str, name: str, seed: int) -> list[tuple[int, float, float]]:
     if not os.path.exists(path):
         return []
     rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
-    return [(r["step"], r["eval_reward_mean"], r["gold_reward_mean"]) for r in rows if "gold_reward_mean" in r]
+    # per-reward+judge trains on proxy + judge (weights 1, 1): its held-out reward is the sum, and the
+    # gold score is the judge on the same images, so the proxy alone is their difference
+    judge_in_reward = "shapes: 1.0" in " ".join(CONFIGS[name])
+    return [(r["step"], r["eval_reward_mean"] - (r["gold_reward_mean"] if judge_in_reward else 0.0), r["gold_reward_mean"])
+            for r in rows if "gold_reward_mean" in r]
 
 
 def report(out: str, seeds: list[int], figure: str | None) -> str:
@@ -91,7 +100,7 @@ def report(out: str, seeds: list[int], figure: str | None) -> str:
                 for ax, j in zip(axes, (1, 2)):
                     ax.plot(steps, [p[j] for p in c], color=colour, lw=1, alpha=0.8, marker="o", ms=3,
                             label=name if s == min(runs) else None)
-        axes[0].set_title("proxy: shapes_color (held-out)")
+        axes[0].set_title(f"proxy: {PROXY} (held-out)")
         axes[1].set_title("gold: shapes judge (held-out)")
         for ax in axes:
             ax.set_xlabel("iteration")
@@ -106,8 +115,8 @@ def report(out: str, seeds: list[int], figure: str | None) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--out", default="outputs/reward_hacking")
     p.add_argument("--figure", default="docs/img/reward_hacking.png")
