@@ -1,23 +1,25 @@
 """Reward hacking on the shapes world, and the guards against it (docs/online.md, "Reward hacking").
 
-    python bench/reward_hacking.py [--seeds 0,1,2] [--steps 30] [--eval-every 5] [--out DIR] [--figure PNG]
+    python bench/reward_hacking.py [--seeds 0,1] [--steps 30] [--eval-every 10] [--configs unguarded,guarded]
+                                   [--out DIR] [--figure PNG]
     python bench/reward_hacking.py --plot-only --out DIR     # figures and table from finished runs
 
-Flow-GRPO LoRA on shapes-sd3 (the ``shapes_flow_grpo`` recipe, all six GenEval categories) trained
-with a hackable proxy, ``jpeg_compressibility`` (DDPO's: smaller JPEG files score higher, which an
-empty or blurred canvas satisfies better than the objects the prompt asks for). Every
-``--eval-every`` iterations the held-out prompts (60, test split) are sampled deterministically and
-scored by the proxy (``eval_reward_mean``) and by the shapes judge as gold
-(``evaluation.gold_reward``: ``gold_reward_mean``). Configurations:
+Flow-GRPO LoRA on shapes-sd3 (the ``shapes_flow_grpo`` recipe) on the colour prompts (``colors``,
+``color_attr``), trained with a hackable proxy: ``shapes_color`` with ``half_area=0.25``, whose
+"requested colour present" term saturates only when the colour covers about a quarter of the image
+(so painting large areas pays; it never checks shapes, counts or which shape wears which colour).
+Every ``--eval-every`` iterations the 60 held-out prompts (test split) are sampled deterministically
+and scored by the proxy (``eval_reward_mean``) and by the shapes judge as gold
+(``evaluation.gold_reward``: ``gold_reward_mean``). lr 3e-3 and a clip range of 1e-2 (the recipe:
+1e-3, 1e-4) so that the proxy is optimised hard within a CPU budget. Configurations:
 
-- ``unguarded``: proxy only, no KL (``loss.beta=0``), a clip range of 1e-2 and lr 3e-3 (so that
-  the proxy is optimised hard within a CPU budget);
-- ``kl+rationorm``: the same plus adaptive KL (``loss.beta=0.01`` start, ``loss.target_kl=0.002``)
-  and GRPO-Guard's RatioNorm;
-- ``per-reward+judge``: those guards plus the judge mixed into the reward (``weighted_sum`` of the
-  proxy and ``shapes``, weight 1 each) with per-reward normalised advantages
-  (``advantages.per_reward``), so the 0/1 judge is not drowned by the proxy's scale (kB). Its
-  held-out reward is the sum, so its proxy curve is ``eval_reward_mean - gold_reward_mean``.
+- ``unguarded``: the proxy alone, no KL (``loss.beta=0``);
+- ``guarded``: adaptive KL (``loss.beta=0.01`` start, ``loss.target_kl=0.002``), GRPO-Guard's
+  RatioNorm, and the judge mixed into the reward (``weighted_sum`` of the proxy and ``shapes``,
+  weight 1 each) with per-reward normalised advantages (``advantages.per_reward``). Its held-out
+  reward is the sum, and the gold score is the judge on the same images, so its proxy curve is
+  ``eval_reward_mean - gold_reward_mean``;
+- ``kl+rationorm`` (not run by default): the KL and RatioNorm guards without the judge.
 
 Runs go one after another (one CPU job), each with ``OMP_NUM_THREADS=1``, seeds outermost (a cut
 run has every configuration of the seeds it finished). Writes per run
@@ -33,16 +35,21 @@ import subprocess
 import sys
 import time
 
-BASE = ["optim.lr=3e-3", "loss.clip_range=0.01",
+BASE = ["prompts.categories=[colors,color_attr]", "optim.lr=3e-3", "loss.clip_range=0.01",
         "evaluation.gold_reward.name=shapes", "evaluation.num_prompts=60", "evaluation.batch_size=30",
         "sample_grid_every=0", "checkpointing_steps=0"]
-PROXY = "jpeg_compressibility"
+#: the proxy: shapes_color with the "requested colour present" term saturating only at a quarter of
+#: the image (half_area 0.25 instead of 0.01), so painting large areas pays, which the judge's shape and
+#: count checks do not reward
+PROXY = "shapes_color"
+PROXY_OPTIONS = "{half_area: 0.25}"
 GUARDS = ["loss.beta=0.01", "loss.target_kl=0.002", "loss.ratio_norm=true"]
 CONFIGS = {
-    "unguarded": [f"reward.name={PROXY}", "loss.beta=0"],
-    "kl+rationorm": [f"reward.name={PROXY}", *GUARDS],
-    "per-reward+judge": ["reward.name=weighted_sum", f"reward.options={{rewards: {{{PROXY}: 1.0, shapes: 1.0}}}}",
-                         "advantages.per_reward=true", *GUARDS],
+    "unguarded": [f"reward.name={PROXY}", f"reward.options={PROXY_OPTIONS}", "loss.beta=0"],
+    "guarded": ["reward.name=weighted_sum",
+                f"reward.options={{rewards: {{proxy: {{reward: {PROXY}, weight: 1.0, half_area: 0.25}}, shapes: 1.0}}}}",
+                "advantages.per_reward=true", *GUARDS],
+    "kl+rationorm": [f"reward.name={PROXY}", f"reward.options={PROXY_OPTIONS}", *GUARDS],
 }
 
 
@@ -65,7 +72,7 @@ def curves(out: str, name: str, seed: int) -> list[tuple[int, float, float]]:
     rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
     # per-reward+judge trains on proxy + judge (weights 1, 1): its held-out reward is the sum, and the
     # gold score is the judge on the same images, so the proxy alone is their difference
-    judge_in_reward = "shapes: 1.0" in " ".join(CONFIGS[name])
+    judge_in_reward = "shapes: 1.0}" in " ".join(CONFIGS[name])
     return [(r["step"], r["eval_reward_mean"] - (r["gold_reward_mean"] if judge_in_reward else 0.0), r["gold_reward_mean"])
             for r in rows if "gold_reward_mean" in r]
 
@@ -114,10 +121,10 @@ def report(out: str, seeds: list[int], figure: str | None) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--seeds", default="0,1")
     p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--eval-every", type=int, default=5)
-    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--configs", default="unguarded,guarded")
     p.add_argument("--out", default="outputs/reward_hacking")
     p.add_argument("--figure", default="docs/img/reward_hacking.png")
     p.add_argument("--plot-only", action="store_true")
