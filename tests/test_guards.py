@@ -168,3 +168,13 @@ def test_per_reward_advantages_in_training(tmp_path, trainer_name, family):
     if trainer_name == "ddpo":
         state = trainer.checkpoint_state()["component_trackers"]
         assert [s["stats"] for s in state] == [t.state_dict()["stats"] for t in trackers]
+
+
+def test_d3po_refuses_per_reward_advantages():
+    from diffalign.train.online.config import D3POConfig
+    from diffalign.train.online.d3po import D3POTrainer
+
+    cfg = D3POConfig(output_dir="unused")
+    cfg.advantages.per_reward = True
+    with pytest.raises(ValueError, match="does not apply to D3PO"):
+        D3POTrainer(cfg)
