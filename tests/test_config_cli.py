@@ -80,7 +80,7 @@ def test_trainer_configs_choices_renames_and_dtypes(tmp_path):
     # the key meant: the same name one section down, or the closest (an old name leads to the new one)
     assert error(DDPOConfig, None, ["guidance_scale=3"]).startswith(
         "command line: unknown key 'guidance_scale' (did you mean 'validation.guidance_scale' or 'sampling.guidance_scale' or 'evaluation.guidance_scale'?); "
-        "valid keys: allow_tf32, batch_size, ")
+        "valid keys: advantages, allow_tf32, batch_size, ")
     assert error(DDPOConfig, None, ["sampling.num_step=3"]).startswith(
         "command line: unknown key 'sampling.num_step' (did you mean 'sampling.num_inference_steps'?); valid keys of sampling: ")
     assert error(DDPOConfig, None, ["model.weight_dtype=fp8"]) == (

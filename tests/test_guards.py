@@ -93,3 +93,88 @@ def test_flow_grpo_with_guards_and_a_gold_reward(tmp_path):
     assert all(k.startswith("transformer.") for k in load_file(os.path.join(out, "exports", "lora_comfyui.safetensors")))
     card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
     assert "| gold_reward_mean | 0 |" in card and "library_name: diffusers" in card
+
+
+def _brightness(images, prompts):
+    return images.mean(dim=(1, 2, 3))
+
+
+def _red(images, prompts):
+    return 100.0 * images[:, 0].mean(dim=(1, 2))
+
+
+def test_scorer_returns_the_components_of_a_combined_reward():
+    from diffalign.rewards import as_reward
+    from diffalign.train.online.scoring import RewardScorer, component_weights
+
+    reward = as_reward({"bright": (_brightness, 1.0), "red": (_red, 0.5)})
+    assert component_weights(reward) == {"bright": 1.0, "red": 0.5}
+    images = torch.zeros(2, 3, 2, 2)
+    images[0] = 0.5
+    images[1, 0] = 0.3  # only the red channel: brightness 0.1, red 30
+    scorer = RewardScorer(reward, workers=0)
+    total, parts = scorer.submit(images, ["a", "b"], components=True).result()
+    assert parts.flatten().tolist() == pytest.approx([0.5, 50.0, 0.1, 30.0])
+    assert total.tolist() == pytest.approx([0.5 + 25.0, 0.1 + 15.0])
+    assert scorer.submit(images, ["a", "b"]).result().tolist() == pytest.approx(total.tolist())
+    with pytest.raises(ValueError, match="needs several rewards combined"):
+        component_weights(as_reward(_brightness))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer_name,family", [("flow_grpo", "sd3"), ("ddpo", "sd")])
+def test_per_reward_advantages_in_training(tmp_path, trainer_name, family):
+    """Two rewards of very different scales: the advantages the trainer uses are the weighted sum of each
+    component normalised on its own (not the normalised weighted sum), and each component is logged."""
+    from diffalign.pipelines import adapter_for
+    from diffalign.pipelines.tiny import build_tiny_pipeline
+    from diffalign.train import get_trainer_class
+    from diffalign.train.metrics import read_metrics
+    from diffalign.train.online.advantages import PerPromptStatTracker
+    from test_train_online import make_config
+
+    cfg = make_config(tmp_path, trainer_name, family, max_steps=2)
+    cfg.advantages.per_reward = True
+    if trainer_name == "ddpo":
+        cfg.group_size, cfg.tracker_min_count = 2, 1
+    cls = get_trainer_class(trainer_name)
+    seen = []
+
+    class Recording(cls):
+        def compute_advantages(self, traj, step):
+            comps, prompts = traj.reward_components.clone(), list(traj.prompts)
+            traj, stats = super().compute_advantages(traj, step)
+            seen.append((prompts, comps, traj.advantages.clone(), traj.rewards.clone()))
+            return traj, stats
+
+    reward = {"bright": (_brightness, 1.0), "red": (_red, 0.5)}
+    trainer = Recording(cfg, adapter=adapter_for(build_tiny_pipeline(family)), reward=reward)
+    result = trainer.train()
+    rows = [r for r in read_metrics(result.metrics_path) if "reward_mean" in r]
+    assert len(rows) == 2 and len(seen) == 2
+    trackers = [PerPromptStatTracker(cfg.tracker_buffer_size, cfg.tracker_min_count) for _ in range(2)] \
+        if trainer_name == "ddpo" else None
+    for row, (prompts, comps, adv, total) in zip(rows, seen):
+        assert row["reward_bright_mean"] == pytest.approx(float(comps[:, 0].mean()), rel=1e-5)
+        assert row["reward_red_mean"] == pytest.approx(float(comps[:, 1].mean()), rel=1e-5)
+        assert total.tolist() == pytest.approx((comps[:, 0] + 0.5 * comps[:, 1]).tolist(), rel=1e-5)
+        if trainer_name == "flow_grpo":
+            expect = sum(w * group_advantages(prompts, comps[:, k], True, cfg.advantage_eps) for k, w in enumerate((1.0, 0.5)))
+            summed = group_advantages(prompts, total, True, cfg.advantage_eps)
+            assert not torch.allclose(summed.float(), expect.float(), atol=1e-3)
+        else:  # one stat tracker per component, persistent across iterations
+            expect = trackers[0].update(prompts, comps[:, 0]) + 0.5 * trackers[1].update(prompts, comps[:, 1])
+        assert adv.tolist() == pytest.approx(expect.tolist(), rel=1e-4, abs=1e-5)
+    if trainer_name == "ddpo":
+        state = trainer.checkpoint_state()["component_trackers"]
+        assert [s["stats"] for s in state] == [t.state_dict()["stats"] for t in trackers]
+
+
+def test_d3po_refuses_per_reward_advantages():
+    from diffalign.train.online.config import D3POConfig
+    from diffalign.train.online.d3po import D3POTrainer
+
+    cfg = D3POConfig(output_dir="unused")
+    cfg.advantages.per_reward = True
+    with pytest.raises(ValueError, match="does not apply to D3PO"):
+        D3POTrainer(cfg)

@@ -1,4 +1,4 @@
-"""Export a run's LoRA: ``diffalign export RUN_DIR --format kohya|comfyui|diffusers|merged [--out PATH] [--push REPO_ID]``.
+"""Export a run's LoRA: ``diffalign export RUN_DIR --format kohya|comfyui|diffusers|merged [--single-file] [--out PATH] [--push REPO_ID]``.
 
 RUN_DIR is a run's output folder or one of its ``checkpoints/step-N`` folders. LoRA formats write a
 file (default ``RUN_DIR/exports/lora_<format>.safetensors``), ``merged`` a full pipeline folder
@@ -17,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("run_dir", help="run output folder or a checkpoints/step-N folder")
     p.add_argument("--format", default="diffusers", choices=EXPORT_FORMATS, help="export format (default diffusers)")
-    p.add_argument("--out", default=None, help="output file (LoRA formats) or folder (merged)")
+    p.add_argument("--out", default=None, help="output file (LoRA formats, merged --single-file) or folder (merged)")
+    p.add_argument("--single-file", action="store_true",
+                   help="with --format merged (SD / SDXL): one original-layout .safetensors checkpoint instead of a folder")
     p.add_argument("--push", metavar="REPO_ID", default=None, help="upload the export and its model card to this Hub repo")
     p.add_argument("--public", action="store_true", help="with --push: create a public repo (default private)")
     p.add_argument("--license", default=None, help="license written in the model card (default: other)")
@@ -46,13 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from diffalign.export.lora import export, read_run_config
 
     try:
-        out = export(args.run_dir, args.format, args.out)
+        out = export(args.run_dir, args.format, args.out, single_file=args.single_file)
         print(out)
         if args.push:
             config = read_run_config(args.run_dir)
             folder = out if os.path.isdir(out) else os.path.dirname(os.path.abspath(out))
             write_model_card(config, folder, license=args.license, lora=args.format != "merged")
-            if os.path.isfile(out) and args.format != "diffusers":  # the card's usage loads the diffusers file too
+            if os.path.isfile(out) and args.format not in ("diffusers", "merged"):  # the card's usage loads the diffusers file too
                 shutil.copyfile(os.path.join(args.run_dir, "pytorch_lora_weights.safetensors"),
                                 os.path.join(folder, "pytorch_lora_weights.safetensors"))
             print(push_folder(folder, args.push, private=not args.public))

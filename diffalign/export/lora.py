@@ -130,12 +130,14 @@ def read_run_config(run_dir: str) -> dict[str, Any]:
     raise FileNotFoundError(f"{run_dir}: no config.yaml (nor a checkpoint's state.json) saying which base model was trained")
 
 
-def export_merged(run_dir: str, out: str | None = None, *, pipeline: Any = None) -> str:
+def export_merged(run_dir: str, out: str | None = None, *, pipeline: Any = None, single_file: bool = False) -> str:
     """Fuse the run's LoRA into its base pipeline (``fuse_lora`` + ``unload_lora_weights``) and
-    save the full pipeline folder ``out`` (default ``RUN_DIR/exports/merged``); ``pipeline``: the
+    save the full pipeline folder ``out`` (default ``RUN_DIR/exports/merged``), or with
+    ``single_file`` (SD / SDXL) one original-layout checkpoint file (default
+    ``RUN_DIR/exports/merged.safetensors``; :mod:`diffalign.export.single_file`); ``pipeline``: the
     base pipeline when already loaded (else read from the run's config)."""
     src = find_lora_file(run_dir)
-    out = out or os.path.join(os.path.dirname(src), "exports", DEFAULT_NAMES["merged"])
+    out = out or os.path.join(os.path.dirname(src), "exports", DEFAULT_NAMES["merged"] + (".safetensors" if single_file else ""))
     if pipeline is None:
         from diffalign.pipelines.models import ModelConfig, load_model
 
@@ -144,12 +146,19 @@ def export_merged(run_dir: str, out: str | None = None, *, pipeline: Any = None)
     pipeline.load_lora_weights(os.path.dirname(src), weight_name=os.path.basename(src), adapter_name="diffalign")
     pipeline.fuse_lora(adapter_names=["diffalign"])
     pipeline.unload_lora_weights()
+    if single_file:
+        from diffalign.export.single_file import save_single_file
+
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        return save_single_file(pipeline, out)
     pipeline.save_pretrained(out)
     return out
 
 
-def export(run_dir: str, fmt: str, out: str | None = None) -> str:
-    """:func:`export_lora` or :func:`export_merged` by ``fmt``."""
+def export(run_dir: str, fmt: str, out: str | None = None, single_file: bool = False) -> str:
+    """:func:`export_lora` or :func:`export_merged` by ``fmt`` (``single_file``: merged only)."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
-    return export_merged(run_dir, out) if fmt == "merged" else export_lora(run_dir, fmt, out)
+    if single_file and fmt != "merged":
+        raise ValueError(f"--single-file goes with --format merged (a full checkpoint), not {fmt}")
+    return export_merged(run_dir, out, single_file=single_file) if fmt == "merged" else export_lora(run_dir, fmt, out)

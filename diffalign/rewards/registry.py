@@ -37,6 +37,8 @@ _BUILTIN: dict[str, str] = {
     "multiview": "diffalign.rewards.multiview:MultiViewReward",
     "weighted_sum": "diffalign.rewards.compose:WeightedSum",
     "remote": "diffalign.rewards.remote:RemoteReward",
+    "vlm_judge": "diffalign.rewards.vlm_judge:VLMJudgeReward",
+    "ocr": "diffalign.rewards.ocr:OCRReward",
 }
 
 

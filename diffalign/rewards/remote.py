@@ -75,36 +75,43 @@ class RemoteReward(Reward):
 
     # ------------------------------------------------------------------ HTTP
     def _request(self, method: str, route: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode("utf-8") if body is not None else None
-        for attempt in range(self.retries + 1):
-            request = urllib.request.Request(self.url + route, data=data, method=method,
-                                             headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    raw = response.read()
-                break
-            except urllib.error.HTTPError as e:
-                detail = e.read().decode("utf-8", "replace").strip().replace("\n", " ")[:200]
-                if e.code < 500 or attempt == self.retries:
-                    raise RemoteRewardError(f"remote reward {self.url}{route}: HTTP {e.code}: {detail}") from None
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
-                if attempt == self.retries:
-                    raise RemoteRewardError(f"remote reward {self.url}{route}: {_reason(e, self.timeout)} "
-                                            f"(after {self.retries + 1} tries)") from None
-            time.sleep(0.5 * 2 ** attempt)
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise RemoteRewardError(f"remote reward {self.url}{route}: malformed response (not JSON): {raw[:80]!r}") from None
+        return request_json(self.url + route, method, body, self.timeout, self.retries, "remote reward")
 
     def extra_repr(self) -> str:
         return f"url={self.url!r}, served={getattr(self, 'served', '?')!r}, " + super().extra_repr()
 
 
-def _reason(error: Exception, timeout: float) -> str:
+def request_json(url: str, method: str = "GET", body: Any = None, timeout: float = 60.0, retries: int = 2,
+                 who: str = "remote reward", headers: dict[str, str] | None = None,
+                 server: str = "`diffalign serve-reward`") -> Any:
+    """One JSON request with retries (connection errors, timeouts and 5xx, 0.5 s, 1 s, 2 s ... apart);
+    any failure is a one-line :class:`RemoteRewardError` starting with ``who`` and the URL."""
+    data = json.dumps(body).encode("utf-8") if body is not None else None
+    for attempt in range(retries + 1):
+        request = urllib.request.Request(url, data=data, method=method,
+                                         headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                raw = response.read()
+            break
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode("utf-8", "replace").strip().replace("\n", " ")[:200]
+            if e.code < 500 or attempt == retries:
+                raise RemoteRewardError(f"{who} {url}: HTTP {e.code}: {detail}") from None
+        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
+            if attempt == retries:
+                raise RemoteRewardError(f"{who} {url}: {_reason(e, timeout, server)} (after {retries + 1} tries)") from None
+        time.sleep(0.5 * 2 ** attempt)
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise RemoteRewardError(f"{who} {url}: malformed response (not JSON): {raw[:80]!r}") from None
+
+
+def _reason(error: Exception, timeout: float, server: str) -> str:
     reason = getattr(error, "reason", error)
     if isinstance(reason, (socket.timeout, TimeoutError)):
         return f"timed out after {timeout:g} s"
     if isinstance(reason, ConnectionRefusedError):
-        return "connection refused (is `diffalign serve-reward` running there?)"
+        return f"connection refused (is {server} running there?)"
     return f"{type(reason).__name__}: {reason}"

@@ -86,11 +86,12 @@ def group_advantages(prompts: Sequence[str], rewards, global_std: bool = True, e
 
 
 def per_reward_advantages(prompts: Sequence[str], components, weights: Sequence[float] | None = None,
-                          global_std: bool = True, eps: float = 1e-4) -> torch.Tensor:
+                          global_std: bool = True, eps: float = 1e-4, normalise=None) -> torch.Tensor:
     """Several rewards combined after normalising each one (MixGRPO's / GDPO's multi-reward
     aggregation): ``sum_k w_k * group_advantages(prompts, r_k)``. ``components``: a mapping
     ``name -> rewards [B]`` or a [B, K] array; ``weights`` default to 1. Unlike normalising the
-    weighted sum, a reward with a large scale (or variance) cannot drown the others."""
+    weighted sum, a reward with a large scale (or variance) cannot drown the others.
+    ``normalise(k, r_k)`` replaces ``group_advantages`` (DDPO: component ``k``'s stat tracker)."""
     if isinstance(components, dict):
         columns = [_as_array(v) for v in components.values()]
     else:
@@ -101,8 +102,11 @@ def per_reward_advantages(prompts: Sequence[str], components, weights: Sequence[
     weights = [1.0] * len(columns) if weights is None else [float(w) for w in weights]
     if len(weights) != len(columns):
         raise ValueError(f"{len(weights)} weights for {len(columns)} rewards")
-    total = sum(w * group_advantages(prompts, c, global_std, eps) for w, c in zip(weights, columns))
-    return total
+    if normalise is None:
+        def normalise(k, column):
+            return group_advantages(prompts, column, global_std, eps)
+
+    return sum(w * normalise(k, c) for k, (w, c) in enumerate(zip(weights, columns)))
 
 
 def global_advantages(rewards, eps: float = 1e-8) -> torch.Tensor:
@@ -134,4 +138,5 @@ def keep_nonzero(advantages: torch.Tensor, multiple: int, generator: torch.Gener
     return keep
 
 
-__all__ = ["PerPromptStatTracker", "global_advantages", "group_advantages", "keep_nonzero", "zero_std_ratio"]
+__all__ = ["PerPromptStatTracker", "global_advantages", "group_advantages", "keep_nonzero", "per_reward_advantages",
+           "zero_std_ratio"]

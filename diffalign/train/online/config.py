@@ -177,6 +177,16 @@ class OnlineConfig(TrainConfig):
 
 
 @dataclass
+class AdvantagesConfig:
+    """``advantages:`` of the policy-gradient trainers that normalise rewards (DDPO, Flow-GRPO)."""
+
+    #: several rewards (``reward.name: weighted_sum``): normalise each component on its own (Flow-GRPO:
+    #: within its prompt group; DDPO: one per-prompt stat tracker per component) and sum the
+    #: normalised advantages with the components' weights, instead of normalising the weighted sum.
+    per_reward: bool = False
+
+
+@dataclass
 class PolicyGradientConfig(OnlineConfig):
     """Shared by the trainers that replay stored transitions (DDPO, D3PO, Flow-GRPO).
 
@@ -190,6 +200,7 @@ class PolicyGradientConfig(OnlineConfig):
     timestep_fraction: float = 1.0
     #: classifier-free guidance in the training forward (both branches, as in sampling).
     train_cfg: bool = True
+    advantages: AdvantagesConfig = field(default_factory=AdvantagesConfig)
 
 
 @dataclass
@@ -341,6 +352,7 @@ class ReFLConfig(RewardGradientConfig):
 
 
 __all__ = [
+    "AdvantagesConfig",
     "AlignPropConfig",
     "D3POConfig",
     "D3POLossConfig",

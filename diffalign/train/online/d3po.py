@@ -26,6 +26,9 @@ class D3POTrainer(PolicyGradientTrainer):
     def __init__(self, config: D3POConfig, adapter=None, reward=None):
         if config.sampling.batch_size % 2:
             raise ValueError(f"D3PO samples pairs: sampling.batch_size must be even, got {config.sampling.batch_size}")
+        if config.advantages.per_reward:
+            raise ValueError("advantages.per_reward does not apply to D3PO: it keeps only which member of a pair has the "
+                             "higher total reward (use ddpo or flow_grpo for per-reward normalisation)")
         pairs = config.sampling.batch_size // 2 * config.sampling.num_batches
         if pairs % (config.batch_size * config.gradient_accumulation_steps):
             raise ValueError(

@@ -1,7 +1,8 @@
 """DDPO (Black et al., ICLR 2024): PPO over the DDIM-with-eta denoising chain.
 
 Rollouts with eta > 0 (default 1) and CFG; rewards normalised per prompt by the persistent
-:class:`PerPromptStatTracker` (or over the gathered batch); per inner epoch the samples are shuffled,
+:class:`PerPromptStatTracker` (or over the gathered batch; with ``advantages.per_reward`` one
+tracker per component of a combined reward, the normalised components then weighted); per inner epoch the samples are shuffled,
 each sample's time axis is shuffled independently and the first ``int(N x timestep_fraction)``
 steps trained, each as one PPO-clip backward with CFG in the training forward (``train_cfg``).
 Any family works (UNet families are the published setting).
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from diffalign.losses import ppo_loss
-from diffalign.train.online.advantages import PerPromptStatTracker, global_advantages
+from diffalign.train.online.advantages import PerPromptStatTracker, global_advantages, per_reward_advantages
 from diffalign.train.online.config import DDPOConfig
 from diffalign.train.online.policy import PolicyGradientTrainer
 from diffalign.pipelines.sampling import transition_log_prob
@@ -42,16 +43,26 @@ class DDPOTrainer(PolicyGradientTrainer):
         super().setup()
         cfg: DDPOConfig = self.config  # type: ignore[assignment]
         self.tracker = PerPromptStatTracker(cfg.tracker_buffer_size, cfg.tracker_min_count)
+        #: advantages.per_reward: one tracker per component of the combined reward
+        self.component_trackers = [PerPromptStatTracker(cfg.tracker_buffer_size, cfg.tracker_min_count)
+                                   for _ in (self.reward_weights or ())]
         self.warn_if_one_step_dominates(cfg.exclude_final_steps)
 
     # ------------------------------------------------------------------ advantages
     def compute_advantages(self, traj: Trajectories, step: int):
         cfg: DDPOConfig = self.config  # type: ignore[assignment]
         prompts, rewards, order = self.gathered_rollouts(traj)
-        if cfg.per_prompt_stat_tracking:
-            advantages = self.tracker.update(prompts, rewards)
-        else:
-            advantages = global_advantages(rewards)
+
+        def normalise(k: int | None, values):
+            if not cfg.per_prompt_stat_tracking:
+                return global_advantages(values)
+            return (self.tracker if k is None else self.component_trackers[k]).update(prompts, values)
+
+        if traj.reward_components is None:
+            advantages = normalise(None, rewards)
+        else:  # advantages.per_reward: each component normalised on its own, then weighted
+            advantages = per_reward_advantages(prompts, self.gather(traj.reward_components)[order],
+                                               list(self.reward_weights.values()), normalise=normalise)
         traj.advantages = self.scatter_back(advantages, order).float().to(self.device)
         return traj, {"advantage_abs_mean": float(advantages.abs().mean()),
                       "tracked_prompts": float(len(self.tracker.stats))}
@@ -74,11 +85,14 @@ class DDPOTrainer(PolicyGradientTrainer):
 
     # ------------------------------------------------------------------ resume
     def checkpoint_state(self) -> dict:
-        return {"stat_tracker": self.tracker.state_dict()}
+        return {"stat_tracker": self.tracker.state_dict(),
+                "component_trackers": [t.state_dict() for t in self.component_trackers]}
 
     def restore_checkpoint_state(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         if "stat_tracker" in state:
             self.tracker.load_state_dict(state["stat_tracker"])
+        for tracker, saved in zip(self.component_trackers, state.get("component_trackers", [])):
+            tracker.load_state_dict(saved)
 
 
 __all__ = ["DDPOTrainer"]

@@ -5,7 +5,8 @@ CPS variants.
   processes), the flow SDE (or CPS) at ``noise_level`` on every step, or only inside a random window
   of ``sde_window_size`` steps (Fast; the other steps are ODE steps and are neither stored nor
   trained); optionally the same initial noise for a whole group (``same_latent``).
-- Advantages: :func:`group_advantages` over the gathered rewards (group mean; group or global std),
+- Advantages: :func:`group_advantages` over the gathered rewards (group mean; group or global std;
+  with ``advantages.per_reward`` each component of a combined reward on its own, then weighted),
   ``zero_std_ratio`` logged; zero-advantage rollouts dropped (:func:`keep_nonzero`).
 - Training: steps in order (no time shuffle), micro-batch = sampling batch, PPO-clip plus
   ``beta x KL`` to the same network with adapters disabled (the frozen copy for full fine-tuning):
@@ -21,7 +22,7 @@ from typing import Iterator
 import torch
 
 from diffalign.losses import AdaptiveKLController, ppo_loss, ratio_norm_log_ratio
-from diffalign.train.online.advantages import group_advantages, keep_nonzero, zero_std_ratio
+from diffalign.train.online.advantages import group_advantages, keep_nonzero, per_reward_advantages, zero_std_ratio
 from diffalign.train.online.config import FlowGRPOConfig
 from diffalign.train.online.ema import ParameterEMA
 from diffalign.train.online.policy import PolicyGradientTrainer
@@ -103,7 +104,11 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
     def compute_advantages(self, traj: Trajectories, step: int):
         cfg: FlowGRPOConfig = self.config  # type: ignore[assignment]
         prompts, rewards, order = self.gathered_rollouts(traj)
-        advantages = group_advantages(prompts, rewards, cfg.global_std, cfg.advantage_eps)
+        if traj.reward_components is None:
+            advantages = group_advantages(prompts, rewards, cfg.global_std, cfg.advantage_eps)
+        else:  # advantages.per_reward: each component normalised within its groups, then weighted
+            advantages = per_reward_advantages(prompts, self.gather(traj.reward_components)[order],
+                                               list(self.reward_weights.values()), cfg.global_std, cfg.advantage_eps)
         traj.advantages = self.scatter_back(advantages, order).float().to(self.device)
         stats = {"zero_std_ratio": zero_std_ratio(prompts, rewards), "advantage_abs_mean": float(advantages.abs().mean())}
         if cfg.drop_zero_advantage:

@@ -28,11 +28,17 @@ import torch
 from diffalign.train.online.base import OnlineTrainer
 from diffalign.train.online.config import PolicyGradientConfig
 from diffalign.pipelines.sampling import Guidance, sample_chain, step_gradient_scales
+from diffalign.train.online.scoring import component_weights
 from diffalign.train.online.trajectories import Trajectories
 
 
 class PolicyGradientTrainer(OnlineTrainer):
     config_class = PolicyGradientConfig
+
+    def setup(self) -> None:
+        super().setup()
+        #: ``{label: weight}`` of the combined reward's components when ``advantages.per_reward`` (else None).
+        self.reward_weights = component_weights(self.reward) if self.config.advantages.per_reward else None
 
     # ------------------------------------------------------------------ subclass hooks
     def compute_advantages(self, traj: Trajectories, step: int) -> tuple[Trajectories, dict[str, float]]:
@@ -97,7 +103,7 @@ class PolicyGradientTrainer(OnlineTrainer):
                              generator=self.sample_rngs(step, "noise", 10_000 + batch, ids, device=self.device),
                              store=store, store_means=self.keeps_means())
         images = self.adapter.decode_latents(chain.final)
-        future = self.scorer.submit(images, prompts, meta)
+        future = self.scorer.submit(images, prompts, meta, components=self.reward_weights is not None)
         traj = Trajectories(
             prompts=list(prompts), metadata=meta, cond=guidance.cond, latents=chain.latents,
             next_latents=chain.next_latents, timesteps=chain.timesteps, log_probs=chain.log_probs,
@@ -111,7 +117,10 @@ class PolicyGradientTrainer(OnlineTrainer):
         parts = [self.rollout(step, b) for b in range(self.config.sampling.num_batches)]
         self.adapter.denoiser.train()
         for traj, future in parts:
-            traj.rewards = future.result().to(self.device)
+            scores = future.result()
+            if self.reward_weights is not None:
+                scores, traj.reward_components = scores[0], scores[1].to(self.device)
+            traj.rewards = scores.to(self.device)
         return Trajectories.cat([t for t, _ in parts])
 
     # ------------------------------------------------------------------ iteration
@@ -122,6 +131,9 @@ class PolicyGradientTrainer(OnlineTrainer):
         all_rewards = self.gather(traj.rewards)
         stats = {"reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std(unbiased=False)),
                  "sampling_time": time.time() - t0}
+        if traj.reward_components is not None:  # each component's raw mean beside the total
+            means = self.gather(traj.reward_components).mean(dim=0).tolist()
+            stats.update({f"reward_{label}_mean": m for label, m in zip(self.reward_weights, means)})
         if self.config.sample_grid_every and (step + 1) % self.config.sample_grid_every == 0:
             self.save_sample_grid(step + 1, traj.images, traj.prompts, traj.rewards)
         traj.images = None  # only needed for rewards and grids

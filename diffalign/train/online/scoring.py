@@ -21,8 +21,18 @@ def require_differentiable(reward: Reward, trainer: str) -> None:
         )
 
 
+def component_weights(reward: Reward) -> dict[str, float]:
+    """``{label: weight}`` of a combined reward (``weighted_sum``), for per-reward advantages."""
+    if not hasattr(reward, "score_components"):
+        raise ValueError(f"advantages.per_reward needs several rewards combined (reward.name: weighted_sum, or a mapping "
+                         f"of rewards to weights in Python); reward {reward.label!r} is a single reward")
+    return dict(reward.weights)
+
+
 class RewardScorer:
-    """``submit(samples, prompts, metadata)`` returns a future of the rewards [B] (fp32, detached).
+    """``submit(samples, prompts, metadata)`` returns a future of the rewards [B] (fp32, detached);
+    with ``components=True`` (a ``weighted_sum`` reward) a future of ``(rewards [B], components [B, K])``,
+    the columns in the order of :func:`component_weights`.
 
     With ``workers = 0`` the reward runs immediately in the caller's thread.
     """
@@ -31,15 +41,18 @@ class RewardScorer:
         self.reward = reward
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else None
 
-    def _score(self, samples: torch.Tensor, prompts: Sequence[str], metadata) -> torch.Tensor:
+    def _score(self, samples: torch.Tensor, prompts: Sequence[str], metadata, components: bool = False):
         with torch.no_grad():
-            return self.reward(samples, list(prompts), metadata).detach().float()
+            if not components:
+                return self.reward(samples, list(prompts), metadata).detach().float()
+            total, parts = self.reward.score_components(samples, list(prompts), metadata)
+            return total.detach().float(), torch.stack([p.detach().float() for p in parts.values()], dim=1)
 
-    def submit(self, samples: torch.Tensor, prompts: Sequence[str], metadata=None) -> Future:
+    def submit(self, samples: torch.Tensor, prompts: Sequence[str], metadata=None, components: bool = False) -> Future:
         if self._pool is not None:
-            return self._pool.submit(self._score, samples, prompts, metadata)
+            return self._pool.submit(self._score, samples, prompts, metadata, components)
         done: Future = Future()
-        done.set_result(self._score(samples, prompts, metadata))
+        done.set_result(self._score(samples, prompts, metadata, components))
         return done
 
     def close(self) -> None:
@@ -47,4 +60,4 @@ class RewardScorer:
             self._pool.shutdown(wait=True)
 
 
-__all__ = ["RewardScorer", "require_differentiable"]
+__all__ = ["RewardScorer", "component_weights", "require_differentiable"]

@@ -30,6 +30,8 @@ class Trajectories:
     images: torch.Tensor | None = None
     rewards: torch.Tensor | None = None
     advantages: torch.Tensor | None = None
+    #: the components [B, K] of a combined reward (kept only for per-reward advantages).
+    reward_components: torch.Tensor | None = None
     #: the behaviour policy's transition means [B, S, ...] (kept only for GRPO-Guard's RatioNorm).
     means: torch.Tensor | None = None
     #: [B] each rollout's global id (:meth:`~diffalign.train.online.base.OnlineTrainer.sample_ids`).
