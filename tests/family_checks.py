@@ -238,21 +238,27 @@ def pipeline_latents(output) -> torch.Tensor:
     return output.frames if hasattr(output, "frames") else output.images
 
 
-def check_flow_chain_matches_pipeline(adapter, start, to_pipe, call_kwargs, prompts=PROMPTS[:1], steps: int = 3):
-    """The one sampling chain at noise_level 0 = the pipeline's own ``__call__`` from the same noise."""
+def check_flow_chain_matches_pipeline(adapter, start, to_pipe, call_kwargs, prompts=PROMPTS[:1], steps: int = 3,
+                                      from_chain=None):
+    """The one sampling chain at noise_level 0 = the pipeline's own ``__call__`` from the same noise.
+    ``from_chain``: the chain's final latents in the pipeline's ``output_type="latent"`` layout
+    (default ``to_pipe``, when the pipeline returns the layout its ``latents=`` takes)."""
+    from_chain = from_chain or to_pipe
     with torch.no_grad():
-        expected = pipeline_latents(adapter.pipe(prompts, latents=to_pipe(start.clone()), num_inference_steps=steps,
+        expected = pipeline_latents(adapter.pipe(prompt=prompts, latents=to_pipe(start.clone()), num_inference_steps=steps,
                                                  output_type="latent", **call_kwargs))
         chain = sample(adapter, prompts, num_inference_steps=steps, noise_level=0.0, latents=start.clone(), decode=False)
-    torch.testing.assert_close(to_pipe(chain.final), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(from_chain(chain.final), expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(chain.log_probs, torch.zeros(len(prompts), steps))
     return chain
 
 
-def check_flow_lora_round_trip(family, tmp_path, start, to_pipe, call_kwargs, steps: int = 2, **attrs):
+def check_flow_lora_round_trip(family, tmp_path, start, to_pipe, call_kwargs, steps: int = 2, from_chain=None, **attrs):
     """save_lora -> plain ``pipe.load_lora_weights`` (no unexpected/missing-key warning) samples what
     the adapter samples, and not what the base model samples. ``attrs``: adapter settings (e.g. a
-    short ``max_sequence_length``, passed to the pipeline alike in ``call_kwargs``)."""
+    short ``max_sequence_length``, passed to the pipeline alike in ``call_kwargs``); ``from_chain`` as
+    in :func:`check_flow_chain_matches_pipeline`."""
+    from_chain = from_chain or to_pipe
     adapter, _ = lora_adapter(family)
     for name, value in attrs.items():
         setattr(adapter, name, value)
@@ -263,12 +269,13 @@ def check_flow_lora_round_trip(family, tmp_path, start, to_pipe, call_kwargs, st
     pipe = build_tiny_pipeline(family)
     call = dict(latents=to_pipe(start.clone()), num_inference_steps=steps, output_type="latent", **call_kwargs)
     with torch.no_grad():
-        base = pipeline_latents(pipe(PROMPTS[:1], **call))
+        base = pipeline_latents(pipe(prompt=PROMPTS[:1], **call))
         with DiffusersWarnings() as warned:
             pipe.load_lora_weights(str(tmp_path))
-        loaded = pipeline_latents(pipe(PROMPTS[:1], **call))
+        loaded = pipeline_latents(pipe(prompt=PROMPTS[:1], **call))
+        ours = from_chain(ours)
     assert not [w for w in warned if "unexpected keys" in w or "missing keys" in w], warned
-    torch.testing.assert_close(loaded, to_pipe(ours), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(loaded, ours, rtol=1e-4, atol=1e-4)
     assert (loaded - base).abs().max() > 1e-3
 
 

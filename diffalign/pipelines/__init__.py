@@ -24,6 +24,7 @@ FAMILIES: Registry[type[PipelineAdapter]] = Registry(
         "flux": "diffalign.pipelines.flux:FluxAdapter",
         "wan": "diffalign.pipelines.wan:WanAdapter",
         "qwenimage": "diffalign.pipelines.qwenimage:QwenImageAdapter",
+        "flux2": "diffalign.pipelines.flux2:Flux2KleinAdapter",
     },
     entry_point_group="diffalign.families",
 )
@@ -38,6 +39,7 @@ PIPELINE_CLASS_TO_FAMILY: dict[str, str] = {
     "FluxPipeline": "flux",
     "WanPipeline": "wan",
     "QwenImagePipeline": "qwenimage",
+    "Flux2KleinPipeline": "flux2",
 }
 
 
