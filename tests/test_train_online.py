@@ -88,6 +88,9 @@ CASES = [
     ("alignprop", "flux", {}), ("draft", "flux", {}), ("refl", "flux", {}),
     ("alignprop", "wan", {}), ("draft", "wan", {"backprop_steps": 0}), ("refl", "wan", {}),
     ("flow_grpo", "qwenimage", {}), ("refl", "qwenimage", {}),
+    ("flow_grpo", "flux2", {}),
+    ("flow_grpo", "flux2", {"sde_type": "cps", "sde_window_size": 2, "sde_window_range": [0, 3], "beta": 0.0}),
+    ("draft", "flux2", {}), ("refl", "flux2", {}),
 ]
 
 
@@ -96,7 +99,7 @@ CASES = [
 def test_every_trainer_trains_every_family(tmp_path, trainer, family, overrides):
     cfg = make_config(tmp_path, trainer, family, **overrides)
     adapter = adapter_for(build_tiny_pipeline(family))
-    if family in ("flux", "wan", "qwenimage"):
+    if family in ("flux", "wan", "qwenimage", "flux2"):
         adapter.max_sequence_length = 16  # short text sequences keep the tiny runs fast
     frozen = {n: p.detach().clone() for n, p in adapter.denoiser.named_parameters()}
     runner = get_trainer_class(trainer)(cfg, adapter=adapter)
