@@ -245,7 +245,7 @@ def check_flow_chain_matches_pipeline(adapter, start, to_pipe, call_kwargs, prom
     (default ``to_pipe``, when the pipeline returns the layout its ``latents=`` takes)."""
     from_chain = from_chain or to_pipe
     with torch.no_grad():
-        expected = pipeline_latents(adapter.pipe(prompt=prompts, latents=to_pipe(start.clone()), num_inference_steps=steps,
+        expected = pipeline_latents(adapter.pipe(prompt=list(prompts), latents=to_pipe(start.clone()), num_inference_steps=steps,
                                                  output_type="latent", **call_kwargs))
         chain = sample(adapter, prompts, num_inference_steps=steps, noise_level=0.0, latents=start.clone(), decode=False)
         torch.testing.assert_close(from_chain(chain.final), expected, rtol=1e-5, atol=1e-5)

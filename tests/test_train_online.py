@@ -91,6 +91,7 @@ CASES = [
     ("flow_grpo", "flux2", {}),
     ("flow_grpo", "flux2", {"sde_type": "cps", "sde_window_size": 2, "sde_window_range": [0, 3], "beta": 0.0}),
     ("draft", "flux2", {}), ("refl", "flux2", {}),
+    ("flow_grpo", "zimage", {}), ("draft", "zimage", {}), ("refl", "zimage", {}),
 ]
 
 
@@ -99,7 +100,7 @@ CASES = [
 def test_every_trainer_trains_every_family(tmp_path, trainer, family, overrides):
     cfg = make_config(tmp_path, trainer, family, **overrides)
     adapter = adapter_for(build_tiny_pipeline(family))
-    if family in ("flux", "wan", "qwenimage", "flux2"):
+    if family in ("flux", "wan", "qwenimage", "flux2", "zimage"):
         adapter.max_sequence_length = 16  # short text sequences keep the tiny runs fast
     frozen = {n: p.detach().clone() for n, p in adapter.denoiser.named_parameters()}
     runner = get_trainer_class(trainer)(cfg, adapter=adapter)

@@ -25,6 +25,7 @@ FAMILIES: Registry[type[PipelineAdapter]] = Registry(
         "wan": "diffalign.pipelines.wan:WanAdapter",
         "qwenimage": "diffalign.pipelines.qwenimage:QwenImageAdapter",
         "flux2": "diffalign.pipelines.flux2:Flux2KleinAdapter",
+        "zimage": "diffalign.pipelines.zimage:ZImageAdapter",
     },
     entry_point_group="diffalign.families",
 )
@@ -40,6 +41,7 @@ PIPELINE_CLASS_TO_FAMILY: dict[str, str] = {
     "WanPipeline": "wan",
     "QwenImagePipeline": "qwenimage",
     "Flux2KleinPipeline": "flux2",
+    "ZImagePipeline": "zimage",
 }
 
 

@@ -16,6 +16,7 @@ _BUILDERS = {
     "wan": "diffalign.pipelines.tiny.wan:build",
     "qwenimage": "diffalign.pipelines.tiny.qwenimage:build",
     "flux2": "diffalign.pipelines.tiny.flux2:build",
+    "zimage": "diffalign.pipelines.tiny.zimage:build",
 }
 
 
