@@ -37,7 +37,7 @@ import torch
 
 from diffalign.config import config_to_dict, save_config
 from diffalign.pipelines import PipelineAdapter
-from diffalign.pipelines.models import load_model
+from diffalign.pipelines.models import configure_adapter, load_model
 from diffalign.train.checkpoint import load_checkpoint, load_extra_tensors, resolve_resume, save_checkpoint
 from diffalign.train.config import TrainConfig
 from diffalign.train.distributed import accelerator_kwargs
@@ -92,6 +92,7 @@ class Trainer:
             self.accelerator.print(precision)
         weight_dtype = torch_dtype(config.model.weight_dtype)
         self.adapter = adapter if adapter is not None else load_model(config.model, device=self.device, dtype=weight_dtype)
+        configure_adapter(self.adapter, config.model)
         self.adapter.to(device=self.device)
         self.logger: MetricsLogger | None = None
         self.setup_network()
