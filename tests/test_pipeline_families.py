@@ -10,6 +10,7 @@ from diffalign.train_command import recipe_path, trainer_name
 
 @pytest.mark.parametrize("cls,family", [("FluxPipeline", "flux"), ("WanPipeline", "wan"), ("QwenImagePipeline", "qwenimage"),
                                         ("Flux2KleinPipeline", "flux2"), ("ZImagePipeline", "zimage"),
+                                        ("HunyuanVideo15Pipeline", "hunyuanvideo15"),
                                         ("StableDiffusion3Pipeline", "sd3")])
 def test_family_detected_from_model_index(tmp_path, cls, family):
     (tmp_path / "model_index.json").write_text('{"_class_name": "%s"}' % cls)

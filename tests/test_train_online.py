@@ -42,8 +42,8 @@ def make_config(tmp_path, trainer: str, family: str, **overrides):
         s.height = s.width = 32
     if family == "flux":
         s.guidance_scale = 1.0  # guidance-distilled: the guidance value is embedded, no CFG
-    if family in ("cogvideox", "wan"):
-        s.height = s.width = 16 if family == "cogvideox" else 32
+    if family in ("cogvideox", "wan", "hunyuanvideo15"):
+        s.height = s.width = 32 if family == "wan" else 16
         s.num_frames = 5
         cfg.reward.options = {"reward": cfg.reward.name, "frames": "uniform", "num_frames": 2}
         cfg.reward.name = "video"
@@ -92,6 +92,7 @@ CASES = [
     ("flow_grpo", "flux2", {"sde_type": "cps", "sde_window_size": 2, "sde_window_range": [0, 3], "beta": 0.0}),
     ("draft", "flux2", {}), ("refl", "flux2", {}),
     ("flow_grpo", "zimage", {}), ("draft", "zimage", {}), ("refl", "zimage", {}),
+    ("flow_grpo", "hunyuanvideo15", {}), ("draft", "hunyuanvideo15", {"backprop_steps": 0}), ("refl", "hunyuanvideo15", {}),
 ]
 
 

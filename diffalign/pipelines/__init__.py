@@ -26,6 +26,7 @@ FAMILIES: Registry[type[PipelineAdapter]] = Registry(
         "qwenimage": "diffalign.pipelines.qwenimage:QwenImageAdapter",
         "flux2": "diffalign.pipelines.flux2:Flux2KleinAdapter",
         "zimage": "diffalign.pipelines.zimage:ZImageAdapter",
+        "hunyuanvideo15": "diffalign.pipelines.hunyuanvideo15:HunyuanVideo15Adapter",
     },
     entry_point_group="diffalign.families",
 )
@@ -42,6 +43,7 @@ PIPELINE_CLASS_TO_FAMILY: dict[str, str] = {
     "QwenImagePipeline": "qwenimage",
     "Flux2KleinPipeline": "flux2",
     "ZImagePipeline": "zimage",
+    "HunyuanVideo15Pipeline": "hunyuanvideo15",
 }
 
 

@@ -17,6 +17,7 @@ _BUILDERS = {
     "qwenimage": "diffalign.pipelines.tiny.qwenimage:build",
     "flux2": "diffalign.pipelines.tiny.flux2:build",
     "zimage": "diffalign.pipelines.tiny.zimage:build",
+    "hunyuanvideo15": "diffalign.pipelines.tiny.hunyuanvideo15:build",
 }
 
 
