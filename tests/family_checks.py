@@ -233,6 +233,18 @@ class DiffusersWarnings:
         self.logger.removeHandler(self.handler)
 
 
+def short_text_adapter(family: str, max_sequence_length: int, **overrides):
+    """The tiny adapter of ``family`` with short text sequences (fast; call the pipeline alike)."""
+    adapter = build_tiny_adapter(family, **overrides)
+    adapter.max_sequence_length = max_sequence_length
+    return adapter
+
+
+def start_noise(adapter, *size: int, batch: int = 1, seed: int = 7) -> torch.Tensor:
+    """Seeded Gaussian latents of ``batch`` samples at ``size`` (height, width[, frames])."""
+    return torch.randn(batch, *adapter.latent_shape(*size), generator=seeded(seed))
+
+
 def pipeline_latents(output) -> torch.Tensor:
     """The ``output_type="latent"`` result of a pipeline call (``images``, or ``frames`` for video)."""
     return output.frames if hasattr(output, "frames") else output.images

@@ -12,7 +12,6 @@ from diffusers import Flux2KleinPipeline
 from diffalign.pipelines import detect_family
 from diffalign.pipelines.flux2 import Flux2KleinAdapter
 from diffalign.pipelines.sampling import sample
-from diffalign.pipelines.tiny import build_tiny_adapter
 
 gen = fc.seeded
 CALL = dict(height=32, width=32, max_sequence_length=32)
@@ -20,13 +19,11 @@ CALL = dict(height=32, width=32, max_sequence_length=32)
 
 @pytest.fixture(scope="module")
 def adapter():
-    a = build_tiny_adapter("flux2")
-    a.max_sequence_length = 32  # short Qwen3 sequences keep the checks fast; the pipeline is called alike
-    return a
+    return fc.short_text_adapter("flux2", 32)  # short Qwen3 sequences; the pipeline is called alike
 
 
 def start_noise(adapter, batch=1, seed=7):
-    return torch.randn(batch, *adapter.latent_shape(32, 32), generator=gen(seed))
+    return fc.start_noise(adapter, 32, 32, batch=batch, seed=seed)
 
 
 def test_prompt_embeds_stack_three_qwen3_layers(adapter):

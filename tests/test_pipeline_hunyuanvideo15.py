@@ -26,7 +26,7 @@ def to_pipe(latents):  # the pipeline's latents are [B, C, F, h, w]
 
 
 def start_noise(adapter, batch=1, seed=7):
-    return torch.randn(batch, *adapter.latent_shape(16, 16, 5), generator=gen(seed))
+    return fc.start_noise(adapter, 16, 16, 5, batch=batch, seed=seed)
 
 
 def load_into_transformer(pipe, folder):
@@ -36,10 +36,9 @@ def load_into_transformer(pipe, folder):
 def test_video_latents_layout_and_scaling(adapter):
     assert isinstance(adapter, HunyuanVideo15Adapter) and adapter.modality == "video"
     assert adapter.latent_shape(16, 16, 5) == (2, 4, 4, 4)  # F = 1 + (5 - 1) / 4, 4x spatial
-    with pytest.raises(ValueError, match="1 \\+ 4k"):
-        adapter.latent_shape(16, 16, 6)
-    with pytest.raises(ValueError, match="multiples of 4"):
-        adapter.latent_shape(18, 16, 5)
+    for size, problem in (((16, 16, 6), "1 \\+ 4k"), ((18, 16, 5), "multiples of 4")):
+        with pytest.raises(ValueError, match=problem):
+            adapter.latent_shape(*size)
     pixels = torch.rand(1, 5, 3, 16, 16, generator=gen(0))
     with torch.no_grad():
         z = adapter.encode_pixels(pixels, generator=gen(1))

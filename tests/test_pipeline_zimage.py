@@ -11,7 +11,6 @@ from diffusers import ZImagePipeline
 
 from diffalign.pipelines import detect_family
 from diffalign.pipelines.sampling import sample
-from diffalign.pipelines.tiny import build_tiny_adapter
 from diffalign.pipelines.zimage import ZImageAdapter
 
 gen = fc.seeded
@@ -23,13 +22,11 @@ PROMPTS = ("a red circle", "two green triangles left of a blue star")
 
 @pytest.fixture(scope="module")
 def adapter():
-    a = build_tiny_adapter("zimage")
-    a.max_sequence_length = 32
-    return a
+    return fc.short_text_adapter("zimage", 32)
 
 
 def start_noise(adapter, batch=1, seed=7):
-    return torch.randn(batch, *adapter.latent_shape(32, 32), generator=gen(seed))
+    return fc.start_noise(adapter, 32, 32, batch=batch, seed=seed)
 
 
 def test_prompts_padded_and_masked_to_one_length(adapter):
@@ -74,8 +71,7 @@ def test_guidance_scale_is_the_pipelines_plus_one(adapter):
 
 def test_dynamic_shift_follows_the_image_sequence_length():
     config = dict(use_dynamic_shifting=True, base_image_seq_len=16, max_image_seq_len=256, base_shift=0.5, max_shift=1.15)
-    adapter = build_tiny_adapter("zimage", scheduler=config)
-    adapter.max_sequence_length = 32
+    adapter = fc.short_text_adapter("zimage", 32, scheduler=config)
     assert adapter.image_seq_len(32, 32) == 64
     mu = 0.5 + (64 - 16) * 0.65 / 240
     base = np.linspace(1.0, 0.25, 4)

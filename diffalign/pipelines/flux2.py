@@ -31,12 +31,14 @@ from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu
 from diffalign.pipelines.base import PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
 from diffalign.pipelines.flow import MMDIT_LORA_TARGETS, FlowMatchFamilyMixin
+from diffalign.pipelines.latents import ImageLatentsMixin
 
 
-class Flux2KleinAdapter(FlowMatchFamilyMixin, PipelineAdapter):
+class Flux2KleinAdapter(ImageLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter):
     """Adapter for ``Flux2KleinPipeline`` (FLUX.2 [klein])."""
 
     family = "flux2"
+    display_name = "FLUX.2"
     pipeline_class = Flux2KleinPipeline
     denoiser_name = "transformer"
     lora_key_format = "peft"
@@ -91,23 +93,21 @@ class Flux2KleinAdapter(FlowMatchFamilyMixin, PipelineAdapter):
         return (image / 2 + 0.5).clamp(0, 1)
 
     @property
+    def latent_channels(self) -> int:
+        return int(self.denoiser.config.in_channels)
+
+    @property
     def spatial_multiple(self) -> int:
         return int(self.pipe.vae_scale_factor) * 2
 
-    def latent_shape(self, height: int, width: int, num_frames: int | None = None) -> tuple[int, ...]:
-        if num_frames is not None:
-            raise ValueError("FLUX.2 generates images; num_frames must be None")
-        factor = self.spatial_multiple
-        if height % factor or width % factor:
-            raise ValueError(f"FLUX.2 height and width must be multiples of {factor}, got {height}x{width}")
-        return (int(self.denoiser.config.in_channels), height // factor, width // factor)
+    @property
+    def latent_divisor(self) -> int:  # the adapter keeps the patchified latents: one position per 2x2 VAE latents
+        return self.spatial_multiple
 
     # ------------------------------------------------------------------ network
     def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: PromptEmbeds) -> torch.Tensor:
         """Velocity for [B, 4C, h, w]: tokens [B, hw, 4C], ``transformer(x, t / 1000, text, ids)``, back."""
-        if noisy_latents.ndim != 4:
-            raise ValueError(f"FLUX.2 latents are [B, C, H, W], got {tuple(noisy_latents.shape)}")
-        b, c, h, w = noisy_latents.shape
+        b, _, h, w = self.image_latent_dims(noisy_latents)
         t = self.batch_timesteps(timesteps, noisy_latents)
         embeds = cond["prompt_embeds"].to(self.dtype)
         out = self.network(
@@ -128,10 +128,6 @@ class Flux2KleinAdapter(FlowMatchFamilyMixin, PipelineAdapter):
         return super().guided_forward(latents, timestep, cond, uncond, guidance_scale, detach_uncond)
 
     # ------------------------------------------------------------------ sampling
-    def image_seq_len(self, height: int, width: int) -> int:
-        """Image tokens at ``height`` x ``width`` pixels (16x16-pixel patches at the VAE factor 8)."""
-        return (height // self.spatial_multiple) * (width // self.spatial_multiple)
-
     def shift_mu(self, height: int, width: int, num_inference_steps: int, config) -> float:
         """FLUX.2's empirical shift: a function of the image sequence length and the number of steps."""
         return compute_empirical_mu(self.image_seq_len(height, width), num_inference_steps)

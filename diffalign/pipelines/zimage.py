@@ -73,8 +73,7 @@ class ZImageAdapter(ShiftScaleLatentsMixin, FlowMatchFamilyMixin, PipelineAdapte
     # ------------------------------------------------------------------ network
     def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: PromptEmbeds) -> torch.Tensor:
         """Velocity for [B, C, h, w]: ``-transformer([x_i], (1000 - t) / 1000, [text_i])``."""
-        if noisy_latents.ndim != 4:
-            raise ValueError(f"Z-Image latents are [B, C, H, W], got {tuple(noisy_latents.shape)}")
+        self.image_latent_dims(noisy_latents)
         t = self.batch_timesteps(timesteps, noisy_latents).float()
         embeds, mask = cond["prompt_embeds"].to(self.dtype), cond["prompt_embeds_mask"].bool()
         out = self.network(
@@ -85,11 +84,6 @@ class ZImageAdapter(ShiftScaleLatentsMixin, FlowMatchFamilyMixin, PipelineAdapte
             return_dict=False,
         )[0]
         return -torch.stack(out).squeeze(2)
-
-    # ------------------------------------------------------------------ sampling
-    def image_seq_len(self, height: int, width: int) -> int:
-        """Image tokens at ``height`` x ``width`` pixels (2x2 patches of the latents)."""
-        return (height // self.spatial_multiple) * (width // self.spatial_multiple)
 
     def generate(self, prompts, **kwargs):
         """The pipeline's ``__call__`` on a copy of ``prompts`` (its ``encode_prompt`` rewrites the list in place)."""
