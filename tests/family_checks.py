@@ -265,13 +265,14 @@ def check_flow_chain_matches_pipeline(adapter, start, to_pipe, call_kwargs, prom
     return chain
 
 
-def check_flow_lora_round_trip(family, tmp_path, start, to_pipe, call_kwargs, steps: int = 2, from_chain=None,
-                               load_lora=None, **attrs):
+def check_flow_lora_round_trip(family, tmp_path, start, to_pipe, call_kwargs, steps: int = 2, from_chain=None, **attrs):
     """save_lora -> plain ``pipe.load_lora_weights`` (no unexpected/missing-key warning) samples what
     the adapter samples, and not what the base model samples. ``attrs``: adapter settings (e.g. a
     short ``max_sequence_length``, passed to the pipeline alike in ``call_kwargs``); ``from_chain`` as
-    in :func:`check_flow_chain_matches_pipeline`; ``load_lora(pipe, folder)`` replaces
-    ``load_lora_weights`` for a pipeline without it."""
+    in :func:`check_flow_chain_matches_pipeline`. A pipeline without ``load_lora_weights`` loads
+    through its transformer (``diffalign.pipelines.generation.load_lora``, what ``eval`` / ``sample`` use)."""
+    from diffalign.pipelines.generation import load_lora
+
     from_chain = from_chain or to_pipe
     adapter, _ = lora_adapter(family)
     for name, value in attrs.items():
@@ -285,7 +286,7 @@ def check_flow_lora_round_trip(family, tmp_path, start, to_pipe, call_kwargs, st
     with torch.no_grad():
         base = pipeline_latents(pipe(prompt=PROMPTS[:1], **call))
         with DiffusersWarnings() as warned:
-            (load_lora or type(pipe).load_lora_weights)(pipe, str(tmp_path))
+            load_lora(pipe, str(tmp_path))
         loaded = pipeline_latents(pipe(prompt=PROMPTS[:1], **call))
         ours = from_chain(ours)
     assert not [w for w in warned if "unexpected keys" in w or "missing keys" in w], warned

@@ -20,7 +20,7 @@
 - LoRA: ``HunyuanVideo15Pipeline`` has no ``load_lora_weights`` in diffusers 0.42; ``save_lora`` writes
   the peft-layout file of diffusers' HunyuanVideo loader (keys ``transformer.<module>.lora_A/B``), which
   ``pipe.transformer.load_lora_adapter(folder, weight_name="pytorch_lora_weights.safetensors",
-  prefix="transformer")`` loads. Image-to-video (``HunyuanVideo15ImageToVideoPipeline``) is not covered.
+  prefix="transformer")`` loads (as ``diffalign sample`` / ``eval`` do: ``generation.load_lora``). Image-to-video (``HunyuanVideo15ImageToVideoPipeline``) is not covered.
 """
 from __future__ import annotations
 
