@@ -12,7 +12,8 @@
 - Latents: ``[B, F, C, h, w]`` (frames on dim 1, so DenseDPO's ``training_errors(segments=S)`` splits
   time); pixels ``[B, F, 3, H, W]`` RGB in [0, 1] with ``F = 1 + 4k`` (4x temporal, 16x spatial
   compression), ``z = posterior_sample * scaling_factor``; the VAE runs one video at a time (its causal
-  attention mask fails on batches in diffusers 0.42). ``forward`` appends what the text-to-video
+  attention mask fails on batches in diffusers 0.42); ``model.vae_tiling: true`` tiles it for 480p/720p
+  videos. ``forward`` appends what the text-to-video
   pipeline appends: zero condition latents, a zero mask channel, and zero image embeddings (which the
   transformer masks out).
 - Schedule: the pipeline's sigmas ``linspace(1, 1/N, N)`` with the scheduler's ``shift``; the
@@ -95,10 +96,6 @@ class HunyuanVideo15Adapter(VideoFactorsMixin, FlowMatchFamilyMixin, PipelineAda
         z = latents.to(self.vae.dtype).transpose(1, 2) / self.vae.config.scaling_factor
         video = torch.cat([self.vae.decode(v, return_dict=False)[0] for v in z.split(1)])  # one at a time, as encode
         return (video / 2 + 0.5).clamp(0, 1).transpose(1, 2)
-
-    def enable_vae_tiling(self) -> None:
-        """Tiled VAE encode/decode (memory for 480p/720p videos)."""
-        self.vae.enable_tiling()
 
     # ------------------------------------------------------------------ network
     def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: PromptEmbeds) -> torch.Tensor:
