@@ -233,26 +233,47 @@ class DiffusersWarnings:
         self.logger.removeHandler(self.handler)
 
 
+def short_text_adapter(family: str, max_sequence_length: int, **overrides):
+    """The tiny adapter of ``family`` with short text sequences (fast; call the pipeline alike)."""
+    adapter = build_tiny_adapter(family, **overrides)
+    adapter.max_sequence_length = max_sequence_length
+    return adapter
+
+
+def start_noise(adapter, *size: int, batch: int = 1, seed: int = 7) -> torch.Tensor:
+    """Seeded Gaussian latents of ``batch`` samples at ``size`` (height, width[, frames])."""
+    return torch.randn(batch, *adapter.latent_shape(*size), generator=seeded(seed))
+
+
 def pipeline_latents(output) -> torch.Tensor:
     """The ``output_type="latent"`` result of a pipeline call (``images``, or ``frames`` for video)."""
     return output.frames if hasattr(output, "frames") else output.images
 
 
-def check_flow_chain_matches_pipeline(adapter, start, to_pipe, call_kwargs, prompts=PROMPTS[:1], steps: int = 3):
-    """The one sampling chain at noise_level 0 = the pipeline's own ``__call__`` from the same noise."""
+def check_flow_chain_matches_pipeline(adapter, start, to_pipe, call_kwargs, prompts=PROMPTS[:1], steps: int = 3,
+                                      from_chain=None):
+    """The one sampling chain at noise_level 0 = the pipeline's own ``__call__`` from the same noise.
+    ``from_chain``: the chain's final latents in the pipeline's ``output_type="latent"`` layout
+    (default ``to_pipe``, when the pipeline returns the layout its ``latents=`` takes)."""
+    from_chain = from_chain or to_pipe
     with torch.no_grad():
-        expected = pipeline_latents(adapter.pipe(prompts, latents=to_pipe(start.clone()), num_inference_steps=steps,
+        expected = pipeline_latents(adapter.pipe(prompt=list(prompts), latents=to_pipe(start.clone()), num_inference_steps=steps,
                                                  output_type="latent", **call_kwargs))
         chain = sample(adapter, prompts, num_inference_steps=steps, noise_level=0.0, latents=start.clone(), decode=False)
-    torch.testing.assert_close(to_pipe(chain.final), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(from_chain(chain.final), expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(chain.log_probs, torch.zeros(len(prompts), steps))
     return chain
 
 
-def check_flow_lora_round_trip(family, tmp_path, start, to_pipe, call_kwargs, steps: int = 2, **attrs):
+def check_flow_lora_round_trip(family, tmp_path, start, to_pipe, call_kwargs, steps: int = 2, from_chain=None, **attrs):
     """save_lora -> plain ``pipe.load_lora_weights`` (no unexpected/missing-key warning) samples what
     the adapter samples, and not what the base model samples. ``attrs``: adapter settings (e.g. a
-    short ``max_sequence_length``, passed to the pipeline alike in ``call_kwargs``)."""
+    short ``max_sequence_length``, passed to the pipeline alike in ``call_kwargs``); ``from_chain`` as
+    in :func:`check_flow_chain_matches_pipeline`. A pipeline without ``load_lora_weights`` loads
+    through its transformer (``diffalign.pipelines.generation.load_lora``, what ``eval`` / ``sample`` use)."""
+    from diffalign.pipelines.generation import load_lora
+
+    from_chain = from_chain or to_pipe
     adapter, _ = lora_adapter(family)
     for name, value in attrs.items():
         setattr(adapter, name, value)
@@ -263,17 +284,20 @@ def check_flow_lora_round_trip(family, tmp_path, start, to_pipe, call_kwargs, st
     pipe = build_tiny_pipeline(family)
     call = dict(latents=to_pipe(start.clone()), num_inference_steps=steps, output_type="latent", **call_kwargs)
     with torch.no_grad():
-        base = pipeline_latents(pipe(PROMPTS[:1], **call))
+        base = pipeline_latents(pipe(prompt=PROMPTS[:1], **call))
         with DiffusersWarnings() as warned:
-            pipe.load_lora_weights(str(tmp_path))
-        loaded = pipeline_latents(pipe(PROMPTS[:1], **call))
+            load_lora(pipe, str(tmp_path))
+        loaded = pipeline_latents(pipe(prompt=PROMPTS[:1], **call))
+        ours = from_chain(ours)
     assert not [w for w in warned if "unexpected keys" in w or "missing keys" in w], warned
-    torch.testing.assert_close(loaded, to_pipe(ours), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(loaded, ours, rtol=1e-4, atol=1e-4)
     assert (loaded - base).abs().max() > 1e-3
 
 
-def check_flow_save_pretrained(family, pipeline_class, tmp_path, latents, timesteps) -> None:
-    """save_pretrained merges the LoRA; the folder reloads as the same class and family with the same output."""
+def check_flow_save_pretrained(family, pipeline_class, tmp_path, latents, timesteps, reencode: bool = True) -> None:
+    """save_pretrained merges the LoRA; the folder reloads as the same class and family with the same
+    output (``reencode=False``: for the same prompt embeddings, when the tiny pipeline's text settings
+    are instance attributes that a reload resets)."""
     adapter, _ = lora_adapter(family)
     cond = adapter.encode_prompt(PROMPTS)
     with torch.no_grad():
@@ -285,7 +309,8 @@ def check_flow_save_pretrained(family, pipeline_class, tmp_path, latents, timest
     assert loaded.family == family and not loaded.has_lora
     assert not any("lora" in n for n, _ in loaded.denoiser.named_parameters())
     with torch.no_grad():
-        torch.testing.assert_close(loaded.forward(latents, timesteps, loaded.encode_prompt(PROMPTS)), tuned,
+        text = loaded.encode_prompt(PROMPTS) if reencode else cond
+        torch.testing.assert_close(loaded.forward(latents, timesteps, text), tuned,
                                    rtol=1e-4, atol=1e-4)
     assert adapter.has_lora
 

@@ -9,6 +9,8 @@ from diffalign.train_command import recipe_path, trainer_name
 
 
 @pytest.mark.parametrize("cls,family", [("FluxPipeline", "flux"), ("WanPipeline", "wan"), ("QwenImagePipeline", "qwenimage"),
+                                        ("Flux2KleinPipeline", "flux2"), ("ZImagePipeline", "zimage"),
+                                        ("HunyuanVideo15Pipeline", "hunyuanvideo15"),
                                         ("StableDiffusion3Pipeline", "sd3")])
 def test_family_detected_from_model_index(tmp_path, cls, family):
     (tmp_path / "model_index.json").write_text('{"_class_name": "%s"}' % cls)
@@ -25,7 +27,8 @@ def test_a_diffusers_family_without_an_adapter_is_named_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("name,family", [("flux1dev_flow_grpo_pickscore", "flux"), ("wan21_1_3b_flow_grpo", "wan"),
-                                         ("flux1dev_dpo_pickapic", "flux"), ("qwenimage_dpo_pickapic", "qwenimage")])
+                                         ("flux1dev_dpo_pickapic", "flux"), ("qwenimage_dpo_pickapic", "qwenimage"),
+                                         ("flux2klein4b_dpo_pickapic", "flux2")])
 def test_flow_dit_recipes_parse(name, family):
     path = recipe_path(name)
     cfg = load_config(get_trainer_class(trainer_name(path)).config_class, path)

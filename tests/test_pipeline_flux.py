@@ -1,5 +1,6 @@
 """FLUX.1 adapter on the tiny real FluxPipeline: packed latents, embedded guidance, dynamic shift, LoRA I/O."""
 import math
+import types
 
 import diffalign  # noqa: F401  (compat shim first)
 import family_checks as fc
@@ -123,3 +124,31 @@ def test_detected_from_model_index(tmp_path):
 def test_save_pretrained_reloads(tmp_path):
     probe = build_tiny_adapter("flux")
     fc.check_flow_save_pretrained("flux", FluxPipeline, tmp_path, start_noise(probe, 2), torch.tensor([900.0, 250.0]))
+
+
+def test_model_config_keys_set_embedded_guidance_and_true_cfg(adapter):
+    from diffalign.config import ConfigError, load_config
+    from diffalign.pipelines.models import configure_adapter
+    from diffalign.train.offline import OfflineConfig
+
+    cfg = load_config(OfflineConfig, None, ["model.embedded_guidance=2.0", "model.true_cfg=true"])
+    x, t = start_noise(adapter, batch=2, seed=1), torch.tensor([900.0, 250.0])
+    cond = adapter.encode_prompt(PROMPTS)
+    try:
+        with torch.no_grad():
+            configure_adapter(adapter, cfg.model)
+            assert adapter.embedded_guidance == 2.0 and adapter.true_cfg is True
+            got = adapter.forward(x, t, cond)  # the training forward feeds the configured value
+            raw = adapter.pipe.transformer(
+                hidden_states=adapter.pack_latents(x), timestep=t / 1000, guidance=torch.full((2,), 2.0),
+                pooled_projections=cond["pooled_prompt_embeds"], encoder_hidden_states=cond["prompt_embeds"],
+                txt_ids=torch.zeros(16, 3), img_ids=adapter.image_ids(16, 16, "cpu"), return_dict=False)[0]
+        torch.testing.assert_close(got, adapter.unpack_latents(raw, 16, 16))
+    finally:
+        adapter.embedded_guidance, adapter.true_cfg = 3.5, False
+    unset = load_config(OfflineConfig, None, [])  # unset keys leave the adapter's defaults
+    assert configure_adapter(adapter, unset.model).embedded_guidance == 3.5 and adapter.true_cfg is False
+    with pytest.raises(ValueError, match="^model.embedded_guidance: the sd family has no embedded_guidance setting"):
+        configure_adapter(types.SimpleNamespace(family="sd"), cfg.model)  # an adapter without the setting
+    with pytest.raises(ConfigError, match="model.embedded_guidance: must be >= 0"):
+        load_config(OfflineConfig, None, ["model.embedded_guidance=-1"])

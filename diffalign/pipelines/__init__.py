@@ -24,6 +24,9 @@ FAMILIES: Registry[type[PipelineAdapter]] = Registry(
         "flux": "diffalign.pipelines.flux:FluxAdapter",
         "wan": "diffalign.pipelines.wan:WanAdapter",
         "qwenimage": "diffalign.pipelines.qwenimage:QwenImageAdapter",
+        "flux2": "diffalign.pipelines.flux2:Flux2KleinAdapter",
+        "zimage": "diffalign.pipelines.zimage:ZImageAdapter",
+        "hunyuanvideo15": "diffalign.pipelines.hunyuanvideo15:HunyuanVideo15Adapter",
     },
     entry_point_group="diffalign.families",
 )
@@ -38,6 +41,9 @@ PIPELINE_CLASS_TO_FAMILY: dict[str, str] = {
     "FluxPipeline": "flux",
     "WanPipeline": "wan",
     "QwenImagePipeline": "qwenimage",
+    "Flux2KleinPipeline": "flux2",
+    "ZImagePipeline": "zimage",
+    "HunyuanVideo15Pipeline": "hunyuanvideo15",
 }
 
 

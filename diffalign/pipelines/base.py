@@ -51,6 +51,9 @@ class PipelineAdapter(ABC):
     #: key layout of saved LoRA weights: "diffusers" (the UNet scripts' ``lora.down/up`` layout) or
     #: "peft" (``lora_A/B``, what diffusers' DiT scripts save and their loaders expect: SD3, CogVideoX).
     lora_key_format: ClassVar[str] = "diffusers"
+    #: the diffusers LoRA loader class whose ``save_lora_weights`` writes the file (None: the pipeline
+    #: class; a family whose pipeline has no loader mixin names one with the same key layout).
+    lora_loader: ClassVar[type | None] = None
 
     def __init__(self, pipe, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
         if not isinstance(pipe, self.pipeline_class):
@@ -428,7 +431,7 @@ class PipelineAdapter(ABC):
             f"{self.denoiser_name}_lora_layers": state,
             f"{self.denoiser_name}_lora_adapter_metadata": self.lora_metadata(),
         }
-        self.pipeline_class.save_lora_weights(str(save_directory), weight_name=LORA_WEIGHT_NAME, **kwargs)
+        (self.lora_loader or self.pipeline_class).save_lora_weights(str(save_directory), weight_name=LORA_WEIGHT_NAME, **kwargs)
         return os.path.join(str(save_directory), LORA_WEIGHT_NAME)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, merge_lora: bool = True, **kwargs) -> str:

@@ -150,14 +150,19 @@ class FlowMatchFamilyMixin:
             kwargs["sigmas"] = sigmas
         if sched.config.get("use_dynamic_shifting", False):
             default_h, default_w, _ = self.default_size()
-            c = sched.config
-            kwargs["mu"] = calculate_shift(
-                self.image_seq_len(height or default_h, width or default_w),
-                c.get("base_image_seq_len", 256), c.get("max_image_seq_len", 4096),
-                c.get("base_shift", 0.5), c.get("max_shift", 1.15),
-            )
+            kwargs["mu"] = self.shift_mu(height or default_h, width or default_w, num_inference_steps, sched.config)
         sched.set_timesteps(None if sigmas is not None else num_inference_steps, device=self.device, **kwargs)
         return sched
+
+    def shift_mu(self, height: int, width: int, num_inference_steps: int, config) -> float:
+        """The dynamic shift ``mu`` the pipeline passes to ``set_timesteps`` (FLUX.1 / SD3.5 / Qwen-Image:
+        :func:`calculate_shift` of the image sequence length with the scheduler config's terms; a family
+        whose pipeline computes it otherwise, e.g. FLUX.2's step-dependent rule, overrides this)."""
+        return calculate_shift(
+            self.image_seq_len(height, width),
+            config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
+            config.get("base_shift", 0.5), config.get("max_shift", 1.15),
+        )
 
     def sampler_step(self, scheduler, model_output, timestep, sample, *, noise_level=None, prev_sample=None,
                      generator=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -70,9 +70,7 @@ class FluxAdapter(PackedLatentsMixin, ShiftScaleLatentsMixin, FlowMatchFamilyMix
     # ------------------------------------------------------------------ network
     def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: PromptEmbeds) -> torch.Tensor:
         """Velocity for [B, C, h, w] latents: pack, ``transformer(x, t / 1000, guidance, text, ids)``, unpack."""
-        if noisy_latents.ndim != 4:
-            raise ValueError(f"FLUX.1 latents are [B, C, H, W], got {tuple(noisy_latents.shape)}")
-        b, _, h, w = noisy_latents.shape
+        b, _, h, w = self.image_latent_dims(noisy_latents)
         t = self.batch_timesteps(timesteps, noisy_latents)
         embeds = cond["prompt_embeds"].to(self.dtype)
         guidance = None

@@ -69,10 +69,23 @@ def load_pipeline_spec(spec: PipelineSpec, *, device: str | None = None, dtype: 
     if spec.lora:
         if not os.path.exists(spec.lora):
             raise FileNotFoundError(f"LoRA {spec.lora} not found (expected a folder or a .safetensors file)")
-        pipe.load_lora_weights(spec.lora)
+        load_lora(pipe, spec.lora)
     pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def load_lora(pipe, path: str) -> None:
+    """``pipe.load_lora_weights(path)``; a pipeline without a LoRA loader (``HunyuanVideo15Pipeline``)
+    gets the file (a folder holding ``pytorch_lora_weights.safetensors``, or the file) through its
+    transformer's ``load_lora_adapter``, which reads the alpha from the file's metadata."""
+    if hasattr(pipe, "load_lora_weights"):
+        pipe.load_lora_weights(path)
+        return
+    from diffalign.pipelines.base import LORA_WEIGHT_NAME
+
+    folder, name = (os.path.dirname(path), os.path.basename(path)) if os.path.isfile(path) else (path, LORA_WEIGHT_NAME)
+    pipe.transformer.load_lora_adapter(folder, weight_name=name, prefix="transformer")
 
 
 def read_sampling_file(folder: str) -> dict:

@@ -7,10 +7,39 @@ from __future__ import annotations
 import torch
 
 
-class ShiftScaleLatentsMixin:
-    """``encode_pixels`` / ``decode_latents`` / ``latent_shape`` for a ``PipelineAdapter`` subclass."""
+class ImageLatentsMixin:
+    """``latent_shape`` of an image family (``[C, H / latent_divisor, W / latent_divisor]``, sizes
+    checked against ``spatial_multiple``) and the check of 4D latents its ``forward`` takes."""
 
     display_name: str = "this family"
+
+    @property
+    def latent_divisor(self) -> int:
+        """Pixels per latent position (the VAE factor; more when the adapter keeps patchified latents)."""
+        return int(self.pipe.vae_scale_factor)
+
+    def latent_shape(self, height: int, width: int, num_frames: int | None = None) -> tuple[int, ...]:
+        if num_frames is not None:
+            raise ValueError(f"{self.display_name} generates images; num_frames must be None")
+        factor = self.spatial_multiple
+        if height % factor or width % factor:
+            raise ValueError(f"{self.display_name} height and width must be multiples of {factor}, got {height}x{width}")
+        return (self.latent_channels, height // self.latent_divisor, width // self.latent_divisor)
+
+    def image_seq_len(self, height: int, width: int) -> int:
+        """Image tokens the transformer sees at ``height`` x ``width`` pixels (one per ``spatial_multiple``
+        square: what the dynamic shift ``mu`` depends on)."""
+        return (height // self.spatial_multiple) * (width // self.spatial_multiple)
+
+    def image_latent_dims(self, latents: torch.Tensor) -> tuple[int, int, int, int]:
+        """``(B, C, h, w)`` of 4D latents; anything else is a one-line ``ValueError``."""
+        if latents.ndim != 4:
+            raise ValueError(f"{self.display_name} latents are [B, C, H, W], got {tuple(latents.shape)}")
+        return tuple(latents.shape)
+
+
+class ShiftScaleLatentsMixin(ImageLatentsMixin):
+    """``encode_pixels`` / ``decode_latents`` / ``latent_shape`` for a ``PipelineAdapter`` subclass."""
 
     @property
     def latent_channels(self) -> int:
@@ -38,17 +67,8 @@ class ShiftScaleLatentsMixin:
         image = self.vae.decode(z, return_dict=False)[0]
         return (image / 2 + 0.5).clamp(0, 1)
 
-    def latent_shape(self, height: int, width: int, num_frames: int | None = None) -> tuple[int, ...]:
-        if num_frames is not None:
-            raise ValueError(f"{self.display_name} generates images; num_frames must be None")
-        factor = self.spatial_multiple
-        if height % factor or width % factor:
-            raise ValueError(f"{self.display_name} height and width must be multiples of {factor}, got {height}x{width}")
-        vae_factor = self.pipe.vae_scale_factor
-        return (self.latent_channels, height // vae_factor, width // vae_factor)
 
-
-__all__ = ["ShiftScaleLatentsMixin"]
+__all__ = ["ImageLatentsMixin", "ShiftScaleLatentsMixin"]
 
 
 def mean_std_stats(vae, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,9 +109,6 @@ class PackedLatentsMixin:
         x = packed.view(b, h // p, w // p, d // (p * p), p, p).permute(0, 3, 1, 4, 2, 5)
         return x.reshape(b, d // (p * p), h, w)
 
-    def image_seq_len(self, height: int, width: int) -> int:
-        """Packed image tokens at ``height`` x ``width`` pixels (what the dynamic shift ``mu`` depends on)."""
-        return (height // self.spatial_multiple) * (width // self.spatial_multiple)
 
 
 class VideoFactorsMixin:

@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from diffalign.config import apply_parsers, choice, parsed
+from diffalign.config import apply_parsers, bounded, choice, parsed
 from diffalign.pipelines import FAMILIES, PipelineAdapter, load_adapter
 from diffalign.pipelines.attention import BACKENDS
 from diffalign.utils.dtypes import dtype_name
@@ -25,7 +25,7 @@ EMBEDDED_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
 class ModelConfig:
     #: hub id, local diffusers folder, or an embedded shapes pipeline: ``shapes-sd`` / ``shapes-sd3``.
     pretrained: str = "shapes-sd"
-    #: model family (``sd``, ``sdxl``, ``sd3``, ``flux``, ``qwenimage``, ``cogvideox``, ``wan``); detected from model_index.json if unset.
+    #: model family (``sd``, ``sdxl``, ``sd3``, ``flux``, ``flux2``, ``qwenimage``, ``zimage``, ``cogvideox``, ``wan``); detected from model_index.json if unset.
     family: Optional[str] = choice(None, FAMILIES.names)
     revision: Optional[str] = None
     variant: Optional[str] = None
@@ -48,6 +48,12 @@ class ModelConfig:
     #: pass with adapters off compiles once more; saved weights keep their names). Needs a C compiler
     #: on CPU; the first steps pay the compile time (minutes for SD-size networks).
     compile: bool = False
+    #: guidance-distilled FLUX.1 (``flux``): the value fed to the transformer's guidance embedding in
+    #: training and sampling (the pipeline's ``guidance_scale``); unset = the adapter's 3.5.
+    embedded_guidance: Optional[float] = bounded(None, 0.0)
+    #: FLUX.1 (``flux``): classifier-free guidance against the negative prompt (the pipeline's
+    #: ``true_cfg_scale`` = the trainer's ``sampling.guidance_scale``); unset = off (guidance-distilled).
+    true_cfg: Optional[bool] = None
     #: diffusers' VAE memory switches for decoding (and encoding) large images and videos:
     #: ``vae_tiling`` (``vae.enable_tiling()``: spatial tiles, blended) and ``vae_slicing``
     #: (``vae.enable_slicing()``: one sample of the batch at a time). Same results up to tile seams.
@@ -89,6 +95,19 @@ def load_model(cfg: ModelConfig, device="cpu", dtype: torch.dtype = torch.float3
     if cfg.channels_last:
         use_channels_last(adapter.pipe)
     use_vae_memory_switches(adapter.pipe, tiling=cfg.vae_tiling, slicing=cfg.vae_slicing)
+    return configure_adapter(adapter, cfg)
+
+
+def configure_adapter(adapter: PipelineAdapter, cfg: ModelConfig) -> PipelineAdapter:
+    """Apply the model section's family settings (``embedded_guidance``, ``true_cfg``) to ``adapter``;
+    a setting the family does not have is a one-line ``ValueError``. Unset keys leave it as it is."""
+    for key in ("embedded_guidance", "true_cfg"):
+        value = getattr(cfg, key)
+        if value is None:
+            continue
+        if not hasattr(adapter, key):
+            raise ValueError(f"model.{key}: the {adapter.family} family has no {key} setting (FLUX.1, family flux, has)")
+        setattr(adapter, key, float(value) if key == "embedded_guidance" else bool(value))
     return adapter
 
 

@@ -26,13 +26,14 @@ from diffusers import QwenImagePipeline
 from diffalign.pipelines.base import PipelineAdapter
 from diffalign.pipelines.conditioning import PromptEmbeds
 from diffalign.pipelines.flow import FlowMatchFamilyMixin
-from diffalign.pipelines.latents import PackedLatentsMixin, mean_std_stats
+from diffalign.pipelines.latents import ImageLatentsMixin, PackedLatentsMixin, mean_std_stats
 
 
-class QwenImageAdapter(PackedLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter):
+class QwenImageAdapter(PackedLatentsMixin, ImageLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter):
     """Adapter for ``QwenImagePipeline`` (Qwen-Image, Qwen-Image-2512)."""
 
     family = "qwenimage"
+    display_name = "Qwen-Image"
     pipeline_class = QwenImagePipeline
     denoiser_name = "transformer"
     lora_key_format = "peft"
@@ -78,21 +79,10 @@ class QwenImageAdapter(PackedLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter
         image = self.vae.decode(z * std + mean, return_dict=False)[0][:, :, 0]
         return (image / 2 + 0.5).clamp(0, 1)
 
-    def latent_shape(self, height: int, width: int, num_frames: int | None = None) -> tuple[int, ...]:
-        if num_frames is not None:
-            raise ValueError("Qwen-Image generates images; num_frames must be None")
-        factor = self.spatial_multiple
-        if height % factor or width % factor:
-            raise ValueError(f"Qwen-Image height and width must be multiples of {factor}, got {height}x{width}")
-        vae_factor = self.pipe.vae_scale_factor
-        return (self.latent_channels, height // vae_factor, width // vae_factor)
-
     # ------------------------------------------------------------------ network
     def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: PromptEmbeds) -> torch.Tensor:
         """Velocity for [B, C, h, w] latents: pack, ``transformer(x, t / 1000, text, mask, img_shapes)``, unpack."""
-        if noisy_latents.ndim != 4:
-            raise ValueError(f"Qwen-Image latents are [B, C, H, W], got {tuple(noisy_latents.shape)}")
-        b, _, h, w = noisy_latents.shape
+        b, _, h, w = self.image_latent_dims(noisy_latents)
         t = self.batch_timesteps(timesteps, noisy_latents)
         out = self.network(
             hidden_states=self.pack_latents(noisy_latents.to(self.dtype)),

@@ -37,7 +37,7 @@ import torch
 
 from diffalign.config import config_to_dict, save_config
 from diffalign.pipelines import PipelineAdapter
-from diffalign.pipelines.models import load_model, offload_frozen
+from diffalign.pipelines.models import configure_adapter, load_model, offload_frozen
 from diffalign.train.checkpoint import (
     is_accelerate_checkpoint, load_accelerate_checkpoint, load_checkpoint, load_extra_tensors, resolve_resume,
     save_accelerate_checkpoint, save_checkpoint,
@@ -102,6 +102,7 @@ class Trainer:
             self.accelerator.print(precision)
         weight_dtype = torch_dtype(config.model.weight_dtype)
         self.adapter = adapter if adapter is not None else load_model(config.model, device=self.device, dtype=weight_dtype)
+        configure_adapter(self.adapter, config.model)
         self.adapter.to(device=self.device)
         if config.model.offload_frozen:
             offload_frozen(self.adapter, self.device)

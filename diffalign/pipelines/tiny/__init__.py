@@ -15,6 +15,9 @@ _BUILDERS = {
     "flux": "diffalign.pipelines.tiny.flux:build",
     "wan": "diffalign.pipelines.tiny.wan:build",
     "qwenimage": "diffalign.pipelines.tiny.qwenimage:build",
+    "flux2": "diffalign.pipelines.tiny.flux2:build",
+    "zimage": "diffalign.pipelines.tiny.zimage:build",
+    "hunyuanvideo15": "diffalign.pipelines.tiny.hunyuanvideo15:build",
 }
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 import torch
 
 
-def tiny_t5(seed: int, d_model: int = 32, *, model_max_length: int = 512, num_layers: int = 2):
+def tiny_t5(seed: int, d_model: int = 32, *, model_max_length: int = 512, num_layers: int = 2, tokenizer=None):
     """``(tokenizer, T5EncoderModel)``: the tiny real T5 tokenizer of ``diffalign.pipelines.tokenizers``
-    and a T5 v1.1-style encoder (gated-GELU feed-forward, relative attention) of width ``d_model``."""
+    (or ``tokenizer``, e.g. a byte-level ``ByT5Tokenizer``) and a T5 v1.1-style encoder (gated-GELU
+    feed-forward, relative attention) of width ``d_model`` over its vocabulary."""
     from transformers import T5Config, T5EncoderModel
 
     from diffalign.pipelines.tokenizers import t5_tokenizer
 
-    tokenizer = t5_tokenizer(model_max_length=model_max_length)
+    tokenizer = tokenizer if tokenizer is not None else t5_tokenizer(model_max_length=model_max_length)
     torch.manual_seed(seed)
     config = T5Config(
         vocab_size=len(tokenizer),

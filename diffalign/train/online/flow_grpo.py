@@ -62,7 +62,7 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
         cfg: FlowGRPOConfig = self.config  # type: ignore[assignment]
         if not hasattr(self.adapter, "sde_type"):
             raise ValueError(
-                f"Flow-GRPO samples with the flow SDE and needs a rectified-flow family (sd3, flux, qwenimage, wan); the "
+                f"Flow-GRPO samples with the flow SDE and needs a rectified-flow family (sd3, flux, flux2, qwenimage, zimage, wan, hunyuanvideo15); the "
                 f"{self.adapter.family} family samples with DDIM: use the ddpo trainer for it"
             )
         self.adapter.sde_type = cfg.sde_type
