@@ -11,7 +11,7 @@ implicit accuracy), ``geneval_before/`` and ``geneval_after/`` (GenEval's folder
 ``results.jsonl``, ``summary.json``, HTML/Markdown reports), ``pairs/`` (the AI-feedback data set),
 ``dpo/`` (the LoRA, logs, checkpoints).
 ``--eval-only`` stops after step 1. ``diffalign demo video``: the same on the moving-shapes world
-(``diffalign/demo_video.py``).
+(``diffalign/demo_video.py``, which is the ``demo`` command's entry point and sends the image demo here).
 """
 from __future__ import annotations
 
@@ -42,16 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
     p.add_argument("overrides", nargs="*",
                    help="key=value overrides of the training recipe; 'video' first runs the video demo")
-    from diffalign import demo_video
-
-    demo_video.add_arguments(p.add_argument_group("diffalign demo video"))
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.overrides[:1] == ["video"]:
-        from diffalign import demo_video
-
-        return demo_video.run(args)
     import torch
     from diffusers import DiffusionPipeline
 

@@ -1,4 +1,4 @@
-"""``diffalign demo video``: align the shipped ``shapes-cogvideox`` with DenseDPO from the temporal judge.
+"""``diffalign demo [video]``: the ``demo`` command; ``video`` aligns the shipped ``shapes-cogvideox`` with DenseDPO from the temporal judge.
 
 1. the video eval job (temporal judge) on held-out moving-shapes prompts (before);
 2. preference pairs on TRAIN prompts labelled by the judge: DenseDPO pairs (two partially noised
@@ -28,8 +28,10 @@ METHODS = {"dense_dpo": "shapes_video_dense_dpo", "dpo": "shapes_video_dpo"}
 """``--method`` -> its training recipe."""
 
 
-def add_arguments(group) -> None:
-    """The video demo's own options (on ``diffalign demo``'s parser, in a group of their own)."""
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``diffalign demo``'s options, then the video demo's own (in a group of their own)."""
+    demo.add_arguments(p)
+    group = p.add_argument_group("diffalign demo video")
     group.add_argument("--method", default="dense_dpo", choices=sorted(METHODS),
                        help="video: DenseDPO pairs (default) or plain video Diffusion-DPO pairs")
     group.add_argument("--pairs", type=int, default=96, help="video: labelled preference pairs to train on")
@@ -38,6 +40,13 @@ def add_arguments(group) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``diffalign demo``: the video demo when the first positional argument is ``video``, else the image demo."""
+    if args.overrides[:1] != ["video"]:
+        return demo.run(args)
+    return run_video(args)
+
+
+def run_video(args: argparse.Namespace) -> int:
     import torch
     from diffusers import DiffusionPipeline
 

@@ -16,12 +16,15 @@ from diffalign.shapes.video import VIDEO_CATEGORIES
 
 def test_demo_video_is_dispatched_with_its_options(monkeypatch):
     seen = []
-    monkeypatch.setattr(demo_video, "run", lambda args: seen.append(args) or 0)
+    monkeypatch.setattr(demo_video, "run_video", lambda args: seen.append(args) or 0)
     assert main(["demo", "--method", "dpo", "--pairs", "3", "--eval-videos-per-category", "2", "video", "max_steps=2"]) == 0
     (args,) = seen
     assert (args.method, args.pairs, args.eval_videos_per_category) == ("dpo", 3, 2)
     assert args.overrides == ["video", "max_steps=2"] and args.out is None and args.recipe is None
     assert demo_video.METHODS == {"dense_dpo": "shapes_video_dense_dpo", "dpo": "shapes_video_dpo"}
+    # without `video` the image demo runs
+    monkeypatch.setattr(demo, "run", lambda args: seen.append(("image", args.overrides)) or 0)
+    assert main(["demo", "--eval-only", "max_steps=2"]) == 0 and seen[-1] == ("image", ["max_steps=2"])
 
 
 def test_video_scores_and_table():
