@@ -46,7 +46,8 @@ PRETRAINED_FAMILIES = ("sd", "sd3", "cogvideox")
 
 
 def pretrained_path(family: str) -> str:
-    """Folder of the shipped pretrained shapes pipeline ``shapes-<family>`` (``"sd"`` or ``"sd3"``),
+    """Folder of the shipped pretrained shapes pipeline ``shapes-<family>`` (``"sd"``, ``"sd3"`` or the
+    moving-shapes video pipeline ``"cogvideox"``),
     loadable with ``DiffusionPipeline.from_pretrained``. Raises ``FileNotFoundError`` if absent."""
     from diffalign.pipelines.models import embedded_path
 
