@@ -176,6 +176,8 @@ def make_sampled_pairs(
                       generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], output_type="np", **sampling)
         clips = [np.clip(np.round(np.asarray(c, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8) for c in result.frames]
         for n, (i, k) in enumerate(chunk):
+            if max_pairs is not None and labelled_pairs(records) >= max_pairs:
+                break  # the batch's remaining clips are dropped: equal labelled pairs for a comparison
             records.append(judged_pair_record(out, f"{i:05d}_{k:02d}", clips[2 * n : 2 * n + 2], rows[i], num_segments,
                                               margin, fps, noise_seeds=seeds[2 * n : 2 * n + 2]))
     write_jsonl(os.path.join(out, "pairs.jsonl"), records)
