@@ -23,6 +23,7 @@ GRID_IMAGES = 64
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", required=True, help="diffusers pipeline folder, hub id, or shapes-sd / shapes-sd3")
     p.add_argument("--lora", help="LoRA folder or .safetensors file loaded into the pipeline")
+    p.add_argument("--revision", help="hub revision of --pipeline (branch, tag or commit), as from_pretrained(revision=...)")
     p.add_argument("--prompts", help=".txt / .json / .jsonl prompt file")
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     p.add_argument("--out", required=True)
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     prompts += args.prompt
     if not prompts:
         raise SystemExit("give --prompts FILE or --prompt TEXT")
-    spec = PipelineSpec(args.pipeline, args.lora)
+    spec = PipelineSpec(args.pipeline, args.lora, args.revision)
     sampling = sampling_settings(spec.pipeline, None, num_inference_steps=args.steps, guidance_scale=args.guidance,
                                  height=args.height, width=args.width)
     pipe = load_pipeline_spec(spec, device=args.device, dtype=args.dtype)

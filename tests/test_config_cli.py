@@ -186,3 +186,17 @@ def test_offline_method_is_checked_against_the_losses():
     assert error(OfflineConfig, None, ["method=dpoo"]) == "command line: method: 'dpoo' is not one of: " + ", ".join(LOSSES)
     message = error(OfflineConfig, None, ["data.kind=pair"])
     assert message == "command line: data.kind: 'pair' is not one of: pairs, unpaired, ranked, video_pairs"
+
+
+@pytest.mark.slow  # (imports every trainer: seconds)
+def test_every_shipped_recipe_parses_with_its_trainer_config():
+    """Offline and online alike: each shipped recipe loads into its trainer's config (keys, values, choices)."""
+    from diffalign.train import get_trainer_class
+    from diffalign.train_command import list_recipes, recipe_path, trainer_name
+
+    names = list_recipes()
+    assert {"shapes_dpo", "cogvideox2b_dense_dpo", "cogvideox2b_ddpo_video", "cogvideox2b_vader_hps"} <= set(names)
+    for name in names:
+        path = recipe_path(name)
+        cfg = load_config(get_trainer_class(trainer_name(path)).config_class, path)
+        assert cfg.max_steps > 0, name

@@ -75,9 +75,11 @@ def test_render_perfect_pipeline_scores_one_through_the_cli(tmp_path, metadata_f
     pipe = RenderPipeline(ROWS)
     seen = _patch_loader(monkeypatch, pipe)
     out = str(tmp_path / "run")
-    assert main(["eval", "geneval", "--pipeline", "render-perfect", "--lora", "some-lora", "--metadata", metadata_file,
-                 "--out", out, "--images-per-prompt", "2", "--seed", "5", "--batch-size", "5", "--steps", "7"]) == 0
-    assert seen["spec"] == generation.PipelineSpec("render-perfect", "some-lora")
+    lora = tmp_path / "some-lora.safetensors"
+    lora.write_bytes(b"")  # the job checks that the LoRA exists before it generates
+    assert main(["eval", "geneval", "--pipeline", "render-perfect", "--lora", str(lora), "--revision", "v2", "--metadata",
+                 metadata_file, "--out", out, "--images-per-prompt", "2", "--seed", "5", "--batch-size", "5", "--steps", "7"]) == 0
+    assert seen["spec"] == generation.PipelineSpec("render-perfect", str(lora), "v2")
     # GenEval's layout: one folder per prompt with its metadata line and numbered samples
     for i, row in enumerate(ROWS):
         with open(os.path.join(out, f"{i:05d}", "metadata.jsonl")) as f:
@@ -92,7 +94,7 @@ def test_render_perfect_pipeline_scores_one_through_the_cli(tmp_path, metadata_f
     assert list(summary["per_tag"]) == list(shapes.CATEGORIES)
     assert (summary["correct_images"], summary["correct_prompts"], summary["images"], summary["prompts"]) == (1.0, 1.0, 24, 12)
     assert summary["label"] == "GenEval protocol, detector=shapes" and summary["detector"]["name"] == "shapes"
-    assert summary["generation"]["images_per_prompt"] == 2 and summary["generation"]["lora"] == "some-lora"
+    assert summary["generation"]["images_per_prompt"] == 2 and summary["generation"]["lora"] == str(lora)
     results = _read_results(out)
     assert len(results) == 24
     first = results[0]

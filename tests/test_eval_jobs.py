@@ -200,12 +200,14 @@ def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
         return ShapesPipeline(rows, good=spec.pipeline == "good")
 
     monkeypatch.setattr(generation, "load_pipeline_spec", fake_load)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lora-a").mkdir()  # the LoRA must exist: the job checks before it generates
     out = tmp_path / "cmp"
-    assert main(["eval", "compare", "--a", "good+lora-a", "--b", "bad", "--prompts", str(prompts), "--reward", "shapes",
+    assert main(["eval", "compare", "--a", "good+lora-a", "--b", "org/bad@v1.0", "--prompts", str(prompts), "--reward", "shapes",
                  "jpeg_incompressibility", "--images-per-prompt", "2", "--out", str(out)]) == 0
-    assert loaded == [PipelineSpec("good", "lora-a"), PipelineSpec("bad")]
+    assert loaded == [PipelineSpec("good", "lora-a"), PipelineSpec("org/bad", None, "v1.0")]
     summary = json.load(open(out / "summary.json"))
-    assert (summary["a"], summary["b"], summary["pairs"]) == ("good+lora-a", "bad", 12)
+    assert (summary["a"], summary["b"], summary["pairs"]) == ("good+lora-a", "org/bad@v1.0", 12)
     judge = summary["rewards"]["shapes"]
     assert (judge["wins"], judge["ties"], judge["losses"], judge["win_rate"]) == (12, 0, 0, 1.0)
     assert judge["low"] == pytest.approx(12 / (12 + Z2)) and judge["high"] == 1.0

@@ -203,3 +203,32 @@ def test_save_pretrained_merges_lora_and_reloads_with_family_detection(tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(loaded.forward(latents, t, loaded.encode_prompt(PROMPTS)), tuned,
                                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_vae_memory_switches_from_the_model_config(monkeypatch):
+    """``model.vae_tiling`` / ``model.vae_slicing`` turn on the VAE's own switches; slicing decodes the
+    batch one video at a time with the same result (tiling needs the real 8x VAE's tile sizes: the
+    tiny VAE only checks the switch); a VAE without the switch is a one-line error."""
+    import types
+
+    import pytest
+    import torch
+
+    import diffalign.pipelines.models as models
+    from diffalign.pipelines import adapter_for
+    from diffalign.pipelines.models import ModelConfig, load_model, use_vae_memory_switches
+    from diffalign.pipelines.tiny import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline("cogvideox")
+    monkeypatch.setattr(models, "load_adapter", lambda *a, **k: adapter_for(pipe))
+    adapter = load_model(ModelConfig(pretrained="tiny", vae_tiling=True, vae_slicing=True))
+    assert adapter.vae.use_tiling and adapter.vae.use_slicing
+    adapter.vae.disable_tiling()
+    plain = adapter_for(build_tiny_pipeline("cogvideox"))
+    assert not plain.vae.use_slicing
+    latents = torch.randn(2, 3, plain.vae.config.latent_channels, 4, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(adapter.decode_latents(latents), plain.decode_latents(latents), atol=1e-5)
+    with pytest.raises(ValueError, match=r"model.vae_slicing: the VAE of this pipeline \(SimpleNamespace\) has no enable_slicing\(\)"):
+        use_vae_memory_switches(types.SimpleNamespace(vae=types.SimpleNamespace()), slicing=True)

@@ -152,8 +152,8 @@ def run_compare(out: str, records: Sequence[Mapping], pipes: Mapping[str, Callab
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--a", required=True, help="pipeline A: PIPE or PIPE+LORA")
-    p.add_argument("--b", required=True, help="pipeline B: PIPE or PIPE+LORA")
+    p.add_argument("--a", required=True, help="pipeline A: PIPE or PIPE+LORA; PIPE@REVISION pins a hub id's revision")
+    p.add_argument("--b", required=True, help="pipeline B: PIPE or PIPE+LORA; PIPE@REVISION pins a hub id's revision")
     p.add_argument("--prompts", required=True, help=".txt / .json / .jsonl prompt file (GenEval metadata works)")
     p.add_argument("--reward", nargs="+", required=True, help="rewards: NAME or NAME:key=value,... (e.g. hpsv2.1:path=DIR)")
     p.add_argument("--out", required=True)
@@ -172,17 +172,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffalign.pipelines.generation import PipelineSpec, load_pipeline_spec, sampling_settings
+    import torch
+
+    from diffalign.eval.checks import check_lora, check_output_folder, load_rewards_first
     from diffalign.eval.prompts import read_prompt_file
-    import diffalign.rewards
+    from diffalign.pipelines.generation import PipelineSpec, load_pipeline_spec, sampling_settings
 
     records = read_prompt_file(args.prompts)[: args.limit]
     specs = {"a": PipelineSpec.parse(args.a), "b": PipelineSpec.parse(args.b)}
+    check_output_folder(args.out)
+    for side, spec in specs.items():
+        check_lora(spec.lora, f"--{side}")
+    # the rewards load on the CPU before any image is generated (missing weights stop the job at once)
+    # and move to the device once the pipelines are freed
+    loaded = load_rewards_first(args.reward)
     sampling = sampling_settings(specs["a"].pipeline, None, num_inference_steps=args.steps, guidance_scale=args.guidance,
                                  height=args.height, width=args.width)
 
     pipes = {side: (lambda s=spec: load_pipeline_spec(s, device=args.device, dtype=args.dtype)) for side, spec in specs.items()}
-    rewards = {spec.split(":")[0]: (lambda s=spec: diffalign.rewards.load(s, device=args.device or "auto")) for spec in args.reward}
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rewards = {name: (lambda r=r: r.to(device)) for name, r in loaded.items()}
     summary = run_compare(args.out, records, pipes, rewards, labels={k: v.label for k, v in specs.items()},
                           images_per_prompt=args.images_per_prompt, seed=args.seed, batch_size=args.batch_size,
                           sampling=sampling, tie_tolerance=args.tie_tolerance, confidence=args.confidence)

@@ -180,6 +180,7 @@ def run_benchmark(out: str, prompts: Mapping[str, Sequence[str]], rewards: Mappi
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", help="diffusers pipeline folder, hub id, or shapes-sd / shapes-sd3")
     p.add_argument("--lora", help="LoRA folder or .safetensors file")
+    p.add_argument("--revision", help="hub revision of --pipeline (branch, tag or commit), as from_pretrained(revision=...)")
     p.add_argument("--images", help="score a folder <style>/<index:05d>.jpg made elsewhere instead of generating")
     p.add_argument("--prompts", required=True, help="folder with anime.json, concept-art.json, paintings.json, photo.json")
     p.add_argument("--out", required=True)
@@ -198,39 +199,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", type=dtype_argument, help="pipeline dtype: fp16/float16, bf16/bfloat16, fp32/float32 (default: as saved)")
 
 
-def check_output_folder(out: str) -> None:
-    """The output folder must be creatable and writable before any work starts."""
-    try:
-        os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, ".diffalign-write-test")
-        with open(probe, "w") as f:
-            f.write("")
-        os.remove(probe)
-    except OSError as e:
-        raise FileNotFoundError(f"--out {out}: cannot write there ({e.strerror or e})") from e
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    import diffalign.rewards
+    from diffalign.eval.checks import check_lora, check_output_folder, load_rewards_first
 
     prompts = {s: texts[: args.limit] for s, texts in read_style_prompts(args.prompts, args.styles).items()}
     images_dir, info = args.images, {}
     if not images_dir and not args.pipeline:
         raise SystemExit("give --pipeline (to generate) or --images DIR")
     check_output_folder(args.out)
+    check_lora(args.lora)
     # the reward models load (on the CPU) before any image is generated: missing weights stop the job
     # at once; they move to the device once the pipeline is freed
     hps_defaults = {"path": args.hps_path} if args.hps_path else {}
-    rewards = {}
-    for spec_text in args.reward:
-        name = spec_text.split(":")[0]
-        rewards[name] = diffalign.rewards.load(spec_text, device="cpu", **(hps_defaults if name in ("hpsv2", "hpsv2.1") else {}))
+    rewards = load_rewards_first(args.reward, defaults=lambda name: hps_defaults if name in ("hpsv2", "hpsv2.1") else {})
     if not images_dir:
         from diffalign.pipelines.generation import PipelineSpec, load_pipeline_spec, sampling_settings
 
-        spec = PipelineSpec(args.pipeline, args.lora)
+        spec = PipelineSpec(args.pipeline, args.lora, args.revision)
         sampling = sampling_settings(spec.pipeline, None, num_inference_steps=args.steps, guidance_scale=args.guidance,
                                      height=args.height, width=args.width)
         pipe = load_pipeline_spec(spec, device=args.device, dtype=args.dtype)

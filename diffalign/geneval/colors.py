@@ -64,8 +64,13 @@ class ClipColorClassifier:
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if clip_model is None:
             # OpenAI's weights use QuickGELU (open_clip 2.x's "openai" loader applied it; 3.x needs the flag)
-            clip_model, _, preprocess_val = open_clip.create_model_and_transforms(
-                model, pretrained=pretrained, force_quick_gelu=pretrained == "openai")
+            try:
+                clip_model, _, preprocess_val = open_clip.create_model_and_transforms(
+                    model, pretrained=pretrained, force_quick_gelu=pretrained == "openai")
+            except RuntimeError as e:  # open_clip: an unknown tag, a missing file, a failed download
+                raise FileNotFoundError(
+                    f"GenEval colour classifier: could not load the OpenCLIP model {model} with weights {pretrained!r} ({e}); "
+                    "give --clip-pretrained a local checkpoint file, or download the weights while online") from e
             preprocess = preprocess or preprocess_val
             self.name = f"clip:{model}/{pretrained}"
         else:

@@ -74,6 +74,12 @@ class GenEvalEvaluator:
             self._colors = ClipColorClassifier(**self._clip_options)
         return self._colors
 
+    def prepare(self, rows: Sequence[Mapping]) -> None:
+        """Build now what judging ``rows`` will need (the CLIP colour classifier when a row has a colour
+        clause and the detector does not name colours), so missing weights stop a job before it generates."""
+        if self._colors != "detector" and any(c.get("color") for r in rows for c in r.get("include", [])):
+            _ = self.color_classifier
+
     def describe(self) -> dict[str, Any]:
         if self._colors == "detector":
             colors: Any = "detector"

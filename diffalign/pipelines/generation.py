@@ -21,22 +21,29 @@ SAMPLING_FILE = "diffalign_sampling.json"
 @dataclass(frozen=True)
 class PipelineSpec:
     """A diffusers pipeline (local folder, hub id, or ``shapes-sd`` / ``shapes-sd3``) and an optional
-    LoRA (a folder or ``.safetensors`` file that ``pipe.load_lora_weights`` reads)."""
+    LoRA (a folder or ``.safetensors`` file that ``pipe.load_lora_weights`` reads). ``revision``
+    pins a hub id's download (branch, tag or commit), as ``from_pretrained(revision=...)``."""
 
     pipeline: str
     lora: str | None = None
+    revision: str | None = None
 
     @classmethod
-    def parse(cls, text: str, lora: str | None = None) -> "PipelineSpec":
-        """``"PIPE"`` or ``"PIPE+LORA"`` (split at the last ``+``); an explicit ``lora`` wins."""
+    def parse(cls, text: str, lora: str | None = None, revision: str | None = None) -> "PipelineSpec":
+        """``"PIPE"``, ``"PIPE+LORA"`` (split at the last ``+``) or either with ``@REVISION`` after
+        ``PIPE`` (``org/model@v1.0+lora.safetensors``); an explicit ``lora`` / ``revision`` wins."""
         pipeline, plus, tail = text.rpartition("+")
-        if plus and pipeline and tail and lora is None:
-            return cls(pipeline, tail)
-        return cls(text, lora)
+        if not (plus and pipeline and tail and lora is None):
+            pipeline, tail = text, lora
+        if "@" in pipeline and not os.path.exists(pipeline):
+            pipeline, _, pinned = pipeline.rpartition("@")
+            revision = revision or pinned
+        return cls(pipeline, tail, revision)
 
     @property
     def label(self) -> str:
-        return self.pipeline if self.lora is None else f"{self.pipeline}+{self.lora}"
+        pipeline = self.pipeline if self.revision is None else f"{self.pipeline}@{self.revision}"
+        return pipeline if self.lora is None else f"{pipeline}+{self.lora}"
 
 
 def resolve_pipeline_path(name: str) -> str:
@@ -56,7 +63,9 @@ def load_pipeline_spec(spec: PipelineSpec, *, device: str | None = None, dtype: 
     from diffalign.utils.dtypes import torch_dtype as as_torch_dtype
 
     torch_dtype = as_torch_dtype(dtype)
-    pipe = load_pipeline(DiffusionPipeline, resolve_pipeline_path(spec.pipeline), torch_dtype=torch_dtype)
+    path = resolve_pipeline_path(spec.pipeline)
+    hub = {"revision": spec.revision} if spec.revision and not os.path.isdir(path) else {}
+    pipe = load_pipeline(DiffusionPipeline, path, torch_dtype=torch_dtype, **hub)
     if spec.lora:
         if not os.path.exists(spec.lora):
             raise FileNotFoundError(f"LoRA {spec.lora} not found (expected a folder or a .safetensors file)")

@@ -38,6 +38,11 @@ class ModelConfig:
     #: channels-last memory format for the convolutional networks (UNet, VAE): same results, faster
     #: convolutions on CPU (oneDNN; ~20 % on the shapes pipelines) and on recent GPUs.
     channels_last: bool = False
+    #: diffusers' VAE memory switches for decoding (and encoding) large images and videos:
+    #: ``vae_tiling`` (``vae.enable_tiling()``: spatial tiles, blended) and ``vae_slicing``
+    #: (``vae.enable_slicing()``: one sample of the batch at a time). Same results up to tile seams.
+    vae_tiling: bool = False
+    vae_slicing: bool = False
 
     def __post_init__(self) -> None:
         apply_parsers(self)
@@ -71,7 +76,19 @@ def load_model(cfg: ModelConfig, device="cpu", dtype: torch.dtype = torch.float3
     adapter = load_adapter(resolve_pretrained(cfg.pretrained), family=cfg.family, **kwargs)
     if cfg.channels_last:
         use_channels_last(adapter.pipe)
+    use_vae_memory_switches(adapter.pipe, tiling=cfg.vae_tiling, slicing=cfg.vae_slicing)
     return adapter
+
+
+def use_vae_memory_switches(pipe, *, tiling: bool = False, slicing: bool = False) -> None:
+    """Turn on the pipeline VAE's own tiling / slicing (``model.vae_tiling`` / ``model.vae_slicing``)."""
+    vae = getattr(pipe, "vae", None)
+    for wanted, switch, key in ((tiling, "enable_tiling", "model.vae_tiling"), (slicing, "enable_slicing", "model.vae_slicing")):
+        if not wanted:
+            continue
+        if not callable(getattr(vae, switch, None)):
+            raise ValueError(f"{key}: the VAE of this pipeline ({type(vae).__name__}) has no {switch}()")
+        getattr(vae, switch)()
 
 
 def use_channels_last(pipe) -> None:

@@ -8,7 +8,7 @@ rectified flow with a 3D causal VAE.
   splits time); pixels ``[B, F, 3, H, W]`` RGB in [0, 1] with ``F = 1 + 4k`` (the causal VAE keeps
   frame 0 and compresses the rest 4x in time, 8x in space; 16x for Wan2.2's VAE). Normalisation as
   the pipeline's decode inverts it: ``z = (posterior_sample - latents_mean) / latents_std``.
-  ``enable_vae_tiling()`` turns on the VAE's spatial tiling for large videos.
+  ``model.vae_tiling: true`` turns on the VAE's spatial tiling for large videos.
 - Schedule: flow matching with the model's ``shift`` (Wan's ``flow_shift``: 3.0 at 480p, 5.0 at
   720p). Real checkpoints ship ``UniPCMultistepScheduler``; training and the sampling chain use the
   ``FlowMatchEulerDiscreteScheduler`` with the same shift (Flow-GRPO / DanceGRPO sample Wan with Euler
@@ -105,10 +105,6 @@ class WanAdapter(VideoFactorsMixin, FlowMatchFamilyMixin, PipelineAdapter):
         mean, std = mean_std_stats(self.vae, z)
         video = self.vae.decode(z * std + mean, return_dict=False)[0]
         return (video / 2 + 0.5).clamp(0, 1).permute(0, 2, 1, 3, 4)
-
-    def enable_vae_tiling(self) -> None:
-        """Spatially tiled VAE encode/decode (memory for 480p/720p videos)."""
-        self.vae.enable_tiling()
 
     # ------------------------------------------------------------------ network
     def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: PromptEmbeds) -> torch.Tensor:

@@ -29,13 +29,15 @@ class AestheticScore(Reward):
     requires_prompt = False
     native_range = (1.0, 10.0)
 
-    def __init__(self, path: str | None = None, clip_model: str = DEFAULT_CLIP, processor: str | None = None, dtype=None):
+    def __init__(self, path: str | None = None, clip_model: str = DEFAULT_CLIP, processor: str | None = None, dtype=None,
+                 revision: str | None = None, clip_revision: str | None = None):
+        """``revision`` pins the hub download of the rating head, ``clip_revision`` that of ``clip_model``."""
         super().__init__()
-        self.clip = HFClipEmbedder.load(clip_model, "aesthetic", processor, dtype=dtype)
+        self.clip = HFClipEmbedder.load(clip_model, "aesthetic", processor, dtype=dtype, revision=clip_revision)
         if processor is None:  # the original runs OpenAI CLIP's torchvision transform
             self.clip.preprocess = ImagePreprocess(size=self.clip.preprocess.size, crop_rounding="round")
         if path is None:
-            file = resolve_file(None, HUB_FILENAME, HUB_REPO, "aesthetic")
+            file = resolve_file(None, HUB_FILENAME, HUB_REPO, "aesthetic", revision=revision)
         else:
             file = resolve_file(path, LOCAL_FILENAME, HUB_REPO, "aesthetic")
         self.mlp = RatingMLP(int(self.clip.model.config.projection_dim))

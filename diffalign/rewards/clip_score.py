@@ -27,9 +27,10 @@ class ClipScore(Reward):
         scale: float = 100.0,
         clamp: bool = True,
         dtype=None,
+        revision: str | None = None,
     ):
         super().__init__()
-        self.clip = HFClipEmbedder.load(model, "clip_score", processor, tokenizer, dtype)
+        self.clip = HFClipEmbedder.load(model, "clip_score", processor, tokenizer, dtype, revision=revision)
         self.scale = float(scale)
         self.clamp = bool(clamp)
         self.model_name = str(model)

@@ -47,7 +47,7 @@ def dtype_kwargs(dtype) -> dict:
     return {key: torch_dtype(dtype) or torch.float32}
 
 
-def load_clip_model(name_or_path: str, what: str, dtype=None):
+def load_clip_model(name_or_path: str, what: str, dtype=None, revision: str | None = None):
     from transformers import CLIPModel
 
     source = os.path.expanduser(str(name_or_path))
@@ -57,7 +57,8 @@ def load_clip_model(name_or_path: str, what: str, dtype=None):
     if not local and looks_like_path(source):
         raise FileNotFoundError(f"{what}: the model folder {source} does not exist. {download_hint('<hub id>')}")
     try:
-        return CLIPModel.from_pretrained(source, local_files_only=local or hub_offline(), **dtype_kwargs(dtype))
+        return CLIPModel.from_pretrained(source, local_files_only=local or hub_offline(), **revision_kwargs(local, revision),
+                                         **dtype_kwargs(dtype))
     except (OSError, ValueError) as e:
         if local:
             raise FileNotFoundError(
@@ -67,7 +68,12 @@ def load_clip_model(name_or_path: str, what: str, dtype=None):
         raise FileNotFoundError(f"{what}: could not load a CLIPModel from the hub id {source!r}: {e}. {download_hint(source)}") from e
 
 
-def load_preprocess(processor: str, default_size: int, explicit: bool, what: str) -> ImagePreprocess:
+def revision_kwargs(local: bool, revision: str | None) -> dict:
+    """``revision=`` for a hub download (a branch, tag or commit); a local folder has none."""
+    return {"revision": revision} if revision and not local else {}
+
+
+def load_preprocess(processor: str, default_size: int, explicit: bool, what: str, revision: str | None = None) -> ImagePreprocess:
     """Preprocessing from ``processor``'s ``preprocessor_config.json`` (see the module docstring)."""
     source = os.path.expanduser(str(processor))
     if os.path.isdir(source):
@@ -77,7 +83,8 @@ def load_preprocess(processor: str, default_size: int, explicit: bool, what: str
     from huggingface_hub import hf_hub_download
 
     try:
-        path = hf_hub_download(source, "preprocessor_config.json", local_files_only=hub_offline())
+        path = hf_hub_download(source, "preprocessor_config.json", local_files_only=hub_offline(),
+                               **revision_kwargs(False, revision))
     except Exception as e:
         if explicit:
             raise FileNotFoundError(
@@ -88,7 +95,7 @@ def load_preprocess(processor: str, default_size: int, explicit: bool, what: str
         return ImagePreprocess.from_hf_config(json.load(f), default_size)
 
 
-def load_tokenizer(tokenizer: str | None, what: str, pad_token: str = "<|endoftext|>"):
+def load_tokenizer(tokenizer: str | None, what: str, pad_token: str = "<|endoftext|>", revision: str | None = None):
     """``tokenizer`` (folder or hub id) with ``AutoTokenizer``, else the built-in CLIP BPE tokenizer padding with
     ``pad_token`` (OpenAI checkpoints pad with ``<|endoftext|>``, LAION ones with ``!``)."""
     if tokenizer is None:
@@ -99,7 +106,8 @@ def load_tokenizer(tokenizer: str | None, what: str, pad_token: str = "<|endofte
 
     source = os.path.expanduser(str(tokenizer))
     try:
-        return AutoTokenizer.from_pretrained(source, local_files_only=os.path.isdir(source) or hub_offline())
+        local = os.path.isdir(source)
+        return AutoTokenizer.from_pretrained(source, local_files_only=local or hub_offline(), **revision_kwargs(local, revision))
     except OSError as e:
         raise FileNotFoundError(f"{what}: could not load the tokenizer {source!r}: {e}. {download_hint(source)}") from e
 
@@ -115,10 +123,14 @@ class HFClipEmbedder(nn.Module):
         self.context_length = int(model.config.text_config.max_position_embeddings)
 
     @classmethod
-    def load(cls, model: str, what: str, processor: str | None = None, tokenizer: str | None = None, dtype=None) -> "HFClipEmbedder":
-        clip = load_clip_model(model, what, dtype)
+    def load(cls, model: str, what: str, processor: str | None = None, tokenizer: str | None = None, dtype=None,
+             revision: str | None = None) -> "HFClipEmbedder":
+        """``revision`` pins the hub download of ``model`` (and of its preprocessor config when
+        ``processor`` is not given); separate ``processor`` / ``tokenizer`` ids are fetched at their default branch."""
+        clip = load_clip_model(model, what, dtype, revision)
         size = int(clip.config.vision_config.image_size)
-        preprocess = load_preprocess(processor or model, size, explicit=processor is not None, what=what)
+        preprocess = load_preprocess(processor or model, size, explicit=processor is not None, what=what,
+                                     revision=None if processor else revision)
         if preprocess.size != size:
             raise ValueError(f"{what}: the preprocessor resizes to {preprocess.size} px but the model expects {size} px")
         return cls(clip, preprocess, load_tokenizer(tokenizer, what))

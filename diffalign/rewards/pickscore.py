@@ -20,9 +20,10 @@ class PickScore(Reward):
     differentiable = True
     native_range = (0.0, 100.0)
 
-    def __init__(self, model: str = DEFAULT_MODEL, processor: str | None = None, tokenizer: str | None = None, dtype=None):
+    def __init__(self, model: str = DEFAULT_MODEL, processor: str | None = None, tokenizer: str | None = None, dtype=None,
+                 revision: str | None = None):
         super().__init__()
-        self.clip = HFClipEmbedder.load(model, "pickscore", processor, tokenizer, dtype)
+        self.clip = HFClipEmbedder.load(model, "pickscore", processor, tokenizer, dtype, revision=revision)
         self.freeze()
 
     def score(self, samples, prompts, metadata) -> torch.Tensor:

@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("what to evaluate")
     src.add_argument("--pipeline", help="diffusers pipeline folder, hub id, or shapes-sd / shapes-sd3")
     src.add_argument("--lora", help="LoRA folder or .safetensors file loaded into the pipeline")
+    src.add_argument("--revision", help="hub revision of --pipeline (branch, tag or commit), as from_pretrained(revision=...)")
     src.add_argument("--metadata", help="GenEval metadata jsonl (prompts and their rules)")
     src.add_argument("--images-only", metavar="DIR", help="judge a folder in GenEval's layout made elsewhere")
     src.add_argument("--limit", type=int, help="only the first N metadata rows (quick runs)")
@@ -58,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diffalign.eval.checks import check_lora, check_output_folder
     from diffalign.eval.geneval import job, layout
     from diffalign.geneval import read_metadata
     from diffalign.geneval.evaluator import GenEvalEvaluator, auto_detector
@@ -70,17 +72,20 @@ def run(args: argparse.Namespace) -> int:
         if not (args.pipeline and args.metadata):
             raise SystemExit("give --pipeline and --metadata (or --images-only DIR)")
         rows = read_metadata(args.metadata)[: args.limit]
+    check_output_folder(args.out)
+    check_lora(args.lora)
     rule_options = {key: getattr(args, flag) for flag, key in RULE_FLAGS.items() if getattr(args, flag) is not None}
     detector = auto_detector(rows) if args.detector == "auto" else args.detector
     detector_options = {"device": args.device} if detector != "shapes" and args.device else {}
     clip_options = {"model": args.clip_model, "pretrained": args.clip_pretrained, "device": args.device}
     evaluator = GenEvalEvaluator(detector, args.color_classifier, rule_options, detector_options, clip_options)
+    evaluator.prepare(rows)  # the detector is loaded; the colour classifier too when the rows need it
     if args.images_only:
         summary = job.run(args.out, evaluator, images_dir=args.images_only, batch_size=args.batch_size)
     else:
         from diffalign.pipelines.generation import PipelineSpec, load_pipeline_spec, sampling_settings
 
-        spec = PipelineSpec(args.pipeline, args.lora)
+        spec = PipelineSpec(args.pipeline, args.lora, args.revision)
         sampling = sampling_settings(spec.pipeline, job.GENEVAL_SAMPLING, num_inference_steps=args.steps,
                                      guidance_scale=args.guidance, height=args.height, width=args.width)
         pipe = load_pipeline_spec(spec, device=args.device, dtype=args.dtype)

@@ -20,6 +20,7 @@ from diffalign.utils.dtypes import dtype_argument
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", required=True, help="diffusers video pipeline folder or hub id")
     p.add_argument("--lora", help="LoRA folder or .safetensors file loaded into the pipeline")
+    p.add_argument("--revision", help="hub revision of --pipeline (branch, tag or commit), as from_pretrained(revision=...)")
     p.add_argument("--out", required=True)
     p.add_argument("--split", default="test", choices=["train", "test"], help="moving-shapes prompt split (default test)")
     p.add_argument("--metadata", help="a jsonl of moving-shapes rows instead of --split")
@@ -37,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diffalign.eval.checks import check_lora, check_output_folder
     from diffalign.eval.video import job
     from diffalign.pipelines.generation import PipelineSpec, load_pipeline_spec, sampling_settings
     from diffalign.shapes.video import video_prompts
@@ -52,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     rows = rows[: args.limit]
     if not rows:
         raise SystemExit("no prompts to evaluate (check --split / --metadata / --categories / --limit)")
-    spec = PipelineSpec(args.pipeline, args.lora)
+    check_output_folder(args.out)
+    check_lora(args.lora)
+    spec = PipelineSpec(args.pipeline, args.lora, args.revision)
     sampling = sampling_settings(spec.pipeline, job.VIDEO_SAMPLING, num_inference_steps=args.steps, guidance_scale=args.guidance,
                                  height=args.height, width=args.width, num_frames=args.num_frames)
     pipe = load_pipeline_spec(spec, device=args.device, dtype=args.dtype)
