@@ -15,7 +15,7 @@ DEBUG_ENV = "DIFFALIGN_DEBUG"
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("diffalign.demo", "sample the embedded shapes-sd pipeline on held-out prompts and judge it"),
+    "demo": ("diffalign.demo_video", "align the embedded shapes-sd (or with 'video', shapes-cogvideox) pipeline, judged before/after"),
     "train": ("diffalign.train_command", "train from a recipe: diffalign train RECIPE [key=value ...]"),
     "eval": ("diffalign.eval.command", "evaluation jobs with reports: diffalign eval {geneval,hps,compare} ..."),
     "sample": ("diffalign.sample_command", "generate images from a pipeline (+ LoRA) for a prompt file"),

@@ -10,7 +10,8 @@ Writes to ``OUT`` (default ``outputs/demo``): ``summary.json`` (before/after per
 implicit accuracy), ``geneval_before/`` and ``geneval_after/`` (GenEval's folder layout,
 ``results.jsonl``, ``summary.json``, HTML/Markdown reports), ``pairs/`` (the AI-feedback data set),
 ``dpo/`` (the LoRA, logs, checkpoints).
-``--eval-only`` stops after step 1.
+``--eval-only`` stops after step 1. ``diffalign demo video``: the same on the moving-shapes world
+(``diffalign/demo_video.py``, which is the ``demo`` command's entry point and sends the image demo here).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ DEFAULT_OUT = os.path.join("outputs", "demo")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", default="sd", choices=["sd", "sd3"], help="which shipped shapes pipeline")
-    p.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    p.add_argument("--out", default=None, help=f"output folder (default: {DEFAULT_OUT}; video: outputs/demo-video)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-images-per-category", type=int, default=64,
                    help="held-out images judged per category, spread over up to a quarter as many held-out prompts "
@@ -36,10 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the pipeline's shipped setting)")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the shipped setting)")
     p.add_argument("--batch-size", type=int, default=64, help="sampling batch size")
-    p.add_argument("--recipe", default="shapes_dpo", help="training recipe (default: %(default)s)")
+    p.add_argument("--recipe", default=None, help="training recipe (default: shapes_dpo; video: per --method)")
     p.add_argument("--eval-only", action="store_true", help="only judge the base pipeline")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides of the training recipe")
+    p.add_argument("overrides", nargs="*",
+                   help="key=value overrides of the training recipe; 'video' first runs the video demo")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,12 +65,13 @@ def run(args: argparse.Namespace) -> int:
         "guidance_scale": settings["guidance_scale"] if args.guidance is None else args.guidance,
         "batch_size": args.batch_size,
     }
+    args.out, args.recipe = args.out or DEFAULT_OUT, args.recipe or "shapes_dpo"
     os.makedirs(args.out, exist_ok=True)
     eval_rows, eval_counts = held_out_plan(args.eval_images_per_category, seed=args.seed)
     job_args = {"images_per_prompt": eval_counts, "seed": args.seed, "batch_size": args.batch_size,
                 "sampling": {k: v for k, v in sampling.items() if k != "batch_size"}}
 
-    base = _load(DiffusionPipeline, path)
+    base = load_pipeline(DiffusionPipeline, path)
     print(f"shapes-{args.family}: GenEval job on {len(eval_rows)} held-out prompts, {sum(eval_counts)} images "
           f"({sampling['num_inference_steps']} steps, guidance {sampling['guidance_scale']})")
     before = _geneval(os.path.join(args.out, "geneval_before"), base, eval_rows, f"shapes-{args.family}", job_args)
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
               "eval_prompts": len(eval_rows), "eval_images": before["images"], "before": _scores(before)}
     if args.eval_only:
         _write_grid(os.path.join(args.out, "before.png"), before, None)
-        _save_json(os.path.join(args.out, "summary.json"), report)
+        save_json(os.path.join(args.out, "summary.json"), report)
         print(format_scores({"base": report["before"]}))
         print(f"wrote {args.out} in {time.time() - t0:.0f}s")
         return 0
@@ -111,14 +114,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained {cfg.method} for {cfg.max_steps} steps [{time.time() - t0:.0f}s]")
 
     # 4. the LoRA in a plain diffusers pipeline, same held-out prompts and seeds
-    tuned = _load(DiffusionPipeline, path)
+    tuned = load_pipeline(DiffusionPipeline, path)
     tuned.load_lora_weights(result.output_dir)
     after = _geneval(os.path.join(args.out, "geneval_after"), tuned, eval_rows, f"shapes-{args.family}+dpo", job_args)
     report.update({"after": _scores(after), "pairs": len(feedback.pairs), "method": cfg.method,
                    "train_steps": cfg.max_steps, "seconds": round(time.time() - t0, 1)})
-    _save_json(os.path.join(args.out, "summary.json"), report)
+    save_json(os.path.join(args.out, "summary.json"), report)
     _write_grid(os.path.join(args.out, "before_after.png"), before, after)
-    _plot_training(result.metrics_path, os.path.join(args.out, "training.png"))
+    plot_training(result.metrics_path, os.path.join(args.out, "training.png"))
     print(format_scores({"before": report["before"], "after": report["after"]}))
     print("GenEval reports (GenEval protocol, detector=shapes): "
           f"{args.out}/geneval_before/report.html, {args.out}/geneval_after/report.html")
@@ -126,11 +129,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(cls, path):
+def load_pipeline(cls, path, channels_last: bool = True):
     from diffalign.pipelines.models import use_channels_last
 
     pipe = cls.from_pretrained(path)
-    use_channels_last(pipe)  # same images, ~20 % faster convolutions on CPU
+    if channels_last:  # 2D convolutions only
+        use_channels_last(pipe)  # same images, ~20 % faster convolutions on CPU
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -168,15 +172,20 @@ def _geneval(out: str, pipe, rows, name: str, job_args: dict) -> dict:
     from diffalign.eval.geneval import job
     from diffalign.geneval.evaluator import GenEvalEvaluator
 
-    if os.path.isdir(out):  # a re-run of the demo regenerates its evaluation folders
-        import shutil
-
-        shutil.rmtree(out)
-    summary = job.run(out, GenEvalEvaluator("shapes"), rows=rows, pipe=pipe, info={"pipeline": name},
+    summary = job.run(fresh_dir(out), GenEvalEvaluator("shapes"), rows=rows, pipe=pipe, info={"pipeline": name},
                       log=lambda msg: None, **job_args)
     with open(os.path.join(out, "results.jsonl"), encoding="utf-8") as f:
         summary["results"] = [json.loads(line) for line in f]
     return summary
+
+
+def fresh_dir(path: str) -> str:
+    """``path``, emptied when it exists: a re-run of a demo regenerates the folders it owns."""
+    if os.path.isdir(path):
+        import shutil
+
+        shutil.rmtree(path)
+    return path
 
 
 def _scores(summary: dict) -> dict:
@@ -205,7 +214,7 @@ def _write_grid(path: str, before: dict, after: dict | None) -> None:
     canvas.save(path)
 
 
-def _plot_training(metrics_path: str, out_path: str) -> None:
+def plot_training(metrics_path: str, out_path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,19 +239,20 @@ def _plot_training(metrics_path: str, out_path: str) -> None:
     plt.close(fig)
 
 
-def _save_json(path: str, data: dict) -> None:
+def save_json(path: str, data: dict) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2)
 
 
-def format_scores(columns: dict[str, dict]) -> str:
-    """Per-category table with one column per run (and the change when there are two)."""
+def format_scores(columns: dict[str, dict], rows=None) -> str:
+    """Per-category table with one column per run (and the change when there are two); ``rows``:
+    the keys shown, in order (default: GenEval's six categories and ``overall``)."""
     from diffalign.shapes.vocab import CATEGORIES
 
     names = list(columns)
     header = f"{'category':<15}" + "".join(f"{n:>10}" for n in names) + ("    change" if len(names) == 2 else "")
     lines = [header]
-    for tag in [*CATEGORIES, "overall"]:
+    for tag in rows or [*CATEGORIES, "overall"]:
         if not all(tag in c for c in columns.values()):
             continue
         vals = [columns[n][tag] for n in names]

@@ -27,7 +27,7 @@ LAYERS = [
     ["export"],
     ["train"],
     ["eval", "serve"],
-    ["<api>", "__main__", "cli", "demo", "sample_command", "train_command"],
+    ["<api>", "__main__", "cli", "demo", "demo_video", "sample_command", "train_command"],
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -152,3 +152,49 @@ def test_assemble_swaps_only_the_decoder(tmp_path):
     assert not torch.equal(base_sd[decoder_keys[0]], other_sd[decoder_keys[0]])
     assert json.load(open(os.path.join(out, "diffalign_sampling.json")))["num_inference_steps"] == 12
     assert type(DiffusionPipeline.from_pretrained(out)).__name__ == "StableDiffusionPipeline"
+
+
+@pytest.mark.slow  # ~1 s: building the moving-shapes prompt split
+def test_video_batches_are_balanced_train_clips_deterministic_and_fresh():
+    from diffalign.shapes.pretraining.data import VideoBatches
+    from diffalign.shapes.video import VIDEO_CATEGORIES, video_prompt_split, video_prompts
+
+    batches = VideoBatches(batch_size=10, seed=3, size=32, num_frames=5, caption_dropout=0.0)
+    clips, captions = batches(7)
+    again, captions_again = batches(7)
+    other, _ = batches(8)
+    assert clips.shape == (10, 3, 5, 32, 32) and clips.min() >= -1.0 and clips.max() <= 1.0
+    assert torch.equal(clips, again) and captions == captions_again and not torch.equal(clips, other)
+    assert not torch.equal(clips[:, :, 0], clips[:, :, -1])  # the shapes move
+    tag_of = {r["prompt"]: r["tag"] for r in video_prompts("train")}
+    assert all(video_prompt_split(c, tag_of[c]) == "train" for c in captions)
+    # every category is drawn, not in proportion to its size (passing holds 4320 of 5900 prompts)
+    tags = [tag_of[c] for step in range(6) for c in batches(step)[1]]
+    assert set(tags) == set(VIDEO_CATEGORIES) and tags.count("passing") < 30
+
+
+@pytest.mark.slow
+def test_tiny_cogvideox_training_run_saves_a_loadable_fp16_video_pipeline(tmp_path):
+    from diffusers import DiffusionPipeline
+
+    from diffalign.shapes.pretraining.assemble import assemble
+
+    out, ckpt = str(tmp_path / "shapes-cogvideox"), str(tmp_path / "ckpt")
+    main(["--family", "cogvideox", "--out", out, "--checkpoint-dir", ckpt, "--tiny", "--steps", "2",
+          "--vae-steps", "2", "--vae-batch-size", "2", "--batch-size", "4", "--threads", "1", "--latent-pool", "8"])
+    log = [json.loads(line) for line in open(os.path.join(ckpt, "log.jsonl"))]
+    assert all(np.isfinite([r["loss"] for r in log if r.get("stage") in ("vae", "denoiser") and "loss" in r]))
+    assert json.load(open(os.path.join(out, "diffalign_sampling.json"))) == {
+        "num_inference_steps": 20, "guidance_scale": 5.0, "height": 32, "width": 32, "num_frames": 9}
+    assert _stored_dtypes(os.path.join(out, "transformer", "diffusion_pytorch_model.safetensors")) == {"F16"}
+    pipe = DiffusionPipeline.from_pretrained(out)
+    assert type(pipe).__name__ == "CogVideoXPipeline" and type(pipe.vae).__name__ == "AutoencoderKLCogVideoX"
+    assert pipe.text_encoder.dtype == torch.float32 and pipe.vae.config.scaling_factor != 1.0
+    pipe.set_progress_bar_config(disable=True)
+    frames = pipe(["a video of a red circle moving left", ""], num_frames=9, num_inference_steps=2,
+                  generator=torch.Generator().manual_seed(0), output_type="np").frames
+    assert np.asarray(frames).shape == (2, 9, 32, 32, 3) and np.isfinite(frames).all()
+    # assembling keeps the recorded clip size and frame count, with new steps and guidance
+    assembled = assemble(out, str(tmp_path / "assembled"), steps=12, guidance=4.0)
+    assert json.load(open(os.path.join(assembled, "diffalign_sampling.json"))) == {
+        "height": 32, "width": 32, "num_frames": 9, "num_inference_steps": 12, "guidance_scale": 4.0}

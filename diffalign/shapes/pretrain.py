@@ -3,9 +3,10 @@
     python -m diffalign.shapes.pretrain --family sd  --out diffalign/pretrained/shapes-sd
     python -m diffalign.shapes.pretrain --family sd3 --out diffalign/pretrained/shapes-sd3 \
         --vae-from diffalign/pretrained/shapes-sd
+    python -m diffalign.shapes.pretrain --family cogvideox --out diffalign/pretrained/shapes-cogvideox
 
 Stages: (1) the VAE learns to reconstruct renders (or is taken from ``--vae-from``) and its latents
-are normalised; (2) the denoiser and text encoder(s) train jointly on TRAIN-split prompts with 10%
+are normalised (``cogvideox``: the causal 3D VAE on moving-shapes clips); (2) the denoiser and text encoder(s) train jointly on TRAIN-split prompts (``cogvideox``: the moving-shapes TRAIN split) with 10%
 empty captions (for classifier-free guidance); EMA weights are saved as fp16 safetensors in a plain
 diffusers folder that ``DiffusionPipeline.from_pretrained`` loads. See docs/shapes.md.
 """
@@ -24,20 +25,24 @@ from diffusers.utils import logging as diffusers_logging
 from diffalign.shapes.pretraining.autoencoder import normalise_latents, reconstruction_error, train_vae
 from diffalign.shapes.pretraining.components import (
     IMAGE_SIZE,
+    VIDEO_FRAMES,
+    VIDEO_SIZE,
+    build_cogvideox_pipeline,
     build_sd3_pipeline,
     build_sd_pipeline,
     count_parameters,
     denoiser,
     text_encoders,
 )
-from diffalign.shapes.pretraining.data import LatentPool, ShapesBatches
+from diffalign.shapes.pretraining.data import LatentPool, ShapesBatches, VideoBatches
 from diffalign.shapes.pretraining.loop import JsonlLog, LoopConfig, save_fp16, train_denoiser
-from diffalign.shapes.pretraining.objectives import sd3_flow_loss, sd_denoising_loss
+from diffalign.shapes.pretraining.objectives import cogvideox_loss, sd3_flow_loss, sd_denoising_loss
 from diffalign.shapes.sampling import SAMPLING_FILE
 
 TINY = {
     "sd": dict(unet_channels=(8, 16, 16), text_hidden=8, text_layers=2, vae_channels=(8, 8, 16)),
     "sd3": dict(layers=1, heads=2, head_dim=8, text_hidden=8, vae_channels=(8, 8, 16)),  # T5 width 16
+    "cogvideox": dict(layers=1, heads=1, head_dim=16, vae_channels=(8, 8, 8), latent_channels=4),
 }
 """Architecture overrides of ``--tiny`` (smoke tests of this script)."""
 
@@ -48,7 +53,7 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m diffalign.shapes.pretrain", description=__doc__.split("\n\n")[0])
-    p.add_argument("--family", choices=("sd", "sd3"), required=True)
+    p.add_argument("--family", choices=("sd", "sd3", "cogvideox"), required=True)
     p.add_argument("--out", required=True, help="folder of the final fp16 pipeline")
     p.add_argument("--checkpoint-dir", default=None, help="EMA checkpoints (default: OUT-checkpoints)")
     p.add_argument("--steps", type=int, default=3000, help="denoiser steps")
@@ -88,9 +93,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+BUILDERS = {"sd": build_sd_pipeline, "sd3": build_sd3_pipeline, "cogvideox": build_cogvideox_pipeline}
+
+
 def build_pipeline(family: str, seed: int, tiny: bool, **overrides):
-    builder = build_sd_pipeline if family == "sd" else build_sd3_pipeline
-    return builder(seed=seed, **(TINY[family] if tiny else {}), **overrides)
+    return BUILDERS[family](seed=seed, **(TINY[family] if tiny else {}), **overrides)
+
+
+def training_batches(family: str, batch_size: int, seed: int, caption_dropout: float = 0.1, layout: str = "random"):
+    """Rendered training data of ``family``: shapes scenes, or moving-shapes clips for ``cogvideox``."""
+    if family == "cogvideox":
+        return VideoBatches(batch_size, seed=seed, size=VIDEO_SIZE, num_frames=VIDEO_FRAMES, caption_dropout=caption_dropout)
+    return ShapesBatches(batch_size, seed=seed, caption_dropout=caption_dropout, layout=layout)
 
 
 def load_trained_weights(pipe, folder: str) -> None:
@@ -104,18 +118,16 @@ def load_trained_weights(pipe, folder: str) -> None:
 
 def prepare_vae(pipe, args, log) -> None:
     """Train the pipeline's VAE (or copy a trained one) and normalise its latents."""
-    probe, _ = ShapesBatches(256, seed=args.seed + 7919, caption_dropout=0.0)(0)
+    probe, _ = training_batches(args.family, 64 if args.family == "cogvideox" else 256, args.seed + 7919, 0.0)(0)
     if args.vae_from:
-        from diffusers import AutoencoderKL
-
-        trained = AutoencoderKL.from_pretrained(args.vae_from, subfolder="vae", torch_dtype=torch.float32)
+        trained = type(pipe.vae).from_pretrained(args.vae_from, subfolder="vae", torch_dtype=torch.float32)
         pipe.vae.load_state_dict(trained.state_dict())
         pipe.vae.eval().requires_grad_(False)
         if args.vae_decoder_steps:
-            train_vae(pipe.vae, ShapesBatches(args.vae_batch_size, seed=args.seed + 2, caption_dropout=0.0),
+            train_vae(pipe.vae, training_batches(args.family, args.vae_batch_size, args.seed + 2, 0.0),
                       args.vae_decoder_steps, lr=args.vae_lr, log=log, decoder_only=True)
     else:
-        train_vae(pipe.vae, ShapesBatches(args.vae_batch_size, seed=args.seed + 1, caption_dropout=0.0),
+        train_vae(pipe.vae, training_batches(args.family, args.vae_batch_size, args.seed + 1, 0.0),
                   args.vae_steps, lr=args.vae_lr, log=log)
     normalise_latents(pipe.vae, probe, centred=args.family == "sd3")
     log({"stage": "vae", "recon_mse": reconstruction_error(pipe.vae, probe[:64]),
@@ -124,13 +136,25 @@ def prepare_vae(pipe, args, log) -> None:
 
 def sampling_settings(args) -> dict:
     """The sampling settings recorded next to the weights (read by ``sampling_defaults``)."""
+    size = VIDEO_SIZE if args.family == "cogvideox" else IMAGE_SIZE
+    frames = {"num_frames": VIDEO_FRAMES} if args.family == "cogvideox" else {}
     return {"num_inference_steps": args.sample_steps, "guidance_scale": args.sample_guidance,
-            "height": IMAGE_SIZE, "width": IMAGE_SIZE}
+            "height": size, "width": size, **frames}
 
 
 def loss_for(family: str, t5_tokens: list[int], snr_gamma: float | None = None):
     if family == "sd":
         return functools.partial(sd_denoising_loss, snr_gamma=snr_gamma)
+    if family == "cogvideox":
+        adapters = {}  # one adapter per pipeline (it caches the rotary tables)
+
+        def video_loss(pipe, latents, captions, generator):
+            from diffalign.pipelines.cogvideox import CogVideoXAdapter
+
+            adapter = adapters.setdefault(id(pipe), CogVideoXAdapter(pipe))
+            return cogvideox_loss(pipe, latents, captions, generator, adapter=adapter)
+
+        return video_loss
     choices = random.Random(0)
 
     def loss(pipe, latents, captions, generator):
@@ -161,9 +185,12 @@ def main(argv=None) -> str:
                         train_text_encoder=not args.freeze_text_encoder, checkpoint_every=args.checkpoint_every,
                         max_minutes=args.max_minutes, seed=args.seed, extra_json={SAMPLING_FILE: sampling_settings(args)})
     if args.latent_pool:
-        batches = LatentPool(pipe.vae, args.latent_pool, args.batch_size, seed=args.seed, log=log, layout=args.layout)
+        source = (VideoBatches(64, seed=args.seed + 104729, size=VIDEO_SIZE, num_frames=VIDEO_FRAMES, caption_dropout=0.0)
+                  if args.family == "cogvideox" else None)
+        batches = LatentPool(pipe.vae, args.latent_pool, args.batch_size, seed=args.seed, log=log, layout=args.layout,
+                             source=source)
     else:
-        batches = ShapesBatches(args.batch_size, seed=args.seed, layout=args.layout)
+        batches = training_batches(args.family, args.batch_size, args.seed, layout=args.layout)
     ema, modules = train_denoiser(pipe, batches, loss_for(args.family, _ints(args.t5_tokens), args.snr_gamma), config, ckpt_dir, log)
     save_fp16(pipe, args.out, ema, modules, config.extra_json)
     log({"stage": "done", "out": args.out, "wall_s": round(time.time() - start, 1)})

@@ -17,17 +17,19 @@ import torch
 from diffalign.shapes.pretraining.autoencoder import copy_decoder
 from diffalign.shapes.pretraining.components import IMAGE_SIZE
 from diffalign.shapes.pretraining.loop import save_fp16
-from diffalign.shapes.sampling import SAMPLING_FILE
+from diffalign.shapes.sampling import SAMPLING_FILE, read_sampling_file
 
 
 def assemble(checkpoint: str, out: str, decoder_from: str | None = None, steps: int = 20, guidance: float = 5.0) -> str:
     """Write ``checkpoint`` (optionally with ``decoder_from``'s VAE decoder) to ``out`` in fp16."""
-    from diffusers import AutoencoderKL, DiffusionPipeline
+    from diffusers import DiffusionPipeline
 
     pipe = DiffusionPipeline.from_pretrained(checkpoint, torch_dtype=torch.float32)
     if decoder_from:
-        copy_decoder(AutoencoderKL.from_pretrained(decoder_from, subfolder="vae", torch_dtype=torch.float32), pipe.vae)
-    settings = {"num_inference_steps": steps, "guidance_scale": guidance, "height": IMAGE_SIZE, "width": IMAGE_SIZE}
+        copy_decoder(type(pipe.vae).from_pretrained(decoder_from, subfolder="vae", torch_dtype=torch.float32), pipe.vae)
+    # the checkpoint's recorded size (and a video pipeline's num_frames) stay; steps and guidance are set here
+    settings = {"height": IMAGE_SIZE, "width": IMAGE_SIZE, **read_sampling_file(checkpoint),
+                "num_inference_steps": steps, "guidance_scale": guidance}
     return save_fp16(pipe, out, extra_json={SAMPLING_FILE: settings})
 
 

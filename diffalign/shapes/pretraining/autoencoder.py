@@ -11,13 +11,14 @@ from diffalign.shapes.vocab import BACKGROUND
 
 
 def object_mask(images: torch.Tensor, tolerance: float = 0.05) -> torch.Tensor:
-    """[B, 1, H, W] float mask of the pixels of ``images`` ([-1, 1]) that differ from the background."""
-    background = torch.tensor(BACKGROUND, dtype=images.dtype).view(1, 3, 1, 1) / 127.5 - 1.0
+    """[B, 1, H, W] (or [B, 1, T, H, W] for clips) float mask of the pixels of ``images`` ([-1, 1],
+    channels second) that differ from the background."""
+    background = torch.tensor(BACKGROUND, dtype=images.dtype).view(1, 3, *([1] * (images.ndim - 2))) / 127.5 - 1.0
     return ((images - background).abs() > tolerance).any(dim=1, keepdim=True).to(images.dtype)
 
 
 def train_vae(
-    vae: AutoencoderKL,
+    vae: AutoencoderKL,  # or AutoencoderKLCogVideoX on [B, 3, T, H, W] clips
     batches: Callable[[int], tuple[torch.Tensor, list[str]]],
     steps: int,
     lr: float = 1e-3,
@@ -37,7 +38,8 @@ def train_vae(
     vae.train().requires_grad_(True)
     if decoder_only:
         vae.encoder.requires_grad_(False)
-        vae.quant_conv.requires_grad_(False)
+        if getattr(vae, "quant_conv", None) is not None:
+            vae.quant_conv.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
     start = time.time()

@@ -177,6 +177,35 @@ def build_sd3_pipeline(
     )
 
 
+VIDEO_SIZE = 32
+VIDEO_FRAMES = 9
+"""shapes-cogvideox clips: 9 frames (CogVideoX needs ``1 + 4k``; the moving-shapes default) of 32x32."""
+
+
+def build_cogvideox_pipeline(
+    seed: int = 0, layers: int = 4, heads: int = 4, head_dim: int = 16, vae_channels=(16, 32, 32),
+    latent_channels: int = LATENT_CHANNELS, temporal_compression: int = 2,
+):
+    """A random-init ``CogVideoXPipeline`` of the shapes-cogvideox architecture, built by the tiny
+    CogVideoX builder (:func:`diffalign.pipelines.tiny.cogvideox.build`: rotary 3D-attention DiT,
+    causal ``AutoencoderKLCogVideoX``, tiny T5 with the small real T5 tokenizer, CogVideoX-2B's
+    scheduler) with wider settings: 32x32 clips of :data:`VIDEO_FRAMES` frames, an f=4 spatial /
+    ``temporal_compression``x temporal VAE with ``latent_channels`` channels (9 frames -> 5 latent
+    frames of 8x8) and a ``layers``-block transformer of ``heads`` x ``head_dim`` width."""
+    from diffalign.pipelines.tiny.cogvideox import build
+
+    spatial = 2 ** (len(vae_channels) - 1)
+    return build(
+        seed, sample_size=VIDEO_SIZE // spatial, sample_frames=VIDEO_FRAMES,
+        transformer=dict(num_attention_heads=heads, attention_head_dim=head_dim, time_embed_dim=heads * head_dim,
+                         num_layers=layers, in_channels=latent_channels, out_channels=latent_channels,
+                         temporal_compression_ratio=temporal_compression),
+        vae=dict(block_out_channels=tuple(vae_channels), latent_channels=latent_channels,
+                 temporal_compression_ratio=temporal_compression, norm_num_groups=min(8, vae_channels[0]),
+                 sample_height=VIDEO_SIZE, sample_width=VIDEO_SIZE, scaling_factor=1.0),
+    )
+
+
 def denoiser(pipe) -> torch.nn.Module:
     """The pipeline's denoising network (``unet`` or ``transformer``)."""
     return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer

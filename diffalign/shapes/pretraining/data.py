@@ -1,4 +1,5 @@
-"""An endless stream of freshly rendered shapes-world training batches."""
+"""Endless streams of freshly rendered shapes-world training batches (images, or moving-shapes
+clips for the video family) and a pool of their latents encoded once."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,6 +50,43 @@ class ShapesBatches:
         return images_to_tensor(images), captions
 
 
+def clips_to_tensor(clips: list[np.ndarray]) -> torch.Tensor:
+    """uint8 [T, H, W, 3] clips -> float tensor [B, 3, T, H, W] in [-1, 1] (the CogVideoX VAE's input)."""
+    batch = torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float()
+    return batch / 127.5 - 1.0
+
+
+@dataclass
+class VideoBatches:
+    """Batch ``step`` of moving-shapes training clips: rows of the TRAIN split of
+    :func:`~diffalign.shapes.video.video_prompts`, balanced over the five categories (a category
+    uniformly, then one of its rows), one random clip per row (``render_video``, ``num_frames`` x
+    ``size``), captions dropped to ``""`` with probability ``caption_dropout``. Deterministic in
+    (``seed``, ``step``)."""
+
+    batch_size: int
+    seed: int = 0
+    size: int = 32
+    num_frames: int = 9
+    caption_dropout: float = 0.1
+
+    def __post_init__(self):
+        from diffalign.shapes.video import VIDEO_CATEGORIES, video_prompts
+
+        self.rows = [video_prompts("train", [tag]) for tag in VIDEO_CATEGORIES]
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, list[str]]:
+        from diffalign.shapes.video import render_video
+
+        rng = np.random.default_rng([self.seed, step])
+        groups = rng.integers(len(self.rows), size=self.batch_size)
+        rows = [self.rows[g][int(rng.integers(len(self.rows[g])))] for g in groups]
+        clips = [render_video(row, num_frames=self.num_frames, size=self.size, seed=int(rng.integers(2**31))) for row in rows]
+        drop = rng.random(len(rows)) < self.caption_dropout
+        captions = ["" if d else row["prompt"] for row, d in zip(rows, drop)]
+        return clips_to_tensor(clips), captions
+
+
 class LatentPool:
     """A fixed pool of ``size`` rendered TRAIN-split scenes encoded once by ``vae`` (posterior
     means, in pipeline latent space), served in random batches of ``batch_size`` with the same
@@ -59,11 +97,16 @@ class LatentPool:
     yields_latents = True
 
     def __init__(self, vae, size: int, batch_size: int, seed: int = 0, caption_dropout: float = 0.1,
-                 encode_batch: int = 256, log=None, layout: str = "random"):
+                 encode_batch: int = 256, log=None, layout: str = "random", source=None):
+        """``source``: the rendered batches to encode (default: :class:`ShapesBatches` of
+        ``encode_batch`` scenes in ``layout``; e.g. :class:`VideoBatches` without caption dropout)."""
         from diffalign.shapes.pretraining.autoencoder import encode_latents
 
         self.batch_size, self.seed, self.caption_dropout = batch_size, seed, caption_dropout
-        source = ShapesBatches(encode_batch, seed=seed + 104729, caption_dropout=0.0, layout=layout)
+        if source is None:
+            source = ShapesBatches(encode_batch, seed=seed + 104729, caption_dropout=0.0, layout=layout)
+        else:
+            encode_batch = source.batch_size
         latents, captions = [], []
         for chunk in range((size + encode_batch - 1) // encode_batch):
             images, prompts = source(chunk)

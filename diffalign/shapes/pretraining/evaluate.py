@@ -1,4 +1,5 @@
-"""Held-out judge accuracy of a shapes pipeline, sampled exactly as ``diffalign demo`` does.
+"""Held-out judge accuracy of a shapes pipeline, sampled exactly as ``diffalign demo`` does (a video
+pipeline: moving-shapes prompts and the temporal judge, see :func:`evaluate_video_pipeline`).
 
     python -m diffalign.shapes.pretraining.evaluate PIPELINE_DIR [--per-category 20 --steps 20 --guidance 5]
 """
@@ -41,6 +42,24 @@ def evaluate_pipeline(
     return summarize(rows, judge_batch(images, rows))
 
 
+def evaluate_video_pipeline(
+    pipe, per_category: int = 8, seed: int = 0, split: str = "test", num_inference_steps: int = 20,
+    guidance_scale: float = 5.0, batch_size: int = 8, num_frames: int = 9, **call_kwargs,
+) -> dict:
+    """Temporal-judge summary (``summarize_video``: per-category accuracy and score, ``overall``,
+    ``score``, temporal figures) of a video pipeline on ``sample_video_rows(per_category, seed,
+    split)``; clip ``i``
+    starts from ``seed`` (``generate``'s seeding)."""
+    from diffalign.pipelines.generation import generate
+    from diffalign.shapes.video import judge_video, sample_video_rows, summarize_video
+
+    rows = sample_video_rows(per_category, seed, split)
+    clips = generate(pipe, [r["prompt"] for r in rows], seed=seed, batch_size=batch_size, video=True,
+                     num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, num_frames=num_frames,
+                     **call_kwargs)
+    return summarize_video(rows, [judge_video(c[0], r) for c, r in zip(clips, rows)])
+
+
 def main(argv=None) -> dict:
     import torch
     from diffusers import DiffusionPipeline
@@ -60,7 +79,13 @@ def main(argv=None) -> dict:
     pipe.set_progress_bar_config(disable=True)
     extra = {} if args.max_sequence_length is None else {"max_sequence_length": args.max_sequence_length}
     start = time.time()
-    summary = evaluate_pipeline(pipe, args.per_category, args.seed, args.split, args.steps, args.guidance, **extra)
+    if type(pipe).__name__ == "CogVideoXPipeline":
+        summary = evaluate_video_pipeline(pipe, args.per_category, args.seed, args.split, args.steps, args.guidance, **extra)
+        summary = {"score": summary["score"], "overall": summary["overall"],
+                   **{f"{tag}_score": c["score"] for tag, c in summary["categories"].items()},
+                   **{f"temporal_{k}": v for k, v in summary["temporal"].items()}}
+    else:
+        summary = evaluate_pipeline(pipe, args.per_category, args.seed, args.split, args.steps, args.guidance, **extra)
     record = {"pipeline": args.pipeline, "split": args.split, "per_category": args.per_category, "seed": args.seed,
               "steps": args.steps, "guidance": args.guidance, **extra,
               **{k: round(v, 4) for k, v in summary.items()}, "wall_s": round(time.time() - start, 1)}

@@ -53,3 +53,20 @@ def sd3_flow_loss(pipe, latents: torch.Tensor, captions: list[str], generator: t
     timesteps = sigmas.flatten() * pipe.scheduler.config.num_train_timesteps
     pred = pipe.transformer(hidden_states=noisy, encoder_hidden_states=embeds, pooled_projections=pooled, timestep=timesteps).sample
     return per_sample_mse(pred, noise - latents).mean()
+
+
+def cogvideox_loss(pipe, latents: torch.Tensor, captions: list[str], generator: torch.Generator, adapter=None) -> torch.Tensor:
+    """v-prediction loss of a ``CogVideoXPipeline`` on VAE-layout latents [B, C, F, h, w], through
+    the project's one training forward (:meth:`CogVideoXAdapter.training_errors`: CogVideoX's
+    DDIM training schedule with its SNR shift, uniform timesteps, v target). The prompts go through
+    the pipeline's own ``encode_prompt`` at its sampling length (226 T5 tokens) with gradients, so
+    the T5 encoder trains with the transformer."""
+    from diffalign.pipelines.cogvideox import CogVideoXAdapter
+    from diffalign.pipelines.conditioning import PromptEmbeds
+
+    adapter = adapter or CogVideoXAdapter(pipe)
+    embeds, _ = pipe.encode_prompt(prompt=captions, do_classifier_free_guidance=False,
+                                   max_sequence_length=adapter.max_sequence_length, device=latents.device)
+    errors, _ = adapter.training_errors(latents.permute(0, 2, 1, 3, 4), PromptEmbeds({"prompt_embeds": embeds}),
+                                        generator=generator)
+    return errors.mean()

@@ -5,13 +5,14 @@ judge (:mod:`.judge`), and DenseDPO pairs made from rendered clips (:mod:`.dense
 ``judge_video(frames, metadata)``."""
 from __future__ import annotations
 
-from diffalign.shapes.video.dense_pairs import make_dense_pairs
+from diffalign.shapes.video.dense_pairs import make_dense_pairs, make_sampled_pairs
 from diffalign.shapes.video.judge import judge_video, segment_preferences, summarize_video, video_frames
 from diffalign.shapes.video.prompts import (
     MOTIONS,
     PASS_DIRECTIONS,
     VIDEO_CATEGORIES,
     all_video_rows,
+    sample_video_rows,
     video_prompt_split,
     video_prompts,
 )
@@ -26,8 +27,10 @@ __all__ = [
     "all_video_rows",
     "judge_video",
     "make_dense_pairs",
+    "make_sampled_pairs",
     "render_frames",
     "render_video",
+    "sample_video_rows",
     "segment_preferences",
     "summarize_video",
     "video_frames",

@@ -47,7 +47,9 @@ def video_to_video_pipeline(pipe):
         raise ValueError(f"no video-to-video pipeline known for {name}; expected one of {', '.join(VIDEO_TO_VIDEO)}")
     import diffusers
 
-    return getattr(diffusers, VIDEO_TO_VIDEO[name])(**pipe.components)
+    v2v = getattr(diffusers, VIDEO_TO_VIDEO[name])(**pipe.components)
+    v2v.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    return v2v
 
 
 def make_dense_pairs(
@@ -65,9 +67,12 @@ def make_dense_pairs(
     margin: float = 0.0,
     seed: int = 0,
     fps: int = DEFAULT_FPS,
+    max_pairs: int | None = None,
     **sampling,
 ) -> list[dict]:
-    """Make, label and write DenseDPO pairs (see the module docstring); returns the written records."""
+    """Make, label and write DenseDPO pairs (see the module docstring); returns the written records.
+    ``max_pairs``: stop once that many pairs with at least one non-tie segment are made (all-tie
+    pairs are kept in the file but not counted), so runs can be compared at equal labelled pairs."""
     import torch
     from PIL import Image
 
@@ -78,6 +83,8 @@ def make_dense_pairs(
     os.makedirs(os.path.join(out, "videos"), exist_ok=True)
     records = []
     for i, row in enumerate(rows):
+        if max_pairs is not None and labelled_pairs(records) >= max_pairs:
+            break
         for k in range(pairs_per_prompt):
             rng = np.random.default_rng([seed, i, k])
             eta = float(rng.uniform(lo, hi))
@@ -91,18 +98,87 @@ def make_dense_pairs(
                          **sampling)
             clips = [np.clip(np.round(np.asarray(c, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
                      for c in result.frames]
-            verdicts = [judge_video(c, row, num_segments=num_segments) for c in clips]
-            names = [os.path.relpath(write_video(os.path.join(out, "videos", f"{i:05d}_{k:02d}_{j}.mp4"), c, fps=fps), out)
-                     for j, c in enumerate(clips)]
-            records.append({
-                "caption": row["prompt"], "video_0": names[0], "video_1": names[1],
-                "segment_labels": segment_preferences(verdicts[0], verdicts[1], margin),
-                "eta": eta, "source_seed": source_seed, "noise_seeds": noise_seeds,
-                "score_0": verdicts[0]["score"], "score_1": verdicts[1]["score"],
-                "segments_0": verdicts[0]["segments"], "segments_1": verdicts[1]["segments"],
-                "metadata": dict(row),
-            })
-    with open(os.path.join(out, "pairs.jsonl"), "w", encoding="utf-8") as f:
+            records.append(judged_pair_record(out, f"{i:05d}_{k:02d}", clips, row, num_segments, margin, fps,
+                                              eta=eta, source_seed=source_seed, noise_seeds=noise_seeds))
+    write_jsonl(os.path.join(out, "pairs.jsonl"), records)
+    return records
+
+
+def labelled_pairs(records: Sequence[Mapping]) -> int:
+    """How many of ``records`` carry a preference: a non-tie segment (or ``label_0`` other than 0.5)."""
+    return sum(1 for r in records if any(r["segment_labels"]) or r.get("label_0", 0.5) != 0.5)
+
+
+def judged_pair_record(out: str, stem: str, clips, row: Mapping, num_segments: int, margin: float, fps: int,
+                       **extra) -> dict:
+    """Judge two clips of ``row``, write them to ``out/videos/<stem>_{0,1}.mp4`` and return the pair's
+    record: ``caption``, ``video_0``/``video_1`` (relative to ``out``), ``segment_labels``
+    (:func:`segment_preferences`), ``label_0`` (1 / 0 / 0.5: the whole-clip scores compared with
+    ``margin``), scores, segment scores, ``extra`` and the row as ``metadata``."""
+    verdicts = [judge_video(c, row, num_segments=num_segments) for c in clips]
+    names = [os.path.relpath(write_video(os.path.join(out, "videos", f"{stem}_{j}.mp4"), c, fps=fps), out)
+             for j, c in enumerate(clips)]
+    gap = verdicts[0]["score"] - verdicts[1]["score"]
+    return {
+        "caption": row["prompt"], "video_0": names[0], "video_1": names[1],
+        "segment_labels": segment_preferences(verdicts[0], verdicts[1], margin),
+        "label_0": 1.0 if gap > margin else 0.0 if gap < -margin else 0.5,
+        **extra,
+        "score_0": verdicts[0]["score"], "score_1": verdicts[1]["score"],
+        "segments_0": verdicts[0]["segments"], "segments_1": verdicts[1]["segments"],
+        "metadata": dict(row),
+    }
+
+
+def write_jsonl(path: str, records: Sequence[Mapping]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
+
+
+def make_sampled_pairs(
+    pipe,
+    rows: Sequence[Mapping],
+    out: str,
+    *,
+    pairs_per_prompt: int = 1,
+    num_frames: int = DEFAULT_FRAMES,
+    size: int = DEFAULT_SIZE,
+    num_inference_steps: int = 20,
+    guidance_scale: float = 5.0,
+    num_segments: int = 3,
+    margin: float = 0.0,
+    seed: int = 0,
+    fps: int = DEFAULT_FPS,
+    max_pairs: int | None = None,
+    batch_size: int = 8,
+    **sampling,
+) -> list[dict]:
+    """Plain video Diffusion-DPO pairs, the baseline DenseDPO is compared with: two clips per prompt
+    generated from scratch with independent noise (text-to-video), labelled as whole clips by the
+    judge's scores (``label_0``; ties are 0.5 and dropped by the pair data set). Written like
+    :func:`make_dense_pairs` (``pairs.jsonl`` also carries ``segment_labels``); ``max_pairs`` counts
+    non-tie pairs. Train with ``data: {kind: pairs, media: video, columns: {image_0: video_0,
+    image_1: video_1, label_0: label_0}}``."""
+    import torch
+
+    os.makedirs(os.path.join(out, "videos"), exist_ok=True)
+    jobs = [(i, k) for i in range(len(rows)) for k in range(pairs_per_prompt)]
+    step = max(1, batch_size // 2)
+    records = []
+    for start in range(0, len(jobs), step):
+        if max_pairs is not None and labelled_pairs(records) >= max_pairs:
+            break
+        chunk = jobs[start : start + step]
+        seeds = [int(s) for i, k in chunk for s in np.random.default_rng([seed, i, k]).integers(2**31, size=2)]
+        result = pipe(prompt=[rows[i]["prompt"] for i, _ in chunk for _ in range(2)], num_frames=num_frames,
+                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, height=size, width=size,
+                      generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], output_type="np", **sampling)
+        clips = [np.clip(np.round(np.asarray(c, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8) for c in result.frames]
+        for n, (i, k) in enumerate(chunk):
+            if max_pairs is not None and labelled_pairs(records) >= max_pairs:
+                break  # the batch's remaining clips are dropped: equal labelled pairs for a comparison
+            records.append(judged_pair_record(out, f"{i:05d}_{k:02d}", clips[2 * n : 2 * n + 2], rows[i], num_segments,
+                                              margin, fps, noise_seeds=seeds[2 * n : 2 * n + 2]))
+    write_jsonl(os.path.join(out, "pairs.jsonl"), records)
     return records

@@ -125,3 +125,19 @@ def video_prompts(split: str, categories: Iterable[str] | None = None) -> list[d
     if not cats:
         raise ValueError("categories must not be empty")
     return [r for tag in cats for r in all_video_rows(tag) if video_prompt_split(r["prompt"], tag) == split]
+
+
+def sample_video_rows(per_category: int, seed: int = 0, split: str = "test",
+                      categories: Iterable[str] | None = None) -> list[dict]:
+    """``per_category`` rows of every category of ``split`` (a seeded draw without replacement, with
+    replacement when a category holds fewer), interleaved (one row of each category in turn), so
+    every prefix is balanced over the categories."""
+    import numpy as np
+
+    cats = VIDEO_CATEGORIES if categories is None else tuple(categories)
+    picks = []
+    for c, tag in enumerate(cats):
+        pool = video_prompts(split, [tag])
+        rng = np.random.default_rng([seed, c])
+        picks.append([pool[int(i)] for i in rng.choice(len(pool), per_category, replace=per_category > len(pool))])
+    return [group[i] for i in range(per_category) for group in picks]
