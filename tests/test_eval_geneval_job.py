@@ -71,6 +71,7 @@ def _read_results(out):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_render_perfect_pipeline_scores_one_through_the_cli(tmp_path, metadata_file, monkeypatch, capsys):
     pipe = RenderPipeline(ROWS)
     seen = _patch_loader(monkeypatch, pipe)

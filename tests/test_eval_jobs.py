@@ -189,6 +189,7 @@ class ShapesPipeline:
         return types.SimpleNamespace(images=out)
 
 
+@pytest.mark.slow
 def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
     rows = [shapes.all_rows(tag)[1] for tag in shapes.CATEGORIES]
     prompts = tmp_path / "rows.jsonl"

@@ -155,6 +155,7 @@ def _load_in_chromium(path: str, profile: str) -> tuple[dict, str]:
 
 
 @pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
+@pytest.mark.slow
 def test_reports_load_in_headless_chromium(geneval_report, tmp_path):
     check, log = _load_in_chromium(os.path.join(geneval_report, "report.html"), str(tmp_path / "profile"))
     assert check == {"images": 37, "broken": [], "errors": []}

@@ -186,6 +186,7 @@ def test_an_input_layout_registered_outside_the_package_trains(tmp_path, pairs_d
     assert rows[0]["loss"] == pytest.approx((sum(hand[0].tolist()) + sum(hand[1].tolist())) / 4, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_a_loss_and_layout_that_do_not_fit_give_one_line_errors(tmp_path, pairs_dir, registries):
     @register_loss("needs_margin", inputs="pair", needs_reference=False)
     def needs_margin(policy_w, policy_l, margin):

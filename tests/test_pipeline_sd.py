@@ -49,6 +49,7 @@ def test_attention_backend_errors():
     fc.check_attention_errors("sd")
 
 
+@pytest.mark.slow
 def test_registry_and_tiny_determinism():
     assert get_adapter_class("sd") is SDAdapter
     a, b = build_tiny_pipeline("sd", seed=3), build_tiny_pipeline("sd", seed=3)

@@ -22,6 +22,7 @@ def fixed_inputs(adapter, seed=0):
     return latents, torch.tensor([900.0, 250.0]), adapter.encode_prompt(PROMPTS)
 
 
+@pytest.mark.slow
 def test_tiny_pipeline_is_real_and_deterministic():
     a, b, c = build_tiny_pipeline("sd3", seed=0), build_tiny_pipeline("sd3", seed=0), build_tiny_pipeline("sd3", seed=1)
     assert isinstance(a, StableDiffusion3Pipeline)
@@ -31,6 +32,7 @@ def test_tiny_pipeline_is_real_and_deterministic():
     assert torch.equal(a.text_encoder_3.shared.weight, b.text_encoder_3.shared.weight)
 
 
+@pytest.mark.slow
 def test_encode_prompt_batched_three_encoders_and_optional_t5():
     adapter = build_tiny_adapter("sd3")
     cond = adapter.encode_prompt(PROMPTS)

@@ -32,6 +32,7 @@ def test_reference_is_the_base_network():
     fc.check_reference_is_base("sdxl")
 
 
+@pytest.mark.slow
 def test_lora_is_loaded_by_diffusers(tmp_path):
     fc.check_lora_loads_in_diffusers("sdxl", tmp_path)
 

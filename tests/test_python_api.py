@@ -34,6 +34,7 @@ def _unet_output(unet, adapter_or_pipe_cond):
         return unet(x, torch.tensor([500]), encoder_hidden_states=adapter_or_pipe_cond).sample
 
 
+@pytest.mark.slow
 def test_dpo_from_python_on_in_memory_pairs(tmp_path):
     pipe = build_tiny_pipeline("sd")
     base = {n: p.detach().clone() for n, p in pipe.unet.named_parameters()}

@@ -71,6 +71,7 @@ def test_shapes_sd3_held_out_judge_score_in_stated_range():
     assert lo <= summary["overall"] <= hi, summary
 
 
+@pytest.mark.slow
 def test_shapes_sd3_loads_and_generates():
     pipe = _load("sd3")
     assert type(pipe).__name__ == "StableDiffusion3Pipeline"
@@ -80,6 +81,7 @@ def test_shapes_sd3_loads_and_generates():
     assert not np.allclose(images[0], images[1])
 
 
+@pytest.mark.slow
 def test_shapes_sd3_sampling_settings_carry_its_t5_length_to_every_path():
     """shapes-sd3 was trained with 16 T5 tokens: its shipped sampling settings say so, and the
     training adapter (rollouts, cached embeddings) reads the same value from the folder."""
@@ -94,6 +96,7 @@ def test_shapes_sd3_sampling_settings_carry_its_t5_length_to_every_path():
     assert adapter.encode_prompt(["a photo of a red circle"])["prompt_embeds"].shape[1] == clip_tokens + 16
 
 
+@pytest.mark.slow
 def test_same_seed_same_images():
     pipe = _load("sd")
     run = lambda: pipe(["a photo of a red circle"] * 2, num_inference_steps=4, guidance_scale=5.0,

@@ -292,6 +292,7 @@ def test_cache_is_built_once_and_keyed_by_data(tmp_path, data_dirs):
     assert len(os.listdir(tmp_path / "cache")) == 2
 
 
+@pytest.mark.slow
 def test_cached_and_uncached_batches_agree(tmp_path, data_dirs):
     """Training from the latent cache and from raw images gives the same batch and the same loss.
 
@@ -362,6 +363,7 @@ def test_train_command_lora_loads_into_plain_diffusers(tmp_path, data_dirs):
     assert np.abs(sample(base) - sample(tuned)).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_whatever_ran_before(tmp_path, data_dirs):
     """The LoRA initialisation draws from the config's seed, not from the global generator's state:
     two runs with one seed are identical even when other work drew random numbers before (the demo
