@@ -1,7 +1,7 @@
 """Reward hacking on the shapes world, and the guards against it (docs/online.md, "Reward hacking").
 
-    python bench/reward_hacking.py [--seeds 0,1] [--steps 30] [--eval-every 10] [--configs unguarded,guarded]
-                                   [--out DIR] [--figure PNG]
+    python bench/reward_hacking.py [--seeds 0,1,2] [--steps 30] [--eval-every 10] [--configs unguarded,guarded]
+                                   [--jobs N] [--out DIR] [--figure PNG]
     python bench/reward_hacking.py --plot-only --out DIR     # figures and table from finished runs
 
 Flow-GRPO LoRA on shapes-sd3 (the ``shapes_flow_grpo`` recipe) on the colour prompts (``colors``,
@@ -14,26 +14,31 @@ and scored by the proxy (``eval_reward_mean``) and by the shapes judge as gold
 1e-3, 1e-4) so that the proxy is optimised hard within a CPU budget. Configurations:
 
 - ``unguarded``: the proxy alone, no KL (``loss.beta=0``);
-- ``guarded``: adaptive KL (``loss.beta=0.01`` start, ``loss.target_kl=0.002``), GRPO-Guard's
-  RatioNorm, and the judge mixed into the reward (``weighted_sum`` of the proxy and ``shapes``,
-  weight 1 each) with per-reward normalised advantages (``advantages.per_reward``). Its held-out
-  reward is the sum, and the gold score is the judge on the same images, so its proxy curve is
-  ``eval_reward_mean - gold_reward_mean``;
-- ``kl+rationorm`` (not run by default): the KL and RatioNorm guards without the judge.
+- ``guarded``: the proxy alone with the two guards of the Flow-GRPO loss: adaptive KL to the
+  reference (``GUARDS``: start coefficient, target KL, horizon) and GRPO-Guard's RatioNorm. The
+  judge is never seen in training;
+- ``guarded+judge`` (not run by default): the earlier guarded run, adaptive KL (0.01 start, target
+  0.002) and RatioNorm with the judge mixed into the reward (``weighted_sum`` of the proxy and
+  ``shapes``, weight 1 each) and per-reward normalised advantages. It trains on the gold signal (on
+  training prompts); its held-out reward is the sum, so its proxy curve is
+  ``eval_reward_mean - gold_reward_mean``.
 
-Runs go one after another (one CPU job), each with ``OMP_NUM_THREADS=1``, seeds outermost (a cut
-run has every configuration of the seeds it finished). Writes per run
-``OUT/<config>-s<seed>/logs/metrics.jsonl``, then ``OUT/table.md`` (start / end of the proxy and the
-gold score per run, and the mean over seeds) and the curves (``--figure``).
+Each run is one single-threaded process (``OMP_NUM_THREADS=1``); ``--jobs N`` runs N of them at once
+(seeds outermost, so a cut sweep has every configuration of the first seeds). Writes per run
+``OUT/<config>-s<seed>/logs/metrics.jsonl`` and its wall time ``OUT/<config>-s<seed>.seconds``, then
+``OUT/table.md`` (start / end of the proxy and the gold score per run, mean and sd over seeds) and
+the curves (``--figure``: per-seed lines, the mean over seeds and its min-max band).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 BASE = ["prompts.categories=[colors,color_attr]", "optim.lr=3e-3", "loss.clip_range=0.01",
         "evaluation.gold_reward.name=shapes", "evaluation.num_prompts=60", "evaluation.batch_size=30",
@@ -43,103 +48,145 @@ BASE = ["prompts.categories=[colors,color_attr]", "optim.lr=3e-3", "loss.clip_ra
 #: count checks do not reward
 PROXY = "shapes_color"
 PROXY_OPTIONS = "{half_area: 0.25}"
-GUARDS = ["loss.beta=0.01", "loss.target_kl=0.002", "loss.ratio_norm=true"]
+PROXY_ONLY = [f"reward.name={PROXY}", f"reward.options={PROXY_OPTIONS}"]
+#: the guards (docs/online.md, "Reward hacking"): adaptive KL and RatioNorm
+GUARDS = ["loss.beta=0.05", "loss.target_kl=0.0005", "loss.kl_horizon=3", "loss.ratio_norm=true"]
 CONFIGS = {
-    "unguarded": [f"reward.name={PROXY}", f"reward.options={PROXY_OPTIONS}", "loss.beta=0"],
-    "guarded": ["reward.name=weighted_sum",
-                f"reward.options={{rewards: {{proxy: {{reward: {PROXY}, weight: 1.0, half_area: 0.25}}, shapes: 1.0}}}}",
-                "advantages.per_reward=true", *GUARDS],
-    "kl+rationorm": [f"reward.name={PROXY}", f"reward.options={PROXY_OPTIONS}", *GUARDS],
+    "unguarded": [*PROXY_ONLY, "loss.beta=0"],
+    "guarded": [*PROXY_ONLY, *GUARDS],
+    "guarded+judge": ["reward.name=weighted_sum",
+                      f"reward.options={{rewards: {{proxy: {{reward: {PROXY}, weight: 1.0, half_area: 0.25}}, shapes: 1.0}}}}",
+                      "advantages.per_reward=true", "loss.beta=0.01", "loss.target_kl=0.002", "loss.ratio_norm=true"],
 }
 
 
+def command(name: str, seed: int, steps: int, every: int, out: str) -> list[str]:
+    """The ``diffalign train`` command line of one run."""
+    return [sys.executable, "-m", "diffalign", "train", "shapes_flow_grpo", f"seed={seed}",
+            f"output_dir={os.path.join(out, f'{name}-s{seed}')}", f"max_steps={steps}",
+            f"evaluation.every_steps={every}", "progress_bar=false", *BASE, *CONFIGS[name]]
+
+
 def run(name: str, seed: int, steps: int, every: int, out: str) -> float:
-    folder = os.path.join(out, f"{name}-s{seed}")
-    cmd = [sys.executable, "-m", "diffalign", "train", "shapes_flow_grpo", f"seed={seed}", f"output_dir={folder}",
-           f"max_steps={steps}", f"evaluation.every_steps={every}", "progress_bar=false", *BASE, *CONFIGS[name]]
+    cmd = command(name, seed, steps, every, out)
     print("+", " ".join(cmd[1:]), flush=True)
     t0 = time.time()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with open(os.path.join(out, f"{name}-s{seed}.log"), "w") as log:
         subprocess.run(cmd, check=True, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return time.time() - t0
+    seconds = time.time() - t0
+    with open(os.path.join(out, f"{name}-s{seed}.seconds"), "w") as f:
+        f.write(f"{seconds:.0f}\n")
+    print(f"{name} seed {seed}: {seconds / 60:.1f} min", flush=True)
+    return seconds
+
+
+def judge_in_reward(name: str) -> bool:
+    return "shapes: 1.0}" in " ".join(CONFIGS[name])
 
 
 def curves(out: str, name: str, seed: int) -> list[tuple[int, float, float]]:
+    """(iteration, held-out proxy, held-out gold) at every evaluation of a run ([] before it started)."""
     path = os.path.join(out, f"{name}-s{seed}", "logs", "metrics.jsonl")
     if not os.path.exists(path):
         return []
     rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
-    # per-reward+judge trains on proxy + judge (weights 1, 1): its held-out reward is the sum, and the
-    # gold score is the judge on the same images, so the proxy alone is their difference
-    judge_in_reward = "shapes: 1.0}" in " ".join(CONFIGS[name])
-    return [(r["step"], r["eval_reward_mean"] - (r["gold_reward_mean"] if judge_in_reward else 0.0), r["gold_reward_mean"])
+    # guarded+judge trains on proxy + judge (weights 1, 1): its held-out reward is the sum, and the gold
+    # score is the judge on the same images, so the proxy alone is their difference
+    mixed = judge_in_reward(name)
+    return [(r["step"], r["eval_reward_mean"] - (r["gold_reward_mean"] if mixed else 0.0), r["gold_reward_mean"])
             for r in rows if "gold_reward_mean" in r]
 
 
-def report(out: str, seeds: list[int], figure: str | None) -> str:
-    lines = ["| config | seed | proxy start | proxy end | gold start | gold end |", "|---|---|---|---|---|---|"]
+def _mean_sd(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def report(out: str, seeds: list[int], figure: str | None, configs: list[str] | None = None) -> str:
+    """Write ``OUT/table.md`` (and ``figure``) from the runs found; return the table."""
+    lines = ["| config | seed | proxy start | proxy end | gold start | gold end | gold min | wall min |",
+             "|---|---|---|---|---|---|---|---|"]
     data = {}
-    for name in CONFIGS:
+    for name in configs or CONFIGS:
         runs = {s: c for s in seeds if (c := curves(out, name, s))}
         if not runs:
             continue
         data[name] = runs
         for s, c in runs.items():
-            lines.append(f"| {name} | {s} | {c[0][1]:.3f} | {c[-1][1]:.3f} | {c[0][2]:.3f} | {c[-1][2]:.3f} |")
-        if len(runs) > 1:
-            mean = lambda i, j: sum(c[i][j] for c in runs.values()) / len(runs)  # noqa: E731
-            lines.append(f"| {name} | mean of {len(runs)} | {mean(0, 1):.3f} | {mean(-1, 1):.3f} | {mean(0, 2):.3f} | {mean(-1, 2):.3f} |")
+            wall = os.path.join(out, f"{name}-s{s}.seconds")
+            minutes = f"{float(open(wall).read()) / 60:.0f}" if os.path.exists(wall) else "-"
+            lines.append(f"| {name} | {s} | {c[0][1]:.3f} | {c[-1][1]:.3f} | {c[0][2]:.3f} | {c[-1][2]:.3f} | "
+                         f"{min(p[2] for p in c):.3f} | {minutes} |")
+        finished = [c for c in runs.values() if c[-1][0] == max(cc[-1][0] for cc in runs.values())]
+        if len(finished) > 1:
+            cols = [[c[0][1] for c in finished], [c[-1][1] for c in finished], [c[0][2] for c in finished],
+                    [c[-1][2] for c in finished], [min(p[2] for p in c) for c in finished]]
+            lines.append(f"| {name} | mean ± sd of {len(finished)} | " + " | ".join(_mean_sd(v) for v in cols) + " | |")
     table = "\n".join(lines)
     with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as f:
         f.write(table + "\n")
     if figure and data:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
-        for k, (name, runs) in enumerate(data.items()):
-            colour = f"C{k}"
-            for s, c in runs.items():
-                steps = [p[0] for p in c]
-                for ax, j in zip(axes, (1, 2)):
-                    ax.plot(steps, [p[j] for p in c], color=colour, lw=1, alpha=0.8, marker="o", ms=3,
-                            label=name if s == min(runs) else None)
-        axes[0].set_title(f"proxy: {PROXY} (held-out)")
-        axes[1].set_title("gold: shapes judge (held-out)")
-        for ax in axes:
-            ax.set_xlabel("iteration")
-        axes[1].legend(fontsize=8)
-        fig.tight_layout()
-        os.makedirs(os.path.dirname(figure) or ".", exist_ok=True)
-        fig.savefig(figure, dpi=100)
-        plt.close(fig)
+        plot(data, figure)
     return table
 
 
-def main() -> int:
+def plot(data: dict[str, dict[int, list[tuple[int, float, float]]]], figure: str) -> None:
+    """Held-out proxy and gold against iterations: thin lines per seed, the mean over the seeds that
+    reached each evaluation (thick) and their min-max band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    for k, (name, runs) in enumerate(data.items()):
+        colour = f"C{k}"
+        for c in runs.values():
+            for ax, j in zip(axes, (1, 2)):
+                ax.plot([p[0] for p in c], [p[j] for p in c], color=colour, lw=0.7, alpha=0.35)
+        steps = sorted({p[0] for c in runs.values() for p in c})
+        for ax, j in zip(axes, (1, 2)):
+            at = [[p[j] for c in runs.values() for p in c if p[0] == s] for s in steps]
+            ax.fill_between(steps, [min(v) for v in at], [max(v) for v in at], color=colour, alpha=0.15, lw=0)
+            ax.plot(steps, [statistics.fmean(v) for v in at], color=colour, lw=2, marker="o", ms=4,
+                    label=f"{name} (mean of {len(runs)} seeds, min-max band)")
+    start = statistics.fmean(c[0][2] for runs in data.values() for c in runs.values())
+    axes[1].axhline(start, color="grey", lw=0.8, ls="--")
+    axes[0].set_title(f"proxy: {PROXY}, half_area 0.25 (held-out)")
+    axes[1].set_title("gold: shapes judge (held-out; dashed = start)")
+    for ax in axes:
+        ax.set_xlabel("iteration")
+    axes[1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(figure) or ".", exist_ok=True)
+    fig.savefig(figure, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--configs", default="unguarded,guarded")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (each one single-threaded process)")
     p.add_argument("--out", default="outputs/reward_hacking")
     p.add_argument("--figure", default="docs/img/reward_hacking.png")
     p.add_argument("--plot-only", action="store_true")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
+    configs = args.configs.split(",")
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        p.error(f"unknown --configs {','.join(unknown)}; choose from {','.join(CONFIGS)}")
     os.makedirs(args.out, exist_ok=True)
     if not args.plot_only:
-        for seed in seeds:
-            for name in args.configs.split(","):
-                if curves(args.out, name, seed) and len(curves(args.out, name, seed)) > args.steps // args.eval_every:
-                    continue  # finished earlier
-                seconds = run(name, seed, args.steps, args.eval_every, args.out)
-                print(f"{name} seed {seed}: {seconds / 60:.1f} min", flush=True)
-                report(args.out, seeds, args.figure)
-    print(report(args.out, seeds, args.figure))
+        evals = args.steps // args.eval_every + 1
+        todo = [(n, s) for s in seeds for n in configs if len(curves(args.out, n, s)) < evals]  # skip finished runs
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            for _ in pool.map(lambda job: run(job[0], job[1], args.steps, args.eval_every, args.out), todo):
+                report(args.out, seeds, None, configs)
+    print(report(args.out, seeds, args.figure, configs))
     return 0
 
 

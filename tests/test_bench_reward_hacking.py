@@ -1,0 +1,57 @@
+"""bench/reward_hacking.py: its run commands and the table it reads back from finished runs."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import reward_hacking  # noqa: E402
+
+sys.path.pop(0)
+
+
+def _write_run(out, name, seed, points, seconds=None):
+    logs = out / f"{name}-s{seed}" / "logs"
+    logs.mkdir(parents=True)
+    rows = []
+    for step, proxy, gold in points:
+        rows.append({"step": step, "eval_reward_mean": proxy, "gold_reward_mean": gold})
+        rows.append({"step": step + 1, "reward_mean": 0.5})  # a training row: not an evaluation
+    (logs / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if seconds is not None:
+        (out / f"{name}-s{seed}.seconds").write_text(f"{seconds}\n")
+
+
+def test_commands_keep_the_judge_out_of_the_guarded_training_reward(tmp_path):
+    unguarded = reward_hacking.command("unguarded", 2, 30, 10, str(tmp_path))
+    guarded = reward_hacking.command("guarded", 2, 30, 10, str(tmp_path))
+    assert "seed=2" in unguarded and f"output_dir={tmp_path / 'guarded-s2'}" in guarded
+    assert "loss.beta=0" in unguarded and "loss.ratio_norm=true" not in unguarded
+    assert "loss.ratio_norm=true" in guarded and any(a.startswith("loss.target_kl=") for a in guarded)
+    for cmd in (unguarded, guarded):  # same proxy, the judge only as the held-out gold score
+        assert "reward.name=shapes_color" in cmd and "evaluation.gold_reward.name=shapes" in cmd
+        assert not any("shapes: 1.0" in a for a in cmd)
+    assert any("shapes: 1.0" in a for a in reward_hacking.command("guarded+judge", 0, 30, 10, str(tmp_path)))
+
+
+def test_table_per_run_and_mean_sd_over_seeds(tmp_path):
+    _write_run(tmp_path, "unguarded", 0, [(0, 0.2, 0.5), (10, 0.3, 0.2)], seconds=600)
+    _write_run(tmp_path, "unguarded", 1, [(0, 0.2, 0.5), (10, 0.4, 0.4)])
+    _write_run(tmp_path, "guarded+judge", 0, [(0, 0.7, 0.5), (10, 0.9, 0.6)])  # eval = proxy + judge
+    table = reward_hacking.report(str(tmp_path), [0, 1], None)
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in table.splitlines()[2:]}
+    assert rows[("unguarded", "0")].split("|")[3:9] == [" 0.200 ", " 0.300 ", " 0.500 ", " 0.200 ", " 0.200 ", " 10 "]
+    mean = rows[("unguarded", "mean ± sd of 2")].split("|")
+    assert mean[4].strip() == "0.350 ± 0.071" and mean[6].strip() == "0.300 ± 0.141"
+    assert rows[("guarded+judge", "0")].split("|")[3:7] == [" 0.200 ", " 0.300 ", " 0.500 ", " 0.600 "]
+    assert (tmp_path / "table.md").read_text().strip() == table
+
+
+def test_unknown_config_is_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        reward_hacking.main(["--configs", "unguarded,nope", "--out", str(tmp_path), "--plot-only"])
+    assert "unknown --configs nope" in capsys.readouterr().err
