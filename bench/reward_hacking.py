@@ -1,6 +1,6 @@
 """Reward hacking on the shapes world, and the guards against it (docs/online.md, "Reward hacking").
 
-    python bench/reward_hacking.py [--seeds 0,1,2] [--steps 30] [--eval-every 10] [--configs unguarded,guarded]
+    python bench/reward_hacking.py [--seeds 0,1,2] [--steps 20] [--eval-every 10] [--configs unguarded,guarded]
                                    [--jobs N] [--out DIR] [--figure PNG]
     python bench/reward_hacking.py --plot-only --out DIR     # figures and table from finished runs
 
@@ -149,7 +149,7 @@ def plot(data: dict[str, dict[int, list[tuple[int, float, float]]]], figure: str
             at = [[p[j] for c in runs.values() for p in c if p[0] == s] for s in steps]
             ax.fill_between(steps, [min(v) for v in at], [max(v) for v in at], color=colour, alpha=0.15, lw=0)
             ax.plot(steps, [statistics.fmean(v) for v in at], color=colour, lw=2, marker="o", ms=4,
-                    label=f"{name} (mean of {len(runs)} seeds, min-max band)")
+                    label=f"{name} (mean of {len(runs)} seed{'s' if len(runs) > 1 else ''}, min-max band)")
     start = statistics.fmean(c[0][2] for runs in data.values() for c in runs.values())
     axes[1].axhline(start, color="grey", lw=0.8, ls="--")
     axes[0].set_title(f"proxy: {PROXY}, half_area 0.25 (held-out)")
@@ -166,7 +166,7 @@ def plot(data: dict[str, dict[int, list[tuple[int, float, float]]]], figure: str
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--steps", type=int, default=20)
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--configs", default="unguarded,guarded")
     p.add_argument("--jobs", type=int, default=1, help="runs at once (each one single-threaded process)")
