@@ -23,9 +23,9 @@ from diffalign.train.metrics import read_metrics
 from diffalign.train.offline import CacheConfig, OfflineConfig, OfflinePreferenceTrainer
 
 IMAGE_SIZE = {"sd": 32, "sdxl": 32, "sd3": 32, "flux": 32, "qwenimage": 32, "flux2": 32, "zimage": 32}
-VIDEO_FAMILIES = ("cogvideox", "wan", "hunyuanvideo15")
+VIDEO_FAMILIES = ("cogvideox", "wan", "hunyuanvideo15", "ltx2")
 #: families added after the fast matrix was sized: their cases run in the slow suite
-SLOW_FAMILIES = ("flux", "wan", "qwenimage", "flux2", "zimage", "hunyuanvideo15")
+SLOW_FAMILIES = ("flux", "wan", "qwenimage", "flux2", "zimage", "hunyuanvideo15", "ltx2")
 VIDEO = dict(frames=9, size=16)
 
 
@@ -95,7 +95,8 @@ OFFLINE_METHODS = [name for name in LOSSES.names() if INPUT_LAYOUTS.get(LOSSES[n
 
 
 def _combos():
-    for family in ("sd", "sdxl", "sd3", "cogvideox", "flux", "wan", "qwenimage", "flux2", "zimage", "hunyuanvideo15"):
+    for family in ("sd", "sdxl", "sd3", "cogvideox", "flux", "wan", "qwenimage", "flux2", "zimage", "hunyuanvideo15",
+                   "ltx2"):
         for method in OFFLINE_METHODS:
             inputs = LOSSES[method].inputs
             if family in VIDEO_FAMILIES and inputs in ("list", "single"):
@@ -231,7 +232,7 @@ def test_each_loss_gets_its_inputs_on_each_family(tmp_path, data_dirs, shared_ca
 @pytest.mark.parametrize("family,method", [("sd", "kto"), ("sdxl", "rankdpo"), ("sd3", "flow_dpo"), ("cogvideox", "dense_dpo"),
                                            ("flux", "diffusion_dpo"), ("wan", "dense_dpo"), ("qwenimage", "diffusion_dpo"),
                                            ("flux2", "diffusion_dpo"), ("zimage", "flow_dpo"),
-                                           ("hunyuanvideo15", "dense_dpo")])
+                                           ("hunyuanvideo15", "dense_dpo"), ("ltx2", "dense_dpo")])
 @pytest.mark.slow
 def test_offline_training_end_to_end(tmp_path, data_dirs, family, method):
     """The whole loop (data kinds unpaired, ranked, pairs, video pairs; one per family): steps logged,
