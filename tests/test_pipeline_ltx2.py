@@ -18,7 +18,7 @@ from diffalign.pipelines.tiny import build_tiny_adapter
 
 gen = fc.seeded
 #: the pipeline's guidance rescale takes a std over the empty audio track (a harmless torch warning)
-pytestmark = pytest.mark.filterwarnings("ignore:std\\(\\): degrees of freedom:UserWarning")
+pytestmark = pytest.mark.filterwarnings(r"ignore:std\(\):UserWarning")
 SIZE = dict(height=32, width=32, num_frames=9)
 #: the pipeline call the chain reproduces: an empty audio track ([B, C, 0, mel]), no STG, short text.
 CALL = dict(audio_latents=torch.zeros(1, 2, 0, 4), stg_scale=0.0, audio_stg_scale=0.0, max_sequence_length=16, **SIZE)
