@@ -164,6 +164,27 @@ class LTX2Adapter(FlowMatchFamilyMixin, PipelineAdapter):
         video = self.vae.decode(z, timestep, return_dict=False)[0]
         return (video / 2 + 0.5).clamp(0, 1).transpose(1, 2)
 
+    # ------------------------------------------------------------------ modules besides the transformer
+    #: what runs only to make the (cached) conditioning or the joint pipeline's audio: frozen with the
+    #: VAE and text encoder, and freed with them once training reads the cache.
+    extra_frozen_modules: tuple[str, ...] = ("connectors", "audio_vae", "vocoder")
+
+    def freeze(self) -> None:
+        super().freeze()
+        for name in self.extra_frozen_modules:
+            module = getattr(self.pipe, name, None)
+            if isinstance(module, torch.nn.Module):
+                module.requires_grad_(False)
+
+    def drop_encoder_weights(self) -> list[str]:
+        dropped = super().drop_encoder_weights()
+        for name in self.extra_frozen_modules:
+            module = getattr(self.pipe, name, None)
+            if isinstance(module, torch.nn.Module):
+                module.to("meta")
+                dropped.append(name)
+        return dropped
+
     # ------------------------------------------------------------------ network
     def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: PromptEmbeds) -> torch.Tensor:
         """The video velocity for [B, F, C, h, w] latents: the transformer on the packed video tokens with
