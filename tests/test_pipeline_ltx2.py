@@ -20,8 +20,9 @@ gen = fc.seeded
 #: the pipeline's guidance rescale takes a std over the empty audio track (a harmless torch warning)
 pytestmark = pytest.mark.filterwarnings(r"ignore:std\(\):UserWarning")
 SIZE = dict(height=32, width=32, num_frames=9)
-#: the pipeline call the chain reproduces: an empty audio track ([B, C, 0, mel]), no STG, short text.
-CALL = dict(audio_latents=torch.zeros(1, 2, 0, 4), stg_scale=0.0, audio_stg_scale=0.0, max_sequence_length=16, **SIZE)
+#: the pipeline call the chain reproduces: a one-frame audio track ([B, C, 1, mel]; the video-only model's video does
+#: not depend on it), no STG, short text.
+CALL = dict(audio_latents=torch.zeros(1, 2, 1, 4), stg_scale=0.0, audio_stg_scale=0.0, max_sequence_length=16, **SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -136,20 +137,27 @@ def test_training_forward_per_segment(adapter):
 
 
 def test_training_forward_is_the_pipelines_transformer_call(adapter):
-    """The adapter's prediction = the pipeline's own transformer call on its packed latents (video only)."""
+    """The adapter's prediction = the pipeline's own transformer call on its packed latents with the
+    cross-modal attention off, whatever audio goes in (the video output does not depend on it then)."""
     x, t = start_noise(adapter, batch=2, seed=3), torch.tensor([900.0, 250.0])
     cond = adapter.encode_prompt(fc.PROMPTS)
     pipe = adapter.pipe
-    packed = pipe._pack_latents(x.transpose(1, 2), 1, 1)
+
+    def pipeline_call(audio, isolate=True):
+        video, _ = pipe.transformer(
+            hidden_states=pipe._pack_latents(x.transpose(1, 2), 1, 1), audio_hidden_states=audio,
+            encoder_hidden_states=cond["prompt_embeds"], audio_encoder_hidden_states=cond["audio_prompt_embeds"],
+            timestep=t, sigma=t, encoder_attention_mask=cond["prompt_attention_mask"],
+            audio_encoder_attention_mask=cond["prompt_attention_mask"], num_frames=5, height=4, width=4, fps=24.0,
+            audio_num_frames=audio.shape[1], isolate_modalities=isolate, use_cross_timestep=True, return_dict=False)
+        return pipe._unpack_latents(video, 5, 4, 4, 1, 1).transpose(1, 2)
+
+    audio = torch.randn(2, 3, 8, generator=gen(4))
     with torch.no_grad():
         ours = adapter.forward(x, t, cond)
-        video, _ = pipe.transformer(
-            hidden_states=packed, audio_hidden_states=torch.zeros(2, 0, 8), encoder_hidden_states=cond["prompt_embeds"],
-            audio_encoder_hidden_states=cond["audio_prompt_embeds"], timestep=t, sigma=t,
-            encoder_attention_mask=cond["prompt_attention_mask"], audio_encoder_attention_mask=cond["prompt_attention_mask"],
-            num_frames=5, height=4, width=4, fps=24.0, audio_num_frames=0, isolate_modalities=True, use_cross_timestep=True,
-            return_dict=False)
-    torch.testing.assert_close(ours, pipe._unpack_latents(video, 5, 4, 4, 1, 1).transpose(1, 2))
+        torch.testing.assert_close(ours, pipeline_call(audio))
+        torch.testing.assert_close(ours, pipeline_call(torch.zeros(2, 0, 8)))
+        assert (pipeline_call(audio, isolate=False) - ours).abs().max() > 1e-3  # joint: the audio reaches the video
 
 
 def test_detected_from_model_index(tmp_path):
@@ -169,6 +177,18 @@ def test_lora_round_trip_through_load_lora_weights(tmp_path, adapter):
 def test_save_pretrained_reloads(tmp_path, adapter):
     fc.check_flow_save_pretrained("ltx2", LTX2Pipeline, tmp_path, start_noise(adapter, 2), torch.tensor([900.0, 250.0]),
                                   reencode=False)
+
+
+def test_ltx23_architecture_chain_is_the_pipeline_loop_video_only():
+    """LTX-2.3's switches (gated attention, sigma-modulated cross-attention, split RoPE, per-modality
+    connector projections) through the same adapter."""
+    from diffalign.pipelines.tiny.ltx2 import LTX23_CONNECTORS, LTX23_TRANSFORMER
+
+    a = build_tiny_adapter("ltx2", transformer=LTX23_TRANSFORMER, connectors=LTX23_CONNECTORS)
+    a.max_sequence_length, a.default_video_size = 16, (32, 32, 9)
+    assert a.encode_prompt(fc.PROMPTS[:1])["audio_prompt_embeds"].shape == (1, 16, 8)
+    with video_only_transformer():
+        fc.check_flow_chain_matches_pipeline(a, start_noise(a), to_pipe_for(a), dict(guidance_scale=1.0, **CALL), steps=2)
 
 
 def test_lora_on_the_video_stream_only_and_the_rest_frozen_then_freed():

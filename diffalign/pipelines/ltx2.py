@@ -1,11 +1,12 @@
 """LTX-2 (``LTX2Pipeline``: Lightricks' LTX-2 19B audio-video DiT), trained and sampled as a video model:
-the video stream of the joint audio-video transformer on rectified flow, with the audio stream empty.
+the video stream of the joint audio-video transformer on rectified flow, cut off from the audio stream.
 
 - Video only, the way Lightricks' own trainer trains video LoRAs (``ltx-trainer``'s text-to-video
   strategy with ``with_audio: false``, its default: the audio modality is absent, so the blocks skip
-  audio-to-video attention). ``forward`` calls ``LTX2VideoTransformer3DModel`` with a zero-length
-  audio sequence and ``isolate_modalities=True`` (no audio-to-video / video-to-audio cross-attention):
-  the video prediction then depends on the video latents, the timestep and the text alone, which is
+  audio-to-video attention). ``forward`` calls ``LTX2VideoTransformer3DModel`` with
+  ``isolate_modalities=True`` (no audio-to-video / video-to-audio cross-attention) and a one-token zero
+  audio sequence that the video output does not depend on (a zero-length one breaks LTX-2.3's split
+  RoPE in diffusers 0.42): the video prediction depends on the video latents, the timestep and the text alone, which is
   what every offline loss (video data has no audio latents here), Flow-GRPO and the reward-gradient
   trainers need. The sampling chain is the pipeline's own denoising loop with that transformer call;
   ``LTX2Pipeline`` itself always generates audio jointly, and its audio-to-video attention makes the
@@ -57,7 +58,7 @@ LTX2_VIDEO_LORA_TARGETS: tuple[str, ...] = (
 
 
 class LTX2Adapter(FlowMatchFamilyMixin, PipelineAdapter):
-    """Adapter for ``LTX2Pipeline`` (text-to-video; the audio stream empty, see the module docstring)."""
+    """Adapter for ``LTX2Pipeline`` (text-to-video; video only, see the module docstring)."""
 
     family = "ltx2"
     pipeline_class = LTX2Pipeline
@@ -188,7 +189,8 @@ class LTX2Adapter(FlowMatchFamilyMixin, PipelineAdapter):
     # ------------------------------------------------------------------ network
     def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: PromptEmbeds) -> torch.Tensor:
         """The video velocity for [B, F, C, h, w] latents: the transformer on the packed video tokens with
-        an empty audio sequence and the audio-video cross-attention off (video only)."""
+        the audio-video cross-attention off (video only). The audio stream gets one zero token (the video
+        output does not depend on it; zero tokens break the split RoPE of LTX-2.3 in diffusers 0.42)."""
         if noisy_latents.ndim != 5:
             raise ValueError(f"LTX-2 latents are [B, F, C, H, W], got {tuple(noisy_latents.shape)}")
         b, f, _, h, w = noisy_latents.shape
@@ -199,7 +201,7 @@ class LTX2Adapter(FlowMatchFamilyMixin, PipelineAdapter):
         mask = cond["prompt_attention_mask"]
         out = self.network(
             hidden_states=x,
-            audio_hidden_states=x.new_zeros(b, 0, int(cfg.audio_in_channels)),
+            audio_hidden_states=x.new_zeros(b, 1, int(cfg.audio_in_channels)),
             encoder_hidden_states=cond["prompt_embeds"].to(self.dtype),
             audio_encoder_hidden_states=cond["audio_prompt_embeds"].to(self.dtype),
             timestep=t,
@@ -210,7 +212,7 @@ class LTX2Adapter(FlowMatchFamilyMixin, PipelineAdapter):
             height=h // p,
             width=w // p,
             fps=self.frame_rate,
-            audio_num_frames=0,
+            audio_num_frames=1,
             isolate_modalities=True,
             use_cross_timestep=True,
             return_dict=False,

@@ -23,6 +23,15 @@ LTX2_SCHEDULER_CONFIG: dict[str, Any] = {
     "base_image_seq_len": 1024, "max_image_seq_len": 4096, "shift_terminal": 0.1,
 }
 Z_DIM, TEXT_WIDTH, TEXT_LAYERS = 8, 16, 2
+#: LTX-2.3's architecture switches on the tiny transformer and connectors: gated attention, the
+#: cross-attention modulation by sigma, split RoPE, and per-modality text projections in the connectors
+#: (whose outputs then have the streams' widths, 16 and 8, and skip the transformer's caption projection).
+LTX23_TRANSFORMER: dict[str, Any] = dict(cross_attn_mod=True, audio_cross_attn_mod=True, gated_attn=True,
+                                         audio_gated_attn=True, use_prompt_embeddings=False,
+                                         audio_cross_attention_dim=8, rope_type="split")
+LTX23_CONNECTORS: dict[str, Any] = dict(per_modality_projections=True, video_hidden_dim=16, audio_hidden_dim=8,
+                                        audio_connector_attention_head_dim=4, video_gated_attn=True,
+                                        audio_gated_attn=True, rope_type="split")
 
 
 def tiny_gemma3(seed: int, vocab_size: int, hidden_size: int = TEXT_WIDTH, num_layers: int = TEXT_LAYERS):
@@ -38,8 +47,10 @@ def tiny_gemma3(seed: int, vocab_size: int, hidden_size: int = TEXT_WIDTH, num_l
     return Gemma3ForConditionalGeneration(Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)).eval()
 
 
-def build(seed: int = 0, *, transformer: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None):
-    """A tiny ``LTX2Pipeline``; deterministic for ``seed``."""
+def build(seed: int = 0, *, transformer: dict[str, Any] | None = None, connectors: dict[str, Any] | None = None,
+          scheduler: dict[str, Any] | None = None):
+    """A tiny ``LTX2Pipeline``; deterministic for ``seed``. ``transformer`` / ``connectors``: config
+    overrides (e.g. LTX-2.3's, :data:`LTX23_TRANSFORMER` and :data:`LTX23_CONNECTORS`)."""
     from diffusers import (AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler,
                            LTX2Pipeline, LTX2VideoTransformer3DModel)
     from diffusers.pipelines.ltx2 import LTX2TextConnectors, LTX2Vocoder
@@ -69,12 +80,14 @@ def build(seed: int = 0, *, transformer: dict[str, Any] | None = None, scheduler
     vocoder = LTX2Vocoder(in_channels=32, hidden_channels=8, upsample_kernel_sizes=[4], upsample_factors=[2],
                           resnet_kernel_sizes=[3], resnet_dilations=[[1]], output_sampling_rate=16000).eval()
     torch.manual_seed(seed + 3)
-    connectors = LTX2TextConnectors(
+    connector_config = dict(
         caption_channels=TEXT_WIDTH, text_proj_in_factor=TEXT_LAYERS + 1, video_connector_num_attention_heads=2,
         video_connector_attention_head_dim=8, video_connector_num_layers=1, video_connector_num_learnable_registers=8,
         audio_connector_num_attention_heads=2, audio_connector_attention_head_dim=8, audio_connector_num_layers=1,
         audio_connector_num_learnable_registers=8,
-    ).eval()
+    )
+    connector_config.update(connectors or {})
+    connectors = LTX2TextConnectors(**connector_config).eval()
     tokenizer = qwen2_tokenizer()
     text_encoder = tiny_gemma3(seed + 4, len(tokenizer))
     return LTX2Pipeline(
