@@ -227,8 +227,9 @@ class LTX2Adapter(FlowMatchFamilyMixin, PipelineAdapter):
         b = latents.shape[0]
         t = torch.as_tensor(timestep, device=latents.device)
         t = t.expand(b) if t.ndim == 0 else t
-        out = self.forward(torch.cat([latents, latents]), torch.cat([t, t]), PromptEmbeds.cat([uncond, cond])).float()
-        out_u, out_c = out.chunk(2)
+        out = self.forward(torch.cat([latents, latents]), torch.cat([t, t]), PromptEmbeds.cat([uncond, cond]))
+        dtype = out.dtype
+        out_u, out_c = out.float().chunk(2)
         if detach_uncond:
             out_u = out_u.detach()
         sigma = self.sigmas(t, latents.ndim, device=latents.device)
@@ -237,7 +238,7 @@ class LTX2Adapter(FlowMatchFamilyMixin, PipelineAdapter):
         x0 = x0_c + (guidance_scale - 1) * (x0_c - x0_u)
         if self.guidance_rescale > 0:
             x0 = rescale_noise_cfg(x0, x0_c, guidance_rescale=self.guidance_rescale)
-        return ((x - x0) / sigma).to(out_c.dtype)
+        return ((x - x0) / sigma).to(dtype)
 
 
 __all__ = ["LTX2Adapter", "LTX2_VIDEO_LORA_TARGETS"]
