@@ -6,8 +6,8 @@ the video stream of the joint audio-video transformer on rectified flow, cut off
   audio-to-video attention). ``forward`` calls ``LTX2VideoTransformer3DModel`` with
   ``isolate_modalities=True`` (no audio-to-video / video-to-audio cross-attention) and a one-token zero
   audio sequence that the video output does not depend on (a zero-length one breaks LTX-2.3's split
-  RoPE in diffusers 0.42): the video prediction depends on the video latents, the timestep and the text alone, which is
-  what every offline loss (video data has no audio latents here), Flow-GRPO and the reward-gradient
+  RoPE in diffusers 0.42): the video prediction depends on the video latents, the timestep and the
+  text alone, which is what every offline loss (video data has no audio latents here), Flow-GRPO and the reward-gradient
   trainers need. The sampling chain is the pipeline's own denoising loop with that transformer call;
   ``LTX2Pipeline`` itself always generates audio jointly, and its audio-to-video attention makes the
   video of a joint call differ from the video-only one (the test suite shows both). A LoRA trained
@@ -38,7 +38,7 @@ the video stream of the joint audio-video transformer on rectified flow, cut off
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
