@@ -59,6 +59,11 @@ class ModelConfig:
     #: (``vae.enable_slicing()``: one sample of the batch at a time). Same results up to tile seams.
     vae_tiling: bool = False
     vae_slicing: bool = False
+    #: the VAE's own gradient checkpointing (diffusers' ``vae.enable_gradient_checkpointing()``):
+    #: reward-gradient trainers (AlignProp, DRaFT, ReFL) back-propagate through the decoder, whose
+    #: activations over every frame are the peak of a video step; tiling and slicing do not lower
+    #: that peak (every tile's graph is kept for the backward), this does (docs/benchmarks.md).
+    vae_gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         apply_parsers(self)
@@ -162,6 +167,15 @@ def use_vae_memory_switches(pipe, *, tiling: bool = False, slicing: bool = False
         if not callable(getattr(vae, switch, None)):
             raise ValueError(f"{key}: the VAE of this pipeline ({type(vae).__name__}) has no {switch}()")
         getattr(vae, switch)()
+
+
+def use_vae_gradient_checkpointing(pipe) -> None:
+    """Turn on the pipeline VAE's gradient checkpointing (``model.vae_gradient_checkpointing``)."""
+    vae = getattr(pipe, "vae", None)
+    if not getattr(vae, "_supports_gradient_checkpointing", False):
+        raise ValueError(f"model.vae_gradient_checkpointing: the VAE of this pipeline ({type(vae).__name__}) "
+                         "does not support gradient checkpointing")
+    vae.enable_gradient_checkpointing()
 
 
 def use_channels_last(pipe) -> None:

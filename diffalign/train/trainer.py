@@ -37,7 +37,7 @@ import torch
 
 from diffalign.config import config_to_dict, save_config
 from diffalign.pipelines import PipelineAdapter
-from diffalign.pipelines.models import configure_adapter, load_model, offload_frozen
+from diffalign.pipelines.models import configure_adapter, load_model, offload_frozen, use_vae_gradient_checkpointing
 from diffalign.train.checkpoint import (
     is_accelerate_checkpoint, load_accelerate_checkpoint, load_checkpoint, load_extra_tensors, resolve_resume,
     save_accelerate_checkpoint, save_checkpoint,
@@ -188,6 +188,8 @@ class Trainer:
             adapter.denoiser.float().requires_grad_(True)
         if cfg.model.gradient_checkpointing:
             adapter.enable_gradient_checkpointing()
+        if cfg.model.vae_gradient_checkpointing:
+            use_vae_gradient_checkpointing(adapter.pipe)
         if cfg.model.compile:
             adapter.compile_network()
         adapter.denoiser.train()
