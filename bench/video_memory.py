@@ -15,8 +15,9 @@ Variants (``--variants``, comma-separated):
 - ``gc+tiling``: ``gc`` plus ``model.vae_tiling`` and ``model.vae_slicing`` (diffusers' switches;
   the tiles are set to half the clip's side, ``--tile``, since this VAE's default tiles of 240 x 360
   px would never split a small clip);
-- ``gc+tiling+vaegc``: that plus the VAE's own gradient checkpointing
-  (``vae.enable_gradient_checkpointing()``, diffusers).
+- ``gc+vaegc``: ``gc`` plus the VAE's own gradient checkpointing (``model.vae_gradient_checkpointing``:
+  diffusers' ``vae.enable_gradient_checkpointing()``);
+- ``gc+tiling+vaegc``: all of them.
 
 Method (as ``bench/online_memory.py``): every point runs in a fresh Python process with glibc set to
 serve allocations above 64 KiB by ``mmap`` from one arena (``MALLOC_MMAP_THRESHOLD_=65536
@@ -28,7 +29,8 @@ step; the figure is ``VmHWM - VmRSS`` at the reset: the step's peak resident-mem
 torch's allocations).
 
 Usage: ``python bench/video_memory.py [--frames 5,9,17,33] [--size 64] [--batch 2] [--threads 1]
-[--plot FILE.png] [--json FILE]`` prints a Markdown table (MB).
+[--plot FILE.png] [--json FILE]`` prints a Markdown table (MB); with ``--json`` the points are merged
+with those already in the file, and the table and figure cover them all.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 
-VARIANTS = ("plain", "gc", "gc+tiling", "gc+tiling+vaegc")
+VARIANTS = ("plain", "gc", "gc+tiling", "gc+vaegc", "gc+tiling+vaegc")
 
 
 def _status(key: str) -> float:
@@ -166,13 +168,18 @@ def main() -> int:
             results[(v, f)] = json.loads(done.stdout.strip().splitlines()[-1])
             r = results[(v, f)]
             print(f"{v:16s} {f:3d} frames: {r['growth_mb']:8.1f} MB  {r['seconds']:6.1f} s", file=sys.stderr, flush=True)
+    if args.json:  # merged with the points already in the file (a later run adds variants or frames)
+        if os.path.exists(args.json):
+            with open(args.json, encoding="utf-8") as fh:
+                results = {**{(r["variant"], r["frames"]): r for r in json.load(fh)}, **results}
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump([results[k] for k in sorted(results)], fh, indent=1)
+        frames = sorted({f for _, f in results})
+        variants = [v for v in VARIANTS if all((v, f) in results for f in frames)]
     print(f"| variant | " + " | ".join(f"{f} frames" for f in frames) + " |")
     print("|---|" + "---|" * len(frames))
     for v in variants:
         print(f"| {v} | " + " | ".join(f"{results[(v, f)]['growth_mb']:.0f}" for f in frames) + " |")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump([results[k] for k in sorted(results)], fh, indent=1)
     if args.plot:
         plot(results, frames, variants, args.plot,
              f"{args.step} step, {args.model}, {args.size}x{args.size}, batch {args.batch}, CPU")
