@@ -3,7 +3,8 @@ ranks; the run records and the test asserts world size 2) with per-process batch
 process with batch 2b — the same per-step loss, reward and lr and the same final LoRA — for a
 policy-gradient trainer (DDPO with groups of 2 rollouts per prompt spread over the ranks and
 per-prompt statistics over the gathered rewards, 4 optimizer steps per iteration) and a
-reward-gradient trainer (DRaFT, 2 accumulation micro-batches)."""
+reward-gradient trainer (DRaFT and ReFL, 2 accumulation micro-batches; ReFL's step with gradient is
+drawn once per micro-batch for all processes)."""
 from __future__ import annotations
 
 import sys
@@ -35,7 +36,9 @@ def _recipe(root, name: str, trainer: str, sample_batch: int, train_batch: int) 
                  f"sampling:\n  num_inference_steps: 3\n  batch_size: {sample_batch}\n  num_batches: 2\n  guidance_scale: 3.0\n"
                  "reward:\n  name: jpeg_compressibility\n  workers: 1\n")
     else:  # a differentiable reward on colour prompts, 2 accumulation micro-batches
-        extra = (f"gradient_accumulation_steps: 2\nbackprop_steps: 2\n"
+        grad = ("backprop_steps: 2\n" if trainer == "draft" else  # ReFL: one step with gradient, drawn in [0, 2]
+                "step_min: 0\nstep_max: 2\nloss:\n  kind: negative\n  scale: 1.0\n")
+        extra = (f"gradient_accumulation_steps: 2\n{grad}"
                  f"sampling:\n  num_inference_steps: 3\n  batch_size: {sample_batch}\n  guidance_scale: 3.0\n"
                  "reward:\n  name: shapes_color\n  workers: 0\n")
         common = common.replace("  shapes_rows: 24\n", "  shapes_rows: 24\n  categories: [colors, color_attr]\n")
@@ -45,7 +48,7 @@ def _recipe(root, name: str, trainer: str, sample_batch: int, train_batch: int) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trainer,batches", [("ddpo", (4, 2)), ("draft", (2, 1))])
+@pytest.mark.parametrize("trainer,batches", [("ddpo", (4, 2)), ("draft", (2, 1)), ("refl", (2, 1))])
 def test_two_gloo_ranks_reproduce_one_process_online(model, trainer, batches):
     sample_batch, train_batch = batches
     _launch([sys.executable, "-m", "diffalign", "train", _recipe(model, f"{trainer}-one", trainer, sample_batch, train_batch)])
@@ -79,7 +82,7 @@ def test_engine_and_quantization_errors(monkeypatch):
     monkeypatch.setattr(distributed, "has_accelerator_device", lambda: False)
     distributed.check_engine("ddpo", hand_synced=True)  # no engine asked: fine
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    with pytest.raises(RuntimeError, match=r"FSDP accelerate config needs GPUs .*`torchrun --nproc_per_node N"):
+    with pytest.raises(RuntimeError, match=r"FSDP1 \(fsdp_version: 1\) accelerate config needs GPUs .*`torchrun --nproc_per_node N"):
         distributed.check_engine("offline", hand_synced=False)
     monkeypatch.setattr(distributed, "has_accelerator_device", lambda: True)
     distributed.check_engine("ddpo", hand_synced=True)  # FSDP on GPUs: fine for every trainer

@@ -74,13 +74,13 @@ class CpuFsdp2:
         """``fully_shard`` the blocks of ``module`` (bottom-up) and then ``module`` itself, in place
         (its parameters become ``DTensor`` shards: build the optimizer afterwards). Returns the
         sharded blocks' class names."""
-        from torch.distributed.fsdp import FSDPModule, fully_shard
-
         names = self.wrap_classes if self.wrap_classes is not None else tuple(getattr(module, "_no_split_modules", None) or ())
         present = {type(m).__name__ for m in module.modules()}
         missing = [n for n in names if n not in present] if self.wrap_classes is not None else []
         if missing:
             raise ValueError(f"fsdp_transformer_layer_cls_to_wrap names {missing}, which {type(module).__name__} does not have")
+        from torch.distributed.fsdp import FSDPModule, fully_shard
+
         wrap = set(names) & present if self.auto_wrap else set()
         blocks = [m for m in _children_bottom_up(module)[:-1] if type(m).__name__ in wrap]
         for block in blocks:

@@ -406,7 +406,8 @@ class Trainer:
                 model = {"pretrained": cfg.model.pretrained, "revision": cfg.model.revision,
                          "commit": resolve_model_commit(cfg.model.pretrained, cfg.model.revision)}
                 json.dump({"steps": cfg.max_steps, "lora": lora_path, "pipeline": pipeline_path, "model": model,
-                           "num_processes": self.accelerator.num_processes}, f, indent=2)
+                           "num_processes": self.accelerator.num_processes,
+                           "sharded": fsdp_cpu.is_sharded(self.adapter.denoiser)}, f, indent=2)
             from diffalign.export.command import finish_outputs
 
             hub = cfg.push_to_hub
