@@ -37,7 +37,7 @@ import torch
 
 from diffalign.config import config_to_dict, save_config
 from diffalign.pipelines import PipelineAdapter
-from diffalign.pipelines.models import configure_adapter, load_model, offload_frozen
+from diffalign.pipelines.models import check_offload_device, configure_adapter, load_model, offload_frozen
 from diffalign.train import fsdp_cpu
 from diffalign.train.checkpoint import (
     is_accelerate_checkpoint, is_dcp_checkpoint, load_accelerate_checkpoint, load_checkpoint, load_dcp_checkpoint,
@@ -104,11 +104,21 @@ class Trainer:
         if precision:
             self.accelerator.print(precision)
         weight_dtype = torch_dtype(config.model.weight_dtype)
-        self.adapter = adapter if adapter is not None else load_model(config.model, device=self.device, dtype=weight_dtype)
+        offload = config.model.offload_frozen
+        if offload:
+            check_offload_device(self.device)  # before loading anything
+        if config.model.quantize != "none" and not config.lora.enabled:
+            raise ValueError(f"model.quantize={config.model.quantize} freezes the base network in quantized form: train a "
+                             "LoRA on top (lora.enabled: true) or set model.quantize=none for full fine-tuning")
+        # with offload_frozen the pipeline is loaded in CPU memory and only the denoiser goes to the GPU
+        self.adapter = adapter if adapter is not None else load_model(
+            config.model, device="cpu" if offload else self.device, dtype=weight_dtype, run_device=self.device)
         configure_adapter(self.adapter, config.model)
-        self.adapter.to(device=self.device)
-        if config.model.offload_frozen:
+        if offload:
             offload_frozen(self.adapter, self.device)
+            self.adapter.denoiser.to(self.device)
+        else:
+            self.adapter.to(device=self.device)
         self.logger: MetricsLogger | None = None
         self.setup_network()
         self.setup()
