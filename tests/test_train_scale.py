@@ -362,8 +362,9 @@ def test_fsdp2_on_cpu_full_fine_tune_exports_the_one_process_pipeline(tiny):
                                                 tiny / "full-one" / unet, tiny / "full-fsdp2" / unet))
     assert a.keys() == b.keys() == base.keys()
     assert max(float((a[k] - base[k]).abs().max()) for k in a) > 1e-3  # trained ...
-    for k in a:  # ... to the same weights
-        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6)
+    for k in a:  # ... to the same weights: Adam moves every weight by ~lr on its first steps, so float rounding
+        # in near-zero gradients shows at that scale (one element in 36864 at 5.7e-6 seen): bound 0.2 % of lr
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=2e-5)
 
 
 def test_fsdp2_on_cpu_request_and_its_limits(monkeypatch):
