@@ -14,7 +14,7 @@ import torch
 
 from diffalign.pipelines.tiny import build_tiny_pipeline
 
-from test_train_scale import TORCHRUN, _launch, _result
+from test_train_scale import FSDP2_CPU, TORCHRUN, _launch, _result
 
 
 @pytest.fixture(scope="module")
@@ -50,25 +50,30 @@ def _recipe(root, name: str, trainer: str, sample_batch: int, train_batch: int) 
 @pytest.mark.slow
 @pytest.mark.parametrize("trainer,batches", [("ddpo", (4, 2)), ("draft", (2, 1)), ("refl", (2, 1))])
 def test_two_gloo_ranks_reproduce_one_process_online(model, trainer, batches):
+    """DRaFT also runs under an FSDP2 config on CPU (the LoRA'd UNet sharded with torch's fully_shard,
+    accumulation over micro-batches without no_sync): the same numbers again."""
     sample_batch, train_batch = batches
     _launch([sys.executable, "-m", "diffalign", "train", _recipe(model, f"{trainer}-one", trainer, sample_batch, train_batch)])
-    _launch([*TORCHRUN, "-m", "diffalign", "train",
-             _recipe(model, f"{trainer}-two", trainer, sample_batch // 2, max(train_batch // 2, 1))])
-    (one, one_rows, one_lora), (two, two_rows, two_lora) = _result(model, f"{trainer}-one"), _result(model, f"{trainer}-two")
-    assert (one["num_processes"], two["num_processes"]) == (1, 2)  # really two cooperating ranks
+    one, one_rows, one_lora = _result(model, f"{trainer}-one")
     one_rows = [r for r in one_rows if "loss" in r]
-    two_rows = [r for r in two_rows if "loss" in r]
-    assert [r["step"] for r in one_rows] == [r["step"] for r in two_rows] == [1, 2]
-    if trainer == "ddpo":
-        assert one_rows[-1]["optimizer_steps"] == two_rows[-1]["optimizer_steps"] == 8
-    for a, b in zip(one_rows, two_rows):
-        assert b["lr"] == a["lr"]
-        for key in ("loss", "reward_mean"):
-            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
-    assert one_lora.keys() == two_lora.keys()
-    assert max(float(v.abs().max()) for k, v in one_lora.items() if "lora.up" in k) > 0  # it trained ...
-    for k in one_lora:  # ... to the same weights
-        torch.testing.assert_close(two_lora[k], one_lora[k], rtol=1e-4, atol=1e-6)
+    assert one["num_processes"] == 1
+    assert max(float(v.abs().max()) for k, v in one_lora.items() if "lora.up" in k) > 0  # it trained
+    for name, env in [("two", {}), *([("fsdp2", FSDP2_CPU)] if trainer == "draft" else [])]:
+        _launch([*TORCHRUN, "-m", "diffalign", "train",
+                 _recipe(model, f"{trainer}-{name}", trainer, sample_batch // 2, max(train_batch // 2, 1))], **env)
+        two, two_rows, two_lora = _result(model, f"{trainer}-{name}")
+        assert (two["num_processes"], two["sharded"]) == (2, name == "fsdp2")  # really two cooperating ranks
+        two_rows = [r for r in two_rows if "loss" in r]
+        assert [r["step"] for r in one_rows] == [r["step"] for r in two_rows] == [1, 2]
+        if trainer == "ddpo":
+            assert one_rows[-1]["optimizer_steps"] == two_rows[-1]["optimizer_steps"] == 8
+        for a, b in zip(one_rows, two_rows):
+            assert b["lr"] == a["lr"]
+            for key in ("loss", "reward_mean"):
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (name, key)
+        assert one_lora.keys() == two_lora.keys()
+        for k in one_lora:  # the same weights
+            torch.testing.assert_close(two_lora[k], one_lora[k], rtol=1e-4, atol=1e-6)
 
 
 def test_engine_and_quantization_errors(monkeypatch):
