@@ -78,6 +78,9 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
         self.config = config
+        if config.model.quantize != "none" and not config.lora.enabled:
+            raise ValueError(f"model.quantize={config.model.quantize} freezes the base network in quantized form: train a "
+                             "LoRA on top (lora.enabled: true) or set model.quantize=none for full fine-tuning")
         check_output_dir(config.output_dir, config.resume, config.overwrite)  # before loading anything
         check_engine(getattr(config, "trainer", type(self).__name__), self.syncs_by_hand)
         #: FSDP2 asked on a machine without GPU: torch's fully_shard over the gloo ranks (accelerate builds it on CUDA only)
@@ -107,9 +110,6 @@ class Trainer:
         offload = config.model.offload_frozen
         if offload:
             check_offload_device(self.device)  # before loading anything
-        if config.model.quantize != "none" and not config.lora.enabled:
-            raise ValueError(f"model.quantize={config.model.quantize} freezes the base network in quantized form: train a "
-                             "LoRA on top (lora.enabled: true) or set model.quantize=none for full fine-tuning")
         # with offload_frozen the pipeline is loaded in CPU memory and only the denoiser goes to the GPU
         self.adapter = adapter if adapter is not None else load_model(
             config.model, device="cpu" if offload else self.device, dtype=weight_dtype, run_device=self.device)
