@@ -284,6 +284,10 @@ class Trainer:
         start_step = 0
         ckpt = resolve_resume(cfg.output_dir, cfg.resume)
         if ckpt is not None:
+            if self.cpu_fsdp is not None and not is_dcp_checkpoint(ckpt):
+                raise ValueError(f"{ckpt.path} was written by an unsharded run; FSDP2 on CPU resumes from its own "
+                                 "torch.distributed.checkpoint folders (dcp/): resume this one without the FSDP2 config "
+                                 "(torchrun: DDP over gloo)")
             if is_dcp_checkpoint(ckpt):  # any layout: resharded to this run's processes
                 state, extra = load_dcp_checkpoint(ckpt, self.adapter.denoiser, getattr(self.optimizer, "optimizer", self.optimizer),
                                                    self.lr_scheduler, self.checkpoint_tensors())
@@ -334,11 +338,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoint and export phases
     def network_sharded(self) -> bool:
-        """Whether the network's weights are sharded over the processes (FSDP, DeepSpeed, FSDP2 on CPU):
-        then every forward is a collective, run by every process."""
+        """Whether the network's weights are sharded over the processes (FSDP, DeepSpeed ZeRO-3, FSDP2 on
+        CPU): then every forward is a collective, run by every process."""
         from accelerate.utils import DistributedType
 
-        return self.cpu_fsdp is not None or self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        acc = self.accelerator
+        if acc.distributed_type == DistributedType.DEEPSPEED:  # ZeRO-3 shards the weights, ZeRO-2 does not
+            return getattr(acc.state.deepspeed_plugin, "zero_stage", 0) == 3
+        return self.cpu_fsdp is not None or acc.distributed_type == DistributedType.FSDP
 
     def sharded_state(self) -> bool:
         """Whether checkpoints are written by every process (``checkpoint_format``; ``auto``: FSDP /
