@@ -9,9 +9,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKL
 
+import diffalign  # noqa: F401  (before diffusers / transformers: the torchvision fix)
 from diffalign.pipelines.tiny import build_tiny_pipeline
+from diffusers import AutoencoderKL  # noqa: E402
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bitsandbytes / torchao kernels, "
                           "GPU memory); run on a GPU machine: pytest tests/test_gpu_memory.py")
@@ -24,9 +25,10 @@ def test_offload_moves_each_frozen_part_for_its_own_calls_only(monkeypatch):
     from diffalign.pipelines.models import offload_modules
 
     torch.manual_seed(0)
-    pipe = SimpleNamespace(vae=AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4).eval(),
-                           text_encoder=torch.nn.Linear(4, 4))
-    x, z = torch.randn(1, 4), torch.randn(1, 4, 8, 8)
+    vae = AutoencoderKL(block_out_channels=(4,), norm_num_groups=4, latent_channels=4, layers_per_block=1,
+                        mid_block_add_attention=False).eval()
+    pipe = SimpleNamespace(vae=vae, text_encoder=torch.nn.Linear(4, 4))
+    x, z = torch.randn(1, 4), torch.randn(1, 4, 4, 4)
     with torch.no_grad():
         before = pipe.text_encoder(x), pipe.vae.decode(z).sample
     moves = []
@@ -38,7 +40,7 @@ def test_offload_moves_each_frozen_part_for_its_own_calls_only(monkeypatch):
     moves.clear()
     with torch.no_grad():
         after = pipe.text_encoder(x), pipe.vae.decode(z).sample
-        pipe.vae(torch.zeros(1, 3, 16, 16))  # forward runs encode + decode inside: one visit
+        pipe.vae(torch.zeros(1, 3, 4, 4))  # forward runs encode + decode inside: one visit
     assert [m[0] for m in moves] == ["Linear"] * 2 + ["AutoencoderKL"] * 4
     for a, b in zip(before, after):
         assert torch.equal(a, b)
