@@ -198,3 +198,24 @@ def test_tiny_cogvideox_training_run_saves_a_loadable_fp16_video_pipeline(tmp_pa
     assembled = assemble(out, str(tmp_path / "assembled"), steps=12, guidance=4.0)
     assert json.load(open(os.path.join(assembled, "diffalign_sampling.json"))) == {
         "height": 32, "width": 32, "num_frames": 9, "num_inference_steps": 12, "guidance_scale": 4.0}
+
+
+@pytest.mark.slow
+def test_cogvideox_architecture_options_f2_vae_patch4_and_short_vae_clips(tmp_path):
+    """``--video-vae-channels 8,8`` (f=2 spatial), ``--video-patch-size 4`` and ``--vae-frames 5``
+    build, train and save a pipeline that still samples 9-frame 32x32 clips from 16x16 latents."""
+    from diffusers import DiffusionPipeline
+
+    out = str(tmp_path / "f2")
+    main(["--family", "cogvideox", "--out", out, "--checkpoint-dir", str(tmp_path / "ckpt"), "--tiny",
+          "--steps", "1", "--vae-steps", "1", "--vae-batch-size", "2", "--batch-size", "2", "--threads", "1",
+          "--latent-pool", "0", "--video-vae-channels", "8,8", "--video-patch-size", "4", "--vae-frames", "5"])
+    pipe = DiffusionPipeline.from_pretrained(out)
+    assert pipe.vae.config.block_out_channels == [8, 8] and pipe.transformer.config.patch_size == 4
+    assert pipe.transformer.config.sample_height == 16 and pipe.vae_scale_factor_spatial == 2
+    pipe.set_progress_bar_config(disable=True)
+    frames = pipe(["a video of a red circle moving left"], num_frames=9, num_inference_steps=1,
+                  generator=torch.Generator().manual_seed(0), output_type="np").frames
+    assert np.asarray(frames).shape == (1, 9, 32, 32, 3) and np.isfinite(frames).all()
+    z = pipe.vae.encode(torch.zeros(1, 3, 9, 32, 32)).latent_dist.mode()
+    assert z.shape == (1, 4, 5, 16, 16)  # the tiny architecture's 4 latent channels
