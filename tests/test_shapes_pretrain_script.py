@@ -219,3 +219,24 @@ def test_cogvideox_architecture_options_f2_vae_patch4_and_short_vae_clips(tmp_pa
     assert np.asarray(frames).shape == (1, 9, 32, 32, 3) and np.isfinite(frames).all()
     z = pipe.vae.encode(torch.zeros(1, 3, 9, 32, 32)).latent_dist.mode()
     assert z.shape == (1, 4, 5, 16, 16)  # the tiny architecture's 4 latent channels
+
+
+@pytest.mark.slow
+def test_init_from_keeps_fresh_only_the_tensors_whose_shape_changed(tmp_path):
+    """``--init-from`` a pipeline with another patch size: every same-shaped tensor is copied, the
+    patch embedding and output projection stay fresh and are named; other names are an error."""
+    from diffalign.shapes.pretrain import build_pipeline, load_trained_weights
+    from diffalign.shapes.pretraining.loop import save_fp16
+
+    source = build_pipeline("cogvideox", seed=1, tiny=True)
+    folder = save_fp16(source, str(tmp_path / "source"))
+    target = build_pipeline("cogvideox", seed=2, tiny=True, vae_channels=(8, 8), patch_size=4)
+    fresh = target.transformer.patch_embed.proj.weight.clone()
+    skipped = load_trained_weights(target, folder)
+    assert sorted(skipped) == ["patch_embed.proj.weight", "proj_out.bias", "proj_out.weight"]
+    assert torch.equal(target.transformer.patch_embed.proj.weight, fresh)
+    copied = target.transformer.transformer_blocks[0].attn1.to_q.weight
+    assert torch.equal(copied, source.transformer.transformer_blocks[0].attn1.to_q.weight.half().float())
+    assert torch.equal(target.text_encoder.shared.weight, source.text_encoder.shared.weight.half().float())
+    with pytest.raises(ValueError, match="other parameter names"):
+        load_trained_weights(build_pipeline("cogvideox", seed=2, tiny=False), folder)

@@ -122,13 +122,24 @@ def training_batches(family: str, batch_size: int, seed: int, caption_dropout: f
     return ShapesBatches(batch_size, seed=seed, caption_dropout=caption_dropout, layout=layout)
 
 
-def load_trained_weights(pipe, folder: str) -> None:
-    """Start from the denoiser and text encoder weights of the pipeline saved in ``folder``."""
+def load_trained_weights(pipe, folder: str) -> list[str]:
+    """Start from the denoiser and text encoder weights of the pipeline saved in ``folder``.
+    Tensors whose shape differs (e.g. a transformer's patch embedding and output projection after a
+    change of patch size or VAE) keep their fresh initialisation; their names are returned."""
     from diffusers import DiffusionPipeline
 
     source = DiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+    skipped = []
     for module, trained in zip([denoiser(pipe)] + text_encoders(pipe), [denoiser(source)] + text_encoders(source)):
-        module.load_state_dict(trained.state_dict())
+        own = module.state_dict()
+        theirs = trained.state_dict()
+        if set(own) != set(theirs):
+            raise ValueError(f"--init-from {folder}: {type(module).__name__} has other parameter names "
+                             f"({sorted(set(own) ^ set(theirs))[:3]}...)")
+        keep = {k: v for k, v in theirs.items() if v.shape == own[k].shape}
+        skipped += [k for k in own if k not in keep]
+        module.load_state_dict({**own, **keep})
+    return skipped
 
 
 def prepare_vae(pipe, args, log) -> None:
@@ -198,7 +209,8 @@ def main(argv=None) -> str:
         overrides["temporal_compression"] = args.video_temporal_compression
     pipe = build_pipeline(args.family, args.seed, args.tiny, **overrides)
     if args.init_from:
-        load_trained_weights(pipe, args.init_from)
+        skipped = load_trained_weights(pipe, args.init_from)
+        log({"stage": "init", "from": args.init_from, "fresh": skipped})
     log({"stage": "build", "family": args.family, "args": vars(args),
          "params": {"denoiser": count_parameters(denoiser(pipe)), "vae": count_parameters(pipe.vae),
                     "text_encoders": [count_parameters(m) for m in text_encoders(pipe)]}})
