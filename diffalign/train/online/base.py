@@ -126,7 +126,7 @@ class OnlineTrainer(Trainer):
 
     def make_scheduler(self, num_steps: int):
         """The sampling scheduler (shared by rollouts and the training re-evaluation)."""
-        return make_sampling_scheduler(self.adapter, num_steps, self.sample_size[0], self.sample_size[1])
+        return make_sampling_scheduler(self.adapter, num_steps, *self.sample_size)
 
     def guidance(self, prompts: Sequence[str], guidance_scale: float | None = None, cfg_on: bool = True) -> Guidance:
         """Encoded prompts (memoised) and, when guiding, the unconditional embeddings."""
@@ -227,6 +227,10 @@ class OnlineTrainer(Trainer):
         ev, acc = cfg.evaluation, self.accelerator
         if self.eval_set is None:
             self.eval_set = PromptSet.from_config(cfg.prompts, evaluation=True, seed=ev.seed, num_rows=ev.num_prompts)
+            if self.network_sharded() and len(self.eval_set) % acc.num_processes:  # unequal forwards would hang
+                raise ValueError(
+                    f"evaluation: {len(self.eval_set)} held-out prompts do not split evenly over {acc.num_processes} processes, "
+                    f"which sharded weights (FSDP / ZeRO-3) need: set evaluation.num_prompts to a multiple of {acc.num_processes}")
         num_steps = ev.num_inference_steps or cfg.sampling.num_inference_steps
         scheduler = self.scheduler if num_steps == cfg.sampling.num_inference_steps else self.make_scheduler(num_steps)
         levels = [0.0 if ev.noise_level is None else ev.noise_level] * num_steps
