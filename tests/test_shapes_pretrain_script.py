@@ -198,3 +198,45 @@ def test_tiny_cogvideox_training_run_saves_a_loadable_fp16_video_pipeline(tmp_pa
     assembled = assemble(out, str(tmp_path / "assembled"), steps=12, guidance=4.0)
     assert json.load(open(os.path.join(assembled, "diffalign_sampling.json"))) == {
         "height": 32, "width": 32, "num_frames": 9, "num_inference_steps": 12, "guidance_scale": 4.0}
+
+
+@pytest.mark.slow
+def test_cogvideox_architecture_options_f2_vae_patch4_and_short_vae_clips(tmp_path):
+    """``--video-vae-channels 8,8`` (f=2 spatial), ``--video-patch-size 4`` and ``--vae-frames 5``
+    build, train and save a pipeline that still samples 9-frame 32x32 clips from 16x16 latents."""
+    from diffusers import DiffusionPipeline
+
+    out = str(tmp_path / "f2")
+    main(["--family", "cogvideox", "--out", out, "--checkpoint-dir", str(tmp_path / "ckpt"), "--tiny",
+          "--steps", "1", "--vae-steps", "1", "--vae-batch-size", "2", "--batch-size", "2", "--threads", "1",
+          "--latent-pool", "0", "--video-vae-channels", "8,8", "--video-patch-size", "4", "--vae-frames", "5"])
+    pipe = DiffusionPipeline.from_pretrained(out)
+    assert pipe.vae.config.block_out_channels == [8, 8] and pipe.transformer.config.patch_size == 4
+    assert pipe.transformer.config.sample_height == 16 and pipe.vae_scale_factor_spatial == 2
+    pipe.set_progress_bar_config(disable=True)
+    frames = pipe(["a video of a red circle moving left"], num_frames=9, num_inference_steps=1,
+                  generator=torch.Generator().manual_seed(0), output_type="np").frames
+    assert np.asarray(frames).shape == (1, 9, 32, 32, 3) and np.isfinite(frames).all()
+    z = pipe.vae.encode(torch.zeros(1, 3, 9, 32, 32)).latent_dist.mode()
+    assert z.shape == (1, 4, 5, 16, 16)  # the tiny architecture's 4 latent channels
+
+
+@pytest.mark.slow
+def test_init_from_keeps_fresh_only_the_tensors_whose_shape_changed(tmp_path):
+    """``--init-from`` a pipeline with another patch size: every same-shaped tensor is copied, the
+    patch embedding and output projection stay fresh and are named; other names are an error."""
+    from diffalign.shapes.pretrain import build_pipeline, load_trained_weights
+    from diffalign.shapes.pretraining.loop import save_fp16
+
+    source = build_pipeline("cogvideox", seed=1, tiny=True)
+    folder = save_fp16(source, str(tmp_path / "source"))
+    target = build_pipeline("cogvideox", seed=2, tiny=True, vae_channels=(8, 8), patch_size=4)
+    fresh = target.transformer.patch_embed.proj.weight.clone()
+    skipped = load_trained_weights(target, folder)
+    assert sorted(skipped) == ["patch_embed.proj.weight", "proj_out.bias", "proj_out.weight"]
+    assert torch.equal(target.transformer.patch_embed.proj.weight, fresh)
+    copied = target.transformer.transformer_blocks[0].attn1.to_q.weight
+    assert torch.equal(copied, source.transformer.transformer_blocks[0].attn1.to_q.weight.half().float())
+    assert torch.equal(target.text_encoder.shared.weight, source.text_encoder.shared.weight.half().float())
+    with pytest.raises(ValueError, match="other parameter names"):
+        load_trained_weights(build_pipeline("cogvideox", seed=2, tiny=False), folder)

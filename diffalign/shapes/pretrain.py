@@ -86,6 +86,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--snr-gamma", type=float, default=None,
                    help="sd only: Min-SNR-gamma loss weighting (default: none, the plain loss). Min-SNR gives the "
                         "high-noise steps, where the prompt decides the layout and colours, almost no weight")
+    p.add_argument("--video-vae-channels", default=None,
+                   help="cogvideox: the 3D VAE's block widths, comma-separated; spatial compression 2**(n-1) "
+                        "(default: the shipped architecture's)")
+    p.add_argument("--video-temporal-compression", type=int, default=None,
+                   help="cogvideox: the 3D VAE's (and transformer's) temporal compression (default: the shipped one's)")
+    p.add_argument("--video-patch-size", type=int, default=None,
+                   help="cogvideox: the transformer's spatial patch (default 2; 4 keeps the token count of an f=4 VAE "
+                        "with an f=2 one)")
+    p.add_argument("--vae-frames", type=int, default=None,
+                   help="cogvideox: frames of the VAE's training clips (1 + 4k; default: the pipeline's 9). The causal "
+                        "3D VAE decodes in chunks of 2 latent frames anyway, so 5-frame clips train it at about half "
+                        "the cost per clip")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--tiny", action="store_true", help="tiny architecture (smoke tests)")
@@ -97,23 +109,37 @@ BUILDERS = {"sd": build_sd_pipeline, "sd3": build_sd3_pipeline, "cogvideox": bui
 
 
 def build_pipeline(family: str, seed: int, tiny: bool, **overrides):
-    return BUILDERS[family](seed=seed, **(TINY[family] if tiny else {}), **overrides)
+    return BUILDERS[family](seed=seed, **{**(TINY[family] if tiny else {}), **overrides})
 
 
-def training_batches(family: str, batch_size: int, seed: int, caption_dropout: float = 0.1, layout: str = "random"):
-    """Rendered training data of ``family``: shapes scenes, or moving-shapes clips for ``cogvideox``."""
+def training_batches(family: str, batch_size: int, seed: int, caption_dropout: float = 0.1, layout: str = "random",
+                     num_frames: int | None = None):
+    """Rendered training data of ``family``: shapes scenes, or moving-shapes clips for ``cogvideox``
+    (``num_frames``, default :data:`VIDEO_FRAMES`)."""
     if family == "cogvideox":
-        return VideoBatches(batch_size, seed=seed, size=VIDEO_SIZE, num_frames=VIDEO_FRAMES, caption_dropout=caption_dropout)
+        return VideoBatches(batch_size, seed=seed, size=VIDEO_SIZE, num_frames=num_frames or VIDEO_FRAMES,
+                            caption_dropout=caption_dropout)
     return ShapesBatches(batch_size, seed=seed, caption_dropout=caption_dropout, layout=layout)
 
 
-def load_trained_weights(pipe, folder: str) -> None:
-    """Start from the denoiser and text encoder weights of the pipeline saved in ``folder``."""
+def load_trained_weights(pipe, folder: str) -> list[str]:
+    """Start from the denoiser and text encoder weights of the pipeline saved in ``folder``.
+    Tensors whose shape differs (e.g. a transformer's patch embedding and output projection after a
+    change of patch size or VAE) keep their fresh initialisation; their names are returned."""
     from diffusers import DiffusionPipeline
 
     source = DiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+    skipped = []
     for module, trained in zip([denoiser(pipe)] + text_encoders(pipe), [denoiser(source)] + text_encoders(source)):
-        module.load_state_dict(trained.state_dict())
+        own = module.state_dict()
+        theirs = trained.state_dict()
+        if set(own) != set(theirs):
+            raise ValueError(f"--init-from {folder}: {type(module).__name__} has other parameter names "
+                             f"({sorted(set(own) ^ set(theirs))[:3]}...)")
+        keep = {k: v for k, v in theirs.items() if v.shape == own[k].shape}
+        skipped += [k for k in own if k not in keep]
+        module.load_state_dict({**own, **keep})
+    return skipped
 
 
 def prepare_vae(pipe, args, log) -> None:
@@ -124,10 +150,11 @@ def prepare_vae(pipe, args, log) -> None:
         pipe.vae.load_state_dict(trained.state_dict())
         pipe.vae.eval().requires_grad_(False)
         if args.vae_decoder_steps:
-            train_vae(pipe.vae, training_batches(args.family, args.vae_batch_size, args.seed + 2, 0.0),
+            train_vae(pipe.vae, training_batches(args.family, args.vae_batch_size, args.seed + 2, 0.0,
+                                                 num_frames=args.vae_frames),
                       args.vae_decoder_steps, lr=args.vae_lr, log=log, decoder_only=True)
     else:
-        train_vae(pipe.vae, training_batches(args.family, args.vae_batch_size, args.seed + 1, 0.0),
+        train_vae(pipe.vae, training_batches(args.family, args.vae_batch_size, args.seed + 1, 0.0, num_frames=args.vae_frames),
                   args.vae_steps, lr=args.vae_lr, log=log)
     normalise_latents(pipe.vae, probe, centred=args.family == "sd3")
     log({"stage": "vae", "recon_mse": reconstruction_error(pipe.vae, probe[:64]),
@@ -174,9 +201,16 @@ def main(argv=None) -> str:
     log = JsonlLog(args.log or os.path.join(ckpt_dir, "log.jsonl"))
     start = time.time()
     overrides = {"prediction_type": args.prediction_type} if args.family == "sd" else {}
+    if args.family == "cogvideox" and args.video_vae_channels:
+        overrides["vae_channels"] = tuple(_ints(args.video_vae_channels))
+    if args.family == "cogvideox" and args.video_patch_size:
+        overrides["patch_size"] = args.video_patch_size
+    if args.family == "cogvideox" and args.video_temporal_compression:
+        overrides["temporal_compression"] = args.video_temporal_compression
     pipe = build_pipeline(args.family, args.seed, args.tiny, **overrides)
     if args.init_from:
-        load_trained_weights(pipe, args.init_from)
+        skipped = load_trained_weights(pipe, args.init_from)
+        log({"stage": "init", "from": args.init_from, "fresh": skipped})
     log({"stage": "build", "family": args.family, "args": vars(args),
          "params": {"denoiser": count_parameters(denoiser(pipe)), "vae": count_parameters(pipe.vae),
                     "text_encoders": [count_parameters(m) for m in text_encoders(pipe)]}})

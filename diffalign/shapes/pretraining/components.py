@@ -184,7 +184,7 @@ VIDEO_FRAMES = 9
 
 def build_cogvideox_pipeline(
     seed: int = 0, layers: int = 4, heads: int = 4, head_dim: int = 16, vae_channels=(16, 32, 32),
-    latent_channels: int = LATENT_CHANNELS, temporal_compression: int = 2,
+    latent_channels: int = LATENT_CHANNELS, temporal_compression: int = 2, patch_size: int = 2,
 ):
     """A random-init ``CogVideoXPipeline`` of the shapes-cogvideox architecture, built by the tiny
     CogVideoX builder (:func:`diffalign.pipelines.tiny.cogvideox.build`: rotary 3D-attention DiT,
@@ -199,8 +199,10 @@ def build_cogvideox_pipeline(
         seed, sample_size=VIDEO_SIZE // spatial, sample_frames=VIDEO_FRAMES,
         transformer=dict(num_attention_heads=heads, attention_head_dim=head_dim, time_embed_dim=heads * head_dim,
                          num_layers=layers, in_channels=latent_channels, out_channels=latent_channels,
-                         temporal_compression_ratio=temporal_compression),
+                         temporal_compression_ratio=temporal_compression, patch_size=patch_size),
         vae=dict(block_out_channels=tuple(vae_channels), latent_channels=latent_channels,
+                 down_block_types=("CogVideoXDownBlock3D",) * len(vae_channels),
+                 up_block_types=("CogVideoXUpBlock3D",) * len(vae_channels),
                  temporal_compression_ratio=temporal_compression, norm_num_groups=min(8, vae_channels[0]),
                  sample_height=VIDEO_SIZE, sample_width=VIDEO_SIZE, scaling_factor=1.0),
     )

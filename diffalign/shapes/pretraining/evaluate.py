@@ -14,6 +14,19 @@ from diffalign.shapes.prompts import sample_rows
 from diffalign.shapes.vocab import CATEGORIES
 
 
+def torch_no_grad_lazy(fn):
+    """``fn`` run under ``torch.no_grad()`` (torch imported at call time, as the CLI does)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
 def pipeline_caller(pipe, **fixed_kwargs):
     """``pipe`` with extra call arguments fixed (e.g. SD3's ``max_sequence_length``)."""
     return functools.partial(pipe, **fixed_kwargs) if fixed_kwargs else pipe
@@ -60,6 +73,32 @@ def evaluate_video_pipeline(
     return summarize_video(rows, [judge_video(c[0], r) for c, r in zip(clips, rows)])
 
 
+@torch_no_grad_lazy
+def vae_reconstruction_score(vae, per_category: int = 6, seed: int = 0, split: str = "test", num_frames: int = 9,
+                             size: int = 32, batch_size: int = 8) -> dict:
+    """Temporal-judge summary (``summarize_video``) of ``vae``'s reconstructions (decode of the
+    posterior mode) of ground-truth clips of ``sample_video_rows(per_category, seed, split)``, each
+    rendered with ``render_video(row, num_frames, size, seed=seed + i)``: the ceiling that the VAE
+    puts on any denoiser trained in its latent space (ground-truth clips score 1)."""
+    import numpy as np
+    import torch
+
+    from diffalign.shapes.pretraining.data import clips_to_tensor
+    from diffalign.shapes.video import judge_video, render_video, sample_video_rows, summarize_video
+
+    rows = sample_video_rows(per_category, seed, split)
+    dtype = next(vae.parameters()).dtype
+    results = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        clips = [render_video(r, num_frames=num_frames, size=size, seed=seed + start + i) for i, r in enumerate(chunk)]
+        x = clips_to_tensor(clips).to(dtype)
+        recon = vae.decode(vae.encode(x).latent_dist.mode()).sample.float()  # [B, 3, T, H, W] in [-1, 1]
+        frames = ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
+        results.extend(judge_video(np.ascontiguousarray(f), r) for f, r in zip(frames, chunk))
+    return summarize_video(rows, results)
+
+
 def main(argv=None) -> dict:
     import torch
     from diffusers import DiffusionPipeline
@@ -73,8 +112,23 @@ def main(argv=None) -> dict:
     p.add_argument("--guidance", type=float, default=5.0)
     p.add_argument("--max-sequence-length", type=int, default=None, help="SD3 only: T5 length")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--vae", action="store_true",
+                   help="video pipelines: judge the VAE's reconstructions of ground-truth clips instead of samples")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.vae:
+        from diffusers import AutoencoderKLCogVideoX
+
+        vae = AutoencoderKLCogVideoX.from_pretrained(args.pipeline, subfolder="vae", torch_dtype=torch.float32).eval()
+        start = time.time()
+        summary = vae_reconstruction_score(vae, args.per_category, args.seed, args.split, size=vae.config.sample_height)
+        record = {"pipeline": args.pipeline, "vae_reconstructions": True, "split": args.split,
+                  "per_category": args.per_category, "seed": args.seed, "score": round(summary["score"], 4),
+                  "overall": round(summary["overall"], 4),
+                  **{f"{tag}_score": round(c["score"], 4) for tag, c in summary["categories"].items()},
+                  "wall_s": round(time.time() - start, 1)}
+        print(json.dumps(record), flush=True)
+        return record
     pipe = DiffusionPipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
     extra = {} if args.max_sequence_length is None else {"max_sequence_length": args.max_sequence_length}
