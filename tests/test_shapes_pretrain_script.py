@@ -136,6 +136,12 @@ def test_tiny_training_run_saves_a_loadable_fp16_pipeline(tmp_path, family):
     images = pipe(prompt=["a photo of a red circle", ""], num_inference_steps=2, guidance_scale=3.0,
                   generator=torch.Generator().manual_seed(0), output_type="np", **kwargs).images
     assert images.shape == (2, 64, 64, 3) and np.isfinite(images).all()
+    if family == "flux2":  # the training adapter pads prompts as the folder's sampling settings say
+        from diffalign.pipelines import load_adapter
+
+        adapter = load_adapter(out)
+        assert adapter.family == "flux2" and adapter.max_sequence_length == 40
+        assert adapter.encode_prompt(["a photo of a red circle"])["prompt_embeds"].shape[1] == 40
 
 
 @pytest.mark.slow
