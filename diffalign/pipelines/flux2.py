@@ -46,7 +46,7 @@ class Flux2KleinAdapter(ImageLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter
     #: q/k/v + MLP input projection.
     default_lora_targets = MMDIT_LORA_TARGETS + ("attn.to_qkv_mlp_proj",)
     #: Qwen3 tokens per prompt (the pipeline's default; every prompt is padded to it); a pipeline folder
-    #: whose ``diffalign_sampling.json`` sets ``max_sequence_length`` (shapes-flux2: 40) gets that value.
+    #: whose ``diffalign_sampling.json`` sets ``max_sequence_length`` (a shapes-world klein pipeline from ``python -m diffalign.shapes.pretrain --family flux2``: 40) gets that value.
     max_sequence_length: int = 512
     #: the Qwen3 hidden states stacked into the embeddings (the pipeline's default).
     text_encoder_out_layers: tuple[int, ...] = (9, 18, 27)

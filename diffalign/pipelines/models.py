@@ -17,7 +17,7 @@ from diffalign.pipelines.attention import BACKENDS
 from diffalign.utils.dtypes import dtype_name
 
 #: pipelines embedded in the package: name -> family.
-EMBEDDED = {"shapes-sd": "sd", "shapes-sd3": "sd3", "shapes-flux2": "flux2", "shapes-cogvideox": "cogvideox"}
+EMBEDDED = {"shapes-sd": "sd", "shapes-sd3": "sd3", "shapes-cogvideox": "cogvideox"}
 EMBEDDED_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
 
 

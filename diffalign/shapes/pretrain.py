@@ -3,7 +3,7 @@
     python -m diffalign.shapes.pretrain --family sd  --out diffalign/pretrained/shapes-sd
     python -m diffalign.shapes.pretrain --family sd3 --out diffalign/pretrained/shapes-sd3 \
         --vae-from diffalign/pretrained/shapes-sd
-    python -m diffalign.shapes.pretrain --family flux2 --out diffalign/pretrained/shapes-flux2 \
+    python -m diffalign.shapes.pretrain --family flux2 --out OUT \
         --vae-from diffalign/pretrained/shapes-sd3
     python -m diffalign.shapes.pretrain --family cogvideox --out diffalign/pretrained/shapes-cogvideox
 
