@@ -58,7 +58,7 @@ def test_latent_pool_serves_encoded_canonical_scenes_deterministically():
 def test_text_encoders_start_with_spread_embeddings():
     from diffalign.shapes.pretrain import build_pipeline
 
-    for family in ("sd", "sd3"):
+    for family in ("sd", "sd3", "flux2"):
         pipe = build_pipeline(family, seed=0, tiny=True)
         for encoder in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
             if encoder is None:
@@ -97,7 +97,7 @@ def _stored_dtypes(path):
         return {f.get_slice(k).get_dtype() for k in f.keys()}
 
 
-@pytest.mark.parametrize("family", ["sd", "sd3"])
+@pytest.mark.parametrize("family", ["sd", "sd3", "flux2"])
 @pytest.mark.slow
 def test_tiny_training_run_saves_a_loadable_fp16_pipeline(tmp_path, family):
     from diffusers import DiffusionPipeline
@@ -111,23 +111,37 @@ def test_tiny_training_run_saves_a_loadable_fp16_pipeline(tmp_path, family):
     losses = [r["loss"] for r in log if r.get("stage") == "denoiser"]
     assert losses and all(np.isfinite(losses))
     assert sorted(os.listdir(ckpt)) == ["log.jsonl", "step-000002", "step-000003"]
-    assert json.load(open(os.path.join(out, "diffalign_sampling.json")))["num_inference_steps"] == 20
+    settings = json.load(open(os.path.join(out, "diffalign_sampling.json")))
+    assert settings["num_inference_steps"] == 20
+    assert settings.get("max_sequence_length") == (40 if family == "flux2" else None)
 
     denoiser_dir = "unet" if family == "sd" else "transformer"
     assert _stored_dtypes(os.path.join(out, denoiser_dir, "diffusion_pytorch_model.safetensors")) == {"F16"}
     assert _stored_dtypes(os.path.join(out, "text_encoder", "model.safetensors")) == {"F16"}
 
     pipe = DiffusionPipeline.from_pretrained(out)
-    assert type(pipe).__name__ == ("StableDiffusionPipeline" if family == "sd" else "StableDiffusion3Pipeline")
+    expected = {"sd": "StableDiffusionPipeline", "sd3": "StableDiffusion3Pipeline", "flux2": "Flux2KleinPipeline"}
+    assert type(pipe).__name__ == expected[family]
     assert pipe.text_encoder.dtype == torch.float32  # loads like the diffusers models, not as fp16
     vae_config = pipe.vae.config
-    assert vae_config.scaling_factor != 1.0  # normalised from the renders' latents
-    assert (vae_config.shift_factor is not None) == (family == "sd3")
+    if family == "flux2":  # normalised by the batch-norm statistics of the patchified latents
+        assert type(pipe.vae).__name__ == "AutoencoderKLFlux2"
+        assert pipe.vae.bn.running_var.shape == (32,) and not torch.allclose(pipe.vae.bn.running_var, torch.ones(32))
+    else:
+        assert vae_config.scaling_factor != 1.0  # normalised from the renders' latents
+        assert (vae_config.shift_factor is not None) == (family == "sd3")
     pipe.set_progress_bar_config(disable=True)
-    kwargs = {"max_sequence_length": 8} if family == "sd3" else {}
-    images = pipe(["a photo of a red circle", ""], num_inference_steps=2, guidance_scale=3.0,
+    # klein defaults to 128 latent positions a side (512 px at this VAE's factor 4): the size is a setting
+    kwargs = {"sd": {}, "sd3": {"max_sequence_length": 8}, "flux2": {"max_sequence_length": 40, "height": 64, "width": 64}}[family]
+    images = pipe(prompt=["a photo of a red circle", ""], num_inference_steps=2, guidance_scale=3.0,
                   generator=torch.Generator().manual_seed(0), output_type="np", **kwargs).images
     assert images.shape == (2, 64, 64, 3) and np.isfinite(images).all()
+    if family == "flux2":  # the training adapter pads prompts as the folder's sampling settings say
+        from diffalign.pipelines import load_adapter
+
+        adapter = load_adapter(out)
+        assert adapter.family == "flux2" and adapter.max_sequence_length == 40
+        assert adapter.encode_prompt(["a photo of a red circle"])["prompt_embeds"].shape[1] == 40
 
 
 @pytest.mark.slow
@@ -240,3 +254,33 @@ def test_init_from_keeps_fresh_only_the_tensors_whose_shape_changed(tmp_path):
     assert torch.equal(target.text_encoder.shared.weight, source.text_encoder.shared.weight.half().float())
     with pytest.raises(ValueError, match="other parameter names"):
         load_trained_weights(build_pipeline("cogvideox", seed=2, tiny=False), folder)
+
+
+@pytest.mark.slow  # renders and encodes 16 scenes
+def test_flux2_latent_pool_is_the_klein_pipelines_normalised_patchified_latents():
+    """shapes-flux2 reuses the shapes AutoencoderKL's weights in FLUX.2's AutoencoderKLFlux2: the
+    same decoded images, and latents normalised per channel by the batch-norm statistics that the
+    klein pipeline undoes before decoding."""
+    from diffusers import AutoencoderKL
+
+    from diffalign.shapes.pretraining.autoencoder import (
+        copy_autoencoder_kl, encode_latents, normalise_flux2_latents, patchify_latents)
+    from diffalign.shapes.pretraining.components import build_flux2_vae, build_vae
+
+    torch.manual_seed(0)
+    kl, flux2 = build_vae((8, 8, 16)).eval(), build_flux2_vae((8, 8, 16)).eval()
+    copy_autoencoder_kl(kl, flux2)
+    images, _ = ShapesBatches(16, seed=0, caption_dropout=0.0)(0)
+    with torch.no_grad():
+        z = kl.encode(images).latent_dist.mean
+        assert torch.allclose(flux2.decode(z).sample, kl.decode(z).sample, atol=1e-6)
+    normalise_flux2_latents(flux2, images)
+    samples = encode_latents(flux2, images, torch.Generator().manual_seed(1))  # posterior samples, like the stats
+    assert samples.shape == (16, 32, 8, 8)
+    assert samples.mean(dim=(0, 2, 3)).abs().max() < 0.2 and 0.8 < samples.std(dim=(0, 2, 3)).mean() < 1.2
+    latents = encode_latents(flux2, images, sample=False)  # what the latent pool holds
+    mean, var = flux2.bn.running_mean.view(1, -1, 1, 1), flux2.bn.running_var.view(1, -1, 1, 1)
+    undone = latents * torch.sqrt(var + flux2.config.batch_norm_eps) + mean  # what the pipeline does
+    assert torch.allclose(undone, patchify_latents(z), atol=1e-5)
+    with pytest.raises(ValueError, match="VAE layouts differ"):
+        copy_autoencoder_kl(build_vae((8, 16, 16)), build_flux2_vae((8, 16, 16, 16)))

@@ -45,11 +45,25 @@ class Flux2KleinAdapter(ImageLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter
     #: the double blocks' joint attention (image and text projections) and the single blocks' fused
     #: q/k/v + MLP input projection.
     default_lora_targets = MMDIT_LORA_TARGETS + ("attn.to_qkv_mlp_proj",)
-    #: Qwen3 tokens per prompt (the pipeline's default; every prompt is padded to it).
+    #: Qwen3 tokens per prompt (the pipeline's default; every prompt is padded to it); a pipeline folder
+    #: whose ``diffalign_sampling.json`` sets ``max_sequence_length`` (a shapes-world klein pipeline from ``python -m diffalign.shapes.pretrain --family flux2``: 40) gets that value.
     max_sequence_length: int = 512
     #: the Qwen3 hidden states stacked into the embeddings (the pipeline's default).
     text_encoder_out_layers: tuple[int, ...] = (9, 18, 27)
     linspace_sigmas = True
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **kwargs) -> "Flux2KleinAdapter":
+        import os
+
+        from diffalign.pipelines.generation import read_sampling_file
+
+        adapter = super().from_pretrained(name_or_path, **kwargs)
+        if os.path.isdir(str(name_or_path)):
+            shipped = read_sampling_file(str(name_or_path)).get("max_sequence_length")
+            if shipped is not None:
+                adapter.max_sequence_length = int(shipped)
+        return adapter
 
     @property
     def distilled(self) -> bool:

@@ -3,6 +3,8 @@
     python -m diffalign.shapes.pretrain --family sd  --out diffalign/pretrained/shapes-sd
     python -m diffalign.shapes.pretrain --family sd3 --out diffalign/pretrained/shapes-sd3 \
         --vae-from diffalign/pretrained/shapes-sd
+    python -m diffalign.shapes.pretrain --family flux2 --out OUT \
+        --vae-from diffalign/pretrained/shapes-sd3
     python -m diffalign.shapes.pretrain --family cogvideox --out diffalign/pretrained/shapes-cogvideox
 
 Stages: (1) the VAE learns to reconstruct renders (or is taken from ``--vae-from``) and its latents
@@ -22,12 +24,20 @@ import numpy as np
 import torch
 from diffusers.utils import logging as diffusers_logging
 
-from diffalign.shapes.pretraining.autoencoder import normalise_latents, reconstruction_error, train_vae
+from diffalign.shapes.pretraining.autoencoder import (
+    copy_autoencoder_kl,
+    normalise_flux2_latents,
+    normalise_latents,
+    reconstruction_error,
+    train_vae,
+)
 from diffalign.shapes.pretraining.components import (
     IMAGE_SIZE,
     VIDEO_FRAMES,
+    FLUX2_TEXT_TOKENS,
     VIDEO_SIZE,
     build_cogvideox_pipeline,
+    build_flux2_pipeline,
     build_sd3_pipeline,
     build_sd_pipeline,
     count_parameters,
@@ -36,12 +46,13 @@ from diffalign.shapes.pretraining.components import (
 )
 from diffalign.shapes.pretraining.data import LatentPool, ShapesBatches, VideoBatches
 from diffalign.shapes.pretraining.loop import JsonlLog, LoopConfig, save_fp16, train_denoiser
-from diffalign.shapes.pretraining.objectives import cogvideox_loss, sd3_flow_loss, sd_denoising_loss
+from diffalign.shapes.pretraining.objectives import cogvideox_loss, flux2_flow_loss, sd3_flow_loss, sd_denoising_loss
 from diffalign.shapes.sampling import SAMPLING_FILE
 
 TINY = {
     "sd": dict(unet_channels=(8, 16, 16), text_hidden=8, text_layers=2, vae_channels=(8, 8, 16)),
     "sd3": dict(layers=1, heads=2, head_dim=8, text_hidden=8, vae_channels=(8, 8, 16)),  # T5 width 16
+    "flux2": dict(layers=1, single_layers=1, heads=2, head_dim=8, text_hidden=8, vae_channels=(8, 8, 16)),
     "cogvideox": dict(layers=1, heads=1, head_dim=16, vae_channels=(8, 8, 8), latent_channels=4),
 }
 """Architecture overrides of ``--tiny`` (smoke tests of this script)."""
@@ -53,7 +64,7 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m diffalign.shapes.pretrain", description=__doc__.split("\n\n")[0])
-    p.add_argument("--family", choices=("sd", "sd3", "cogvideox"), required=True)
+    p.add_argument("--family", choices=("sd", "sd3", "flux2", "cogvideox"), required=True)
     p.add_argument("--out", required=True, help="folder of the final fp16 pipeline")
     p.add_argument("--checkpoint-dir", default=None, help="EMA checkpoints (default: OUT-checkpoints)")
     p.add_argument("--steps", type=int, default=3000, help="denoiser steps")
@@ -105,7 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-BUILDERS = {"sd": build_sd_pipeline, "sd3": build_sd3_pipeline, "cogvideox": build_cogvideox_pipeline}
+BUILDERS = {"sd": build_sd_pipeline, "sd3": build_sd3_pipeline, "flux2": build_flux2_pipeline, "cogvideox": build_cogvideox_pipeline}
 
 
 def build_pipeline(family: str, seed: int, tiny: bool, **overrides):
@@ -146,8 +157,14 @@ def prepare_vae(pipe, args, log) -> None:
     """Train the pipeline's VAE (or copy a trained one) and normalise its latents."""
     probe, _ = training_batches(args.family, 64 if args.family == "cogvideox" else 256, args.seed + 7919, 0.0)(0)
     if args.vae_from:
-        trained = type(pipe.vae).from_pretrained(args.vae_from, subfolder="vae", torch_dtype=torch.float32)
-        pipe.vae.load_state_dict(trained.state_dict())
+        if args.family == "flux2":  # the shapes AutoencoderKL's weights in FLUX.2's AutoencoderKLFlux2
+            from diffusers import AutoencoderKL
+
+            copy_autoencoder_kl(AutoencoderKL.from_pretrained(args.vae_from, subfolder="vae", torch_dtype=torch.float32),
+                                pipe.vae)
+        else:
+            trained = type(pipe.vae).from_pretrained(args.vae_from, subfolder="vae", torch_dtype=torch.float32)
+            pipe.vae.load_state_dict(trained.state_dict())
         pipe.vae.eval().requires_grad_(False)
         if args.vae_decoder_steps:
             train_vae(pipe.vae, training_batches(args.family, args.vae_batch_size, args.seed + 2, 0.0,
@@ -156,17 +173,22 @@ def prepare_vae(pipe, args, log) -> None:
     else:
         train_vae(pipe.vae, training_batches(args.family, args.vae_batch_size, args.seed + 1, 0.0, num_frames=args.vae_frames),
                   args.vae_steps, lr=args.vae_lr, log=log)
-    normalise_latents(pipe.vae, probe, centred=args.family == "sd3")
-    log({"stage": "vae", "recon_mse": reconstruction_error(pipe.vae, probe[:64]),
-         "scaling_factor": pipe.vae.config.scaling_factor, "shift_factor": pipe.vae.config.shift_factor})
+    if args.family == "flux2":
+        normalise_flux2_latents(pipe.vae, probe)
+        stats = {"bn_mean": pipe.vae.bn.running_mean.tolist(), "bn_var": pipe.vae.bn.running_var.tolist()}
+    else:
+        normalise_latents(pipe.vae, probe, centred=args.family == "sd3")
+        stats = {"scaling_factor": pipe.vae.config.scaling_factor, "shift_factor": pipe.vae.config.shift_factor}
+    log({"stage": "vae", "recon_mse": reconstruction_error(pipe.vae, probe[:64]), **stats})
 
 
 def sampling_settings(args) -> dict:
     """The sampling settings recorded next to the weights (read by ``sampling_defaults``)."""
     size = VIDEO_SIZE if args.family == "cogvideox" else IMAGE_SIZE
     frames = {"num_frames": VIDEO_FRAMES} if args.family == "cogvideox" else {}
+    tokens = {"max_sequence_length": FLUX2_TEXT_TOKENS} if args.family == "flux2" else {}
     return {"num_inference_steps": args.sample_steps, "guidance_scale": args.sample_guidance,
-            "height": size, "width": size, **frames}
+            "height": size, "width": size, **frames, **tokens}
 
 
 def loss_for(family: str, t5_tokens: list[int], snr_gamma: float | None = None):
@@ -182,6 +204,8 @@ def loss_for(family: str, t5_tokens: list[int], snr_gamma: float | None = None):
             return cogvideox_loss(pipe, latents, captions, generator, adapter=adapter)
 
         return video_loss
+    if family == "flux2":
+        return functools.partial(flux2_flow_loss, tokens=FLUX2_TEXT_TOKENS)
     choices = random.Random(0)
 
     def loss(pipe, latents, captions, generator):

@@ -97,8 +97,51 @@ def encode_latents(
     shifted and scaled per the config)."""
     dist = vae.encode(images).latent_dist
     z = dist.sample(generator) if sample else dist.mean
+    if hasattr(vae, "bn"):  # FLUX.2's AutoencoderKLFlux2: 2x2 patchify, then its batch-norm statistics
+        mean, std = flux2_latent_norm(vae)
+        return (patchify_latents(z) - mean) / std
     shift = vae.config.shift_factor or 0.0
     return (z - shift) * vae.config.scaling_factor
+
+
+def patchify_latents(z: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, 4C, H/2, W/2], each 2x2 patch's channels together (``Flux2KleinPipeline``'s
+    ``_patchify_latents``)."""
+    from diffusers import Flux2KleinPipeline
+
+    return Flux2KleinPipeline._patchify_latents(z)
+
+
+def flux2_latent_norm(vae) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) [1, 4C, 1, 1] the klein pipeline normalises patchified latents with:
+    ``bn.running_mean`` and ``sqrt(bn.running_var + eps)``."""
+    mean = vae.bn.running_mean.view(1, -1, 1, 1)
+    std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps)
+    return mean, std
+
+
+@torch.no_grad()
+def normalise_flux2_latents(vae, images: torch.Tensor) -> None:
+    """Set an ``AutoencoderKLFlux2``'s batch-norm running statistics to the per-channel mean and
+    variance of the patchified latents (posterior samples) of ``images``, so that the klein
+    pipeline's latents have zero mean and unit variance per channel."""
+    z = patchify_latents(vae.encode(images).latent_dist.sample())
+    vae.bn.running_mean.copy_(z.mean(dim=(0, 2, 3)))
+    vae.bn.running_var.copy_((z.var(dim=(0, 2, 3)) - vae.config.batch_norm_eps).clamp_min(1e-6))
+
+
+@torch.no_grad()
+def copy_autoencoder_kl(source: AutoencoderKL, target) -> None:
+    """Load an ``AutoencoderKL``'s weights into an ``AutoencoderKLFlux2`` of the same layout (the
+    encoder, decoder and quant convs are the same modules; only the batch-norm statistics are new).
+    Raises ``ValueError`` naming the first mismatching key."""
+    try:
+        result = target.load_state_dict(source.state_dict(), strict=False)
+    except RuntimeError as e:  # shapes differ
+        raise ValueError(f"VAE layouts differ: {str(e).splitlines()[1].strip()}") from None
+    missing = [k for k in result.missing_keys if not k.startswith("bn.")]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"VAE layouts differ: missing {missing[:1]}, unexpected {result.unexpected_keys[:1]}")
 
 
 @torch.no_grad()

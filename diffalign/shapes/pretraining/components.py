@@ -221,3 +221,62 @@ def text_encoders(pipe) -> list[torch.nn.Module]:
 
 def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+FLUX2_TEXT_WIDTH, FLUX2_TEXT_LAYERS = 16, 27
+"""shapes-flux2's Qwen3 text encoder: width 16, 27 layers (the pipeline stacks hidden states 9, 18
+and 27, so it needs at least 27; at width 16 a layer costs ~3 k parameters)."""
+FLUX2_TEXT_TOKENS = 40
+"""Qwen3 tokens per prompt of shapes-flux2 (``max_sequence_length``): the chat template takes 23 and
+the longest shapes prompt 10 more; the pipeline's default 512 would make every step ~5x costlier."""
+
+
+def build_flux2_vae(channels=(16, 32, 64)):
+    """The shapes VAE (:func:`build_vae`'s architecture and weights layout) as FLUX.2's
+    ``AutoencoderKLFlux2``: the same encoder/decoder, plus the batch-norm statistics of the 2x2
+    patchified latents that the klein pipeline normalises with (set by ``normalise_flux2_latents``)."""
+    from diffusers import AutoencoderKLFlux2
+
+    return AutoencoderKLFlux2(
+        in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * len(channels),
+        up_block_types=("UpDecoderBlock2D",) * len(channels),
+        block_out_channels=tuple(channels), layers_per_block=1, latent_channels=LATENT_CHANNELS,
+        norm_num_groups=8, sample_size=IMAGE_SIZE,
+    )
+
+
+def build_flux2_pipeline(
+    seed: int = 0, layers: int = 2, single_layers: int = 2, heads: int = 4, head_dim: int = 32,
+    text_hidden: int = FLUX2_TEXT_WIDTH, text_layers: int = FLUX2_TEXT_LAYERS, vae_channels=(16, 32, 64),
+):
+    """A random-init ``Flux2KleinPipeline`` (FLUX.2 [klein] architecture, undistilled: CFG against the
+    empty prompt) of the shapes-flux2 architecture: ``Flux2Transformer2DModel`` without guidance
+    embedding on the 2x2-patchified 16x16x8 latents (64 tokens of 32 channels), ``layers`` double and
+    ``single_layers`` single blocks of ``heads`` x ``head_dim``; a Qwen3 text encoder (width
+    ``text_hidden``, ``text_layers`` layers, token embeddings spread like the CLIP ones) over the
+    project's offline Qwen2 tokenizer with Qwen3's chat template; the flow-matching Euler scheduler
+    with the static shift :data:`FLOW_SHIFT` of shapes-sd3 (the FLUX.2 checkpoints' dynamic shift would
+    be exp(mu) = 6.2 at 64 image tokens and 20 steps, which leaves one Euler step from sigma 0.25 to 0;
+    with ``use_dynamic_shifting`` off the scheduler ignores the ``mu`` the pipeline passes)."""
+    from diffusers import Flux2KleinPipeline, Flux2Transformer2DModel
+
+    from diffalign.pipelines.tiny.qwen3 import qwen3_tokenizer, tiny_qwen3
+
+    torch.manual_seed(seed)
+    vae = build_flux2_vae(vae_channels)
+    tokenizer = qwen3_tokenizer()
+    text_encoder = tiny_qwen3(seed + 3, len(tokenizer), hidden_size=text_hidden, num_layers=text_layers)
+    with torch.no_grad():
+        text_encoder.get_input_embeddings().weight.normal_(0.0, TEXT_EMBEDDING_STD)
+    torch.manual_seed(seed + 4)
+    rope = head_dim // 4
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=4 * LATENT_CHANNELS, num_layers=layers, num_single_layers=single_layers,
+        attention_head_dim=head_dim, num_attention_heads=heads, joint_attention_dim=3 * text_hidden,
+        timestep_guidance_channels=64, axes_dims_rope=(rope,) * 4, guidance_embeds=False,
+    )
+    return Flux2KleinPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=FLOW_SHIFT),
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, is_distilled=False,
+    )

@@ -70,3 +70,22 @@ def cogvideox_loss(pipe, latents: torch.Tensor, captions: list[str], generator: 
     errors, _ = adapter.training_errors(latents.permute(0, 2, 1, 3, 4), PromptEmbeds({"prompt_embeds": embeds}),
                                         generator=generator)
     return errors.mean()
+
+
+def flux2_flow_loss(pipe, latents: torch.Tensor, captions: list[str], generator: torch.Generator, tokens: int) -> torch.Tensor:
+    """Rectified-flow velocity loss of a ``Flux2KleinPipeline`` on its normalised, 2x2-patchified
+    latents [B, 4C, h, w]: the same sigmas as :func:`sd3_flow_loss` (logit-normal, shifted by the
+    scheduler's static ``shift``), the transformer called as the pipeline calls it (packed tokens,
+    ``t / 1000``, text ids ``(0, 0, 0, l)`` and latent ids ``(0, row, column, 0)``). ``tokens`` is the
+    Qwen3 ``max_sequence_length`` (every prompt is padded to it)."""
+    embeds, _ = pipe.encode_prompt(prompt=captions, device=latents.device, max_sequence_length=tokens)
+    b = latents.shape[0]
+    u = compute_density_for_timestep_sampling("logit_normal", b, logit_mean=0.0, logit_std=1.0, generator=generator)
+    sigmas = shifted_sigmas(u, pipe.scheduler.config.shift).view(b, 1, 1, 1)
+    noise = torch.randn(latents.shape, generator=generator)
+    noisy = (1 - sigmas) * latents + sigmas * noise
+    pred = pipe.transformer(
+        hidden_states=pipe._pack_latents(noisy), timestep=sigmas.flatten(), guidance=None, encoder_hidden_states=embeds,
+        txt_ids=pipe._prepare_text_ids(embeds), img_ids=pipe._prepare_latent_ids(noisy), return_dict=False,
+    )[0]
+    return per_sample_mse(pred, pipe._pack_latents(noise - latents)).mean()
