@@ -126,12 +126,23 @@ def run_child(a) -> dict:
     mem = PhaseMemory(device)
     mem.wrap(trainer, "collect", "sampling")
     mem.wrap(trainer, "train_on", "update")
+    cpu_per_step: list[float] = []
+    step = trainer.step
+
+    def timed_step(*args, **kwargs):  # process CPU seconds of the iteration (every thread: the reward worker too)
+        c = time.process_time()
+        out = step(*args, **kwargs)
+        cpu_per_step.append(time.process_time() - c)
+        return out
+
+    trainer.step = timed_step
     t0, c0 = time.perf_counter(), time.process_time()
     result = trainer.train()
     rows = [r for r in read_metrics(result.metrics_path) if "train_s" in r]
     keys = ("sampling_s", "reward_s", "reward_exposed_s", "train_s", "step_time", "optimizer_steps")
     rollouts = a.batch * a.num_batches
-    epochs = [{**{k: r.get(k) for k in keys}, "samples_per_s": rollouts / r["step_time"]} for r in rows]
+    epochs = [{**{k: r.get(k) for k in keys}, "samples_per_s": rollouts / r["step_time"], "cpu_s": c,
+               "samples_per_cpu_s": rollouts / c} for r, c in zip(rows, cpu_per_step)]
     trained_steps = trainer.num_trained_steps(stored)
     return {"trainer": a.trainer, "family": family, "workers": a.workers, "device": device,
             "trained_timesteps": trained_steps, "rollouts_per_epoch": rollouts, "epochs": epochs,
@@ -159,11 +170,19 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None, help="PNG: samples/s per iteration and peak memory vs trained timesteps")
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--replot", default=None, help="tables and --figure from a --json file of an earlier run")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child-workers", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--child-trained", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--child-trainer", default="ddpo", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.replot:
+        with open(a.replot) as f:
+            runs = json.load(f)["runs"]
+        report(runs, a)
+        if a.figure:
+            figure(runs, a.figure)
+        return 0
     if a.child:
         a.trainer, a.workers, a.trained = a.child_trainer, a.child_workers, a.child_trained
         print("RESULT " + json.dumps(run_child(a)), flush=True)
@@ -211,14 +230,16 @@ def main(argv=None) -> int:
 def report(runs: list[dict], a) -> None:
     print(f"\n{a.steps} sampling steps, CFG {a.cfg} (one batched forward), {a.batch} x {a.num_batches} rollouts per "
           f"iteration, LoRA r4, reward {a.reward}, {a.threads} thread(s); seconds from the trainer's log")
-    print("| trainer | reward.workers | iteration | sampling_s | reward_s | reward_exposed_s | train_s | iteration s | samples/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| trainer | reward.workers | iteration | sampling_s | reward_s | reward_exposed_s | train_s | iteration s | "
+          "samples/s | iteration CPU s | samples per CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         if r["memory_run"]:
             continue
         for i, e in enumerate(r["epochs"]):
             print(f"| {r['trainer']} ({r['family']}) | {r['workers']} | {i + 1} | {e['sampling_s']:.2f} | {e['reward_s']:.3f} | "
-                  f"{e['reward_exposed_s']:.3f} | {e['train_s']:.2f} | {e['step_time']:.2f} | {e['samples_per_s']:.2f} |")
+                  f"{e['reward_exposed_s']:.3f} | {e['train_s']:.2f} | {e['step_time']:.2f} | {e['samples_per_s']:.2f} | "
+                  f"{e.get('cpu_s', float('nan')):.2f} | {e.get('samples_per_cpu_s', float('nan')):.2f} |")
     print("\nPeak memory of one iteration versus trained timesteps (MB; RSS with glibc returning freed memory at once"
           " on CPU, max_memory_allocated on a GPU)")
     print("| trainer | trained timesteps | sampling phase peak | update peak | update growth over its start |")
@@ -254,6 +275,9 @@ def figure(runs: list[dict], path: str) -> None:
         for phase, style in (("update", "-o"), ("sampling", "--s")):
             ax2.plot(ts, [next(m["peak_mb"] for m in r["memory"] if m["phase"] == phase) for r in mine], style,
                      label=f"{trainer} ({mine[0]['family']}) {phase} peak")
+    ax1.xaxis.get_major_locator().set_params(integer=True)
+    ax1.set_ylim(bottom=0)
+    ax2.set_ylim(bottom=0)
     ax2.set_xlabel("trained timesteps per rollout")
     ax2.set_ylabel("peak MB")
     ax2.set_title("peak memory vs trained timesteps")
