@@ -23,7 +23,7 @@ and the update's peak growth over its start. On a GPU: ``torch.cuda.max_memory_a
     python bench/online_epoch.py --dry-run        # the plan
 
 Prints Markdown tables; ``--figure`` draws samples/s per iteration and peak memory versus trained
-timesteps (matplotlib).
+timesteps (the update's peak growth: what depends on them; matplotlib).
 """
 from __future__ import annotations
 
@@ -272,15 +272,14 @@ def figure(runs: list[dict], path: str) -> None:
     for trainer in sorted({r["trainer"] for r in runs if r["memory_run"]}):
         mine = sorted((r for r in runs if r["memory_run"] and r["trainer"] == trainer), key=lambda r: r["trained_timesteps"])
         ts = [r["trained_timesteps"] for r in mine]
-        for phase, style in (("update", "-o"), ("sampling", "--s")):
-            ax2.plot(ts, [next(m["peak_mb"] for m in r["memory"] if m["phase"] == phase) for r in mine], style,
-                     label=f"{trainer} ({mine[0]['family']}) {phase} peak")
+        ax2.plot(ts, [next(m["growth_mb"] for m in r["memory"] if m["phase"] == "update") for r in mine], "-o",
+                 label=f"{trainer} ({mine[0]['family']})")
     ax1.xaxis.get_major_locator().set_params(integer=True)
     ax1.set_ylim(bottom=0)
     ax2.set_ylim(bottom=0)
     ax2.set_xlabel("trained timesteps per rollout")
-    ax2.set_ylabel("peak MB")
-    ax2.set_title("peak memory vs trained timesteps")
+    ax2.set_ylabel("MB over the update's start")
+    ax2.set_title("update peak memory growth vs trained timesteps")
     ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
