@@ -27,6 +27,7 @@ def _count_forwards(module: torch.nn.Module) -> tuple[list[int], object]:
     return sizes, module.register_forward_pre_hook(hook, with_kwargs=True)
 
 
+@pytest.mark.slow  # a tiny rollout batch and one training unit (~1-2 s)
 @pytest.mark.parametrize("trainer_name,family", [("ddpo", "sd"), ("flow_grpo", "sd3")])
 def test_cfg_is_one_batched_denoiser_forward_per_step(tmp_path, trainer_name, family):
     cfg = make_config(tmp_path, trainer_name, family, max_steps=1, **{"sampling.num_batches": 1})
@@ -71,6 +72,7 @@ class _Overlap:
         return images.float().mean(dim=(1, 2, 3))
 
 
+@pytest.mark.slow  # two tiny iterations' rollouts (~2 s)
 def test_rewards_are_scored_while_the_next_batch_samples_and_equal_the_serial_path(tmp_path):
     results = {}
     for workers in (0, 1):
