@@ -72,7 +72,7 @@ def test_trainer_configs_choices_renames_and_dtypes(tmp_path):
 
     assert error(DDPOConfig, None, ["reward.name=pickscor"]) == (
         "command line: reward.name: 'pickscor' is not one of: " + ", ".join(available()))
-    assert error(DDPOConfig, None, ["model.family=sdx"]) == "command line: model.family: 'sdx' is not one of: cogvideox, flux, flux2, hunyuanvideo15, qwenimage, sd, sd3, sdxl, wan, zimage"
+    assert error(DDPOConfig, None, ["model.family=sdx"]) == "command line: model.family: 'sdx' is not one of: cogvideox, flux, flux2, hunyuanvideo15, ltx2, qwenimage, sd, sd3, sdxl, wan, zimage"
     assert error(DDPOConfig, None, ["trainer=dppo"]) == (
         "command line: trainer: 'dppo' is not one of: alignprop, d3po, ddpo, draft, flow_grpo, offline, refl")
     assert error(DDPOConfig, None, ["report_to=[jsonl,wandbb]"]) == (

@@ -10,7 +10,7 @@ from diffalign.train_command import recipe_path, trainer_name
 
 @pytest.mark.parametrize("cls,family", [("FluxPipeline", "flux"), ("WanPipeline", "wan"), ("QwenImagePipeline", "qwenimage"),
                                         ("Flux2KleinPipeline", "flux2"), ("ZImagePipeline", "zimage"),
-                                        ("HunyuanVideo15Pipeline", "hunyuanvideo15"),
+                                        ("HunyuanVideo15Pipeline", "hunyuanvideo15"), ("LTX2Pipeline", "ltx2"),
                                         ("StableDiffusion3Pipeline", "sd3")])
 def test_family_detected_from_model_index(tmp_path, cls, family):
     (tmp_path / "model_index.json").write_text('{"_class_name": "%s"}' % cls)
@@ -19,16 +19,16 @@ def test_family_detected_from_model_index(tmp_path, cls, family):
 
 
 def test_a_diffusers_family_without_an_adapter_is_named_in_one_line(tmp_path):
-    (tmp_path / "model_index.json").write_text('{"_class_name": "LTX2Pipeline"}')
+    (tmp_path / "model_index.json").write_text('{"_class_name": "Flux2Pipeline"}')  # FLUX.2 [dev]: no adapter yet
     with pytest.raises(ValueError) as err:
         detect_family(str(tmp_path))
     message = str(err.value)
-    assert "\n" not in message and "'LTX2Pipeline'" in message and "flux" in message and "wan" in message
+    assert "\n" not in message and "'Flux2Pipeline'" in message and "flux" in message and "wan" in message
 
 
 @pytest.mark.parametrize("name,family", [("flux1dev_flow_grpo_pickscore", "flux"), ("wan21_1_3b_flow_grpo", "wan"),
                                          ("flux1dev_dpo_pickapic", "flux"), ("qwenimage_dpo_pickapic", "qwenimage"),
-                                         ("flux2klein4b_dpo_pickapic", "flux2")])
+                                         ("flux2klein4b_dpo_pickapic", "flux2"), ("ltx2_dense_dpo", "ltx2")])
 def test_flow_dit_recipes_parse(name, family):
     path = recipe_path(name)
     cfg = load_config(get_trainer_class(trainer_name(path)).config_class, path)

@@ -23,9 +23,9 @@ from diffalign.train.metrics import read_metrics
 from diffalign.train.offline import CacheConfig, OfflineConfig, OfflinePreferenceTrainer
 
 IMAGE_SIZE = {"sd": 32, "sdxl": 32, "sd3": 32, "flux": 32, "qwenimage": 32, "flux2": 32, "zimage": 32}
-VIDEO_FAMILIES = ("cogvideox", "wan", "hunyuanvideo15")
+VIDEO_FAMILIES = ("cogvideox", "wan", "hunyuanvideo15", "ltx2")
 #: families added after the fast matrix was sized: their cases run in the slow suite
-SLOW_FAMILIES = ("flux", "wan", "qwenimage", "flux2", "zimage", "hunyuanvideo15")
+SLOW_FAMILIES = ("flux", "wan", "qwenimage", "flux2", "zimage", "hunyuanvideo15", "ltx2")
 VIDEO = dict(frames=9, size=16)
 
 
@@ -95,7 +95,8 @@ OFFLINE_METHODS = [name for name in LOSSES.names() if INPUT_LAYOUTS.get(LOSSES[n
 
 
 def _combos():
-    for family in ("sd", "sdxl", "sd3", "cogvideox", "flux", "wan", "qwenimage", "flux2", "zimage", "hunyuanvideo15"):
+    for family in ("sd", "sdxl", "sd3", "cogvideox", "flux", "wan", "qwenimage", "flux2", "zimage", "hunyuanvideo15",
+                   "ltx2"):
         for method in OFFLINE_METHODS:
             inputs = LOSSES[method].inputs
             if family in VIDEO_FAMILIES and inputs in ("list", "single"):
@@ -231,7 +232,7 @@ def test_each_loss_gets_its_inputs_on_each_family(tmp_path, data_dirs, shared_ca
 @pytest.mark.parametrize("family,method", [("sd", "kto"), ("sdxl", "rankdpo"), ("sd3", "flow_dpo"), ("cogvideox", "dense_dpo"),
                                            ("flux", "diffusion_dpo"), ("wan", "dense_dpo"), ("qwenimage", "diffusion_dpo"),
                                            ("flux2", "diffusion_dpo"), ("zimage", "flow_dpo"),
-                                           ("hunyuanvideo15", "dense_dpo")])
+                                           ("hunyuanvideo15", "dense_dpo"), ("ltx2", "dense_dpo")])
 @pytest.mark.slow
 def test_offline_training_end_to_end(tmp_path, data_dirs, family, method):
     """The whole loop (data kinds unpaired, ranked, pairs, video pairs; one per family): steps logged,
@@ -251,11 +252,11 @@ def test_offline_training_end_to_end(tmp_path, data_dirs, family, method):
     assert os.path.exists(result.lora_path)
 
 
-def _run(tmp_path, data_dirs, steps, resume=None, checkpointing_steps=0):
-    cfg = _config(tmp_path, data_dirs, "sd", "diffusion_dpo", checkpointing_steps=checkpointing_steps)
+def _run(tmp_path, data_dirs, steps, resume=None, checkpointing_steps=0, family="sd", method="diffusion_dpo"):
+    cfg = _config(tmp_path, data_dirs, family, method, checkpointing_steps=checkpointing_steps)
     cfg.max_steps, cfg.resume, cfg.batch_size = steps, resume, 2
     cfg.gradient_accumulation_steps = 2
-    trainer = OfflinePreferenceTrainer(cfg, adapter=adapter_for(build_tiny_pipeline("sd")))
+    trainer = OfflinePreferenceTrainer(cfg, adapter=_adapter(family))
     result = trainer.train()
     return read_metrics(result.metrics_path), trainer.adapter.lora_state_dict()
 
@@ -273,6 +274,20 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, data_dirs):
         torch.testing.assert_close(full_lora[k], resumed_lora[k], rtol=1e-5, atol=1e-7)
     # epochs wrap (6 pairs / (2 x 1) = 3 batches per epoch; 2 micro-batches per step)
     assert full[-1]["epoch"] == 3
+
+
+@pytest.mark.slow
+def test_resume_reproduces_the_uninterrupted_run_on_video_dense_dpo(tmp_path, data_dirs):
+    """The same on LTX-2 (the latest video family) with DenseDPO's per-segment video pairs."""
+    run = functools.partial(_run, data_dirs=data_dirs, family="ltx2", method="dense_dpo")
+    full, full_lora = run(tmp_path / "a", steps=3)
+    run(tmp_path / "b", steps=1, checkpointing_steps=1)
+    resumed, resumed_lora = run(tmp_path / "b", steps=3, resume="latest")
+    assert [r["step"] for r in resumed] == [1, 2, 3]
+    for a, b in zip(full, resumed):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-7)
+    for k in full_lora:
+        torch.testing.assert_close(full_lora[k], resumed_lora[k], rtol=1e-5, atol=1e-7)
 
 
 def test_cache_is_built_once_and_keyed_by_data(tmp_path, data_dirs):

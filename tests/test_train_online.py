@@ -42,7 +42,7 @@ def make_config(tmp_path, trainer: str, family: str, **overrides):
         s.height = s.width = 32
     if family == "flux":
         s.guidance_scale = 1.0  # guidance-distilled: the guidance value is embedded, no CFG
-    if family in ("cogvideox", "wan", "hunyuanvideo15"):
+    if family in ("cogvideox", "wan", "hunyuanvideo15", "ltx2"):
         s.height = s.width = 32 if family == "wan" else 16
         s.num_frames = 5
         cfg.reward.options = {"reward": cfg.reward.name, "frames": "uniform", "num_frames": 2}
@@ -93,6 +93,9 @@ CASES = [
     ("draft", "flux2", {}), ("refl", "flux2", {}),
     ("flow_grpo", "zimage", {}), ("draft", "zimage", {}), ("refl", "zimage", {}),
     ("flow_grpo", "hunyuanvideo15", {}), ("draft", "hunyuanvideo15", {"backprop_steps": 0}), ("refl", "hunyuanvideo15", {}),
+    ("flow_grpo", "ltx2", {}),
+    ("flow_grpo", "ltx2", {"sde_type": "cps", "sde_window_size": 2, "sde_window_range": [0, 3], "beta": 0.0}),
+    ("draft", "ltx2", {"backprop_steps": 0}), ("refl", "ltx2", {}),
 ]
 
 
@@ -101,7 +104,7 @@ CASES = [
 def test_every_trainer_trains_every_family(tmp_path, trainer, family, overrides):
     cfg = make_config(tmp_path, trainer, family, **overrides)
     adapter = adapter_for(build_tiny_pipeline(family))
-    if family in ("flux", "wan", "qwenimage", "flux2", "zimage"):
+    if family in ("flux", "wan", "qwenimage", "flux2", "zimage", "ltx2"):
         adapter.max_sequence_length = 16  # short text sequences keep the tiny runs fast
     frozen = {n: p.detach().clone() for n, p in adapter.denoiser.named_parameters()}
     runner = get_trainer_class(trainer)(cfg, adapter=adapter)

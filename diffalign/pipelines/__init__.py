@@ -27,6 +27,7 @@ FAMILIES: Registry[type[PipelineAdapter]] = Registry(
         "flux2": "diffalign.pipelines.flux2:Flux2KleinAdapter",
         "zimage": "diffalign.pipelines.zimage:ZImageAdapter",
         "hunyuanvideo15": "diffalign.pipelines.hunyuanvideo15:HunyuanVideo15Adapter",
+        "ltx2": "diffalign.pipelines.ltx2:LTX2Adapter",
     },
     entry_point_group="diffalign.families",
 )
@@ -44,6 +45,7 @@ PIPELINE_CLASS_TO_FAMILY: dict[str, str] = {
     "Flux2KleinPipeline": "flux2",
     "ZImagePipeline": "zimage",
     "HunyuanVideo15Pipeline": "hunyuanvideo15",
+    "LTX2Pipeline": "ltx2",
 }
 
 

@@ -203,7 +203,7 @@ def sample(
     uncond = adapter.encode_negative_prompt(negative_prompt, b) if guidance_scale != 1.0 else None
     default_h, default_w, default_f = adapter.default_size()
     height, width = height or default_h, width or default_w
-    scheduler = make_sampling_scheduler(adapter, num_inference_steps, height, width)
+    scheduler = make_sampling_scheduler(adapter, num_inference_steps, height, width, num_frames or default_f)
     if latents is None:
         latents = adapter.initial_latents(
             b, height, width, num_frames=num_frames or default_f, generator=generator, scheduler=scheduler,
@@ -218,11 +218,16 @@ def sample(
     return chain
 
 
-def make_sampling_scheduler(adapter: PipelineAdapter, num_inference_steps: int, height: int, width: int):
-    """``adapter.sampling_scheduler`` for samples of ``height`` x ``width`` where the family's schedule
-    depends on the size (resolution-dependent shift: FLUX, SD3.5, Qwen-Image)."""
+def make_sampling_scheduler(adapter: PipelineAdapter, num_inference_steps: int, height: int, width: int,
+                            num_frames: int | None = None):
+    """``adapter.sampling_scheduler`` for samples of ``height`` x ``width`` (x ``num_frames``) where the
+    family's schedule depends on the size (resolution-dependent shift: FLUX, SD3.5, Qwen-Image; the video
+    token count, frames included: LTX-2)."""
     fn = adapter.sampling_scheduler
-    if "height" in inspect.signature(fn).parameters:
+    params = inspect.signature(fn).parameters
+    if "num_frames" in params:
+        return fn(num_inference_steps, height=height, width=width, num_frames=num_frames)
+    if "height" in params:
         return fn(num_inference_steps, height=height, width=width)
     return fn(num_inference_steps)
 

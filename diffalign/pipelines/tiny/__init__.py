@@ -18,6 +18,7 @@ _BUILDERS = {
     "flux2": "diffalign.pipelines.tiny.flux2:build",
     "zimage": "diffalign.pipelines.tiny.zimage:build",
     "hunyuanvideo15": "diffalign.pipelines.tiny.hunyuanvideo15:build",
+    "ltx2": "diffalign.pipelines.tiny.ltx2:build",
 }
 
 

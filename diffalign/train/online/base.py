@@ -126,7 +126,7 @@ class OnlineTrainer(Trainer):
 
     def make_scheduler(self, num_steps: int):
         """The sampling scheduler (shared by rollouts and the training re-evaluation)."""
-        return make_sampling_scheduler(self.adapter, num_steps, self.sample_size[0], self.sample_size[1])
+        return make_sampling_scheduler(self.adapter, num_steps, *self.sample_size)
 
     def guidance(self, prompts: Sequence[str], guidance_scale: float | None = None, cfg_on: bool = True) -> Guidance:
         """Encoded prompts (memoised) and, when guiding, the unconditional embeddings."""
