@@ -186,8 +186,8 @@ class Trainer:
             reference = copy.deepcopy(adapter.denoiser).requires_grad_(False).eval()
             adapter.set_reference_network(reference)
             adapter.denoiser.float().requires_grad_(True)
-        if cfg.model.gradient_checkpointing:
-            adapter.enable_gradient_checkpointing()
+        if cfg.model.gradient_checkpointing or cfg.model.checkpoint_blocks:
+            adapter.enable_gradient_checkpointing(cfg.model.checkpoint_blocks or None)
         if cfg.model.compile:
             adapter.compile_network()
         adapter.denoiser.train()
