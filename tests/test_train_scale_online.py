@@ -3,7 +3,8 @@ ranks; the run records and the test asserts world size 2) with per-process batch
 process with batch 2b — the same per-step loss, reward and lr and the same final LoRA — for a
 policy-gradient trainer (DDPO with groups of 2 rollouts per prompt spread over the ranks and
 per-prompt statistics over the gathered rewards, 4 optimizer steps per iteration) and a
-reward-gradient trainer (DRaFT, 2 accumulation micro-batches)."""
+reward-gradient trainer (DRaFT and ReFL, 2 accumulation micro-batches; ReFL's step with gradient is
+drawn once per micro-batch for all processes)."""
 from __future__ import annotations
 
 import sys
@@ -13,7 +14,7 @@ import torch
 
 from diffalign.pipelines.tiny import build_tiny_pipeline
 
-from test_train_scale import TORCHRUN, _launch, _result
+from test_train_scale import FSDP2_CPU, TORCHRUN, _launch, _result
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,9 @@ def _recipe(root, name: str, trainer: str, sample_batch: int, train_batch: int) 
                  f"sampling:\n  num_inference_steps: 3\n  batch_size: {sample_batch}\n  num_batches: 2\n  guidance_scale: 3.0\n"
                  "reward:\n  name: jpeg_compressibility\n  workers: 1\n")
     else:  # a differentiable reward on colour prompts, 2 accumulation micro-batches
-        extra = (f"gradient_accumulation_steps: 2\nbackprop_steps: 2\n"
+        grad = ("backprop_steps: 2\n" if trainer == "draft" else  # ReFL: one step with gradient, drawn in [0, 2]
+                "step_min: 0\nstep_max: 2\nloss:\n  kind: negative\n  scale: 1.0\n")
+        extra = (f"gradient_accumulation_steps: 2\n{grad}"
                  f"sampling:\n  num_inference_steps: 3\n  batch_size: {sample_batch}\n  guidance_scale: 3.0\n"
                  "reward:\n  name: shapes_color\n  workers: 0\n")
         common = common.replace("  shapes_rows: 24\n", "  shapes_rows: 24\n  categories: [colors, color_attr]\n")
@@ -45,27 +48,32 @@ def _recipe(root, name: str, trainer: str, sample_batch: int, train_batch: int) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trainer,batches", [("ddpo", (4, 2)), ("draft", (2, 1))])
+@pytest.mark.parametrize("trainer,batches", [("ddpo", (4, 2)), ("draft", (2, 1)), ("refl", (2, 1))])
 def test_two_gloo_ranks_reproduce_one_process_online(model, trainer, batches):
+    """DRaFT also runs under an FSDP2 config on CPU (the LoRA'd UNet sharded with torch's fully_shard,
+    accumulation over micro-batches without no_sync): the same numbers again."""
     sample_batch, train_batch = batches
     _launch([sys.executable, "-m", "diffalign", "train", _recipe(model, f"{trainer}-one", trainer, sample_batch, train_batch)])
-    _launch([*TORCHRUN, "-m", "diffalign", "train",
-             _recipe(model, f"{trainer}-two", trainer, sample_batch // 2, max(train_batch // 2, 1))])
-    (one, one_rows, one_lora), (two, two_rows, two_lora) = _result(model, f"{trainer}-one"), _result(model, f"{trainer}-two")
-    assert (one["num_processes"], two["num_processes"]) == (1, 2)  # really two cooperating ranks
+    one, one_rows, one_lora = _result(model, f"{trainer}-one")
     one_rows = [r for r in one_rows if "loss" in r]
-    two_rows = [r for r in two_rows if "loss" in r]
-    assert [r["step"] for r in one_rows] == [r["step"] for r in two_rows] == [1, 2]
-    if trainer == "ddpo":
-        assert one_rows[-1]["optimizer_steps"] == two_rows[-1]["optimizer_steps"] == 8
-    for a, b in zip(one_rows, two_rows):
-        assert b["lr"] == a["lr"]
-        for key in ("loss", "reward_mean"):
-            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
-    assert one_lora.keys() == two_lora.keys()
-    assert max(float(v.abs().max()) for k, v in one_lora.items() if "lora.up" in k) > 0  # it trained ...
-    for k in one_lora:  # ... to the same weights
-        torch.testing.assert_close(two_lora[k], one_lora[k], rtol=1e-4, atol=1e-6)
+    assert one["num_processes"] == 1
+    assert max(float(v.abs().max()) for k, v in one_lora.items() if "lora.up" in k) > 0  # it trained
+    for name, env in [("two", {}), *([("fsdp2", FSDP2_CPU)] if trainer == "draft" else [])]:
+        _launch([*TORCHRUN, "-m", "diffalign", "train",
+                 _recipe(model, f"{trainer}-{name}", trainer, sample_batch // 2, max(train_batch // 2, 1))], **env)
+        two, two_rows, two_lora = _result(model, f"{trainer}-{name}")
+        assert (two["num_processes"], two["sharded"]) == (2, name == "fsdp2")  # really two cooperating ranks
+        two_rows = [r for r in two_rows if "loss" in r]
+        assert [r["step"] for r in one_rows] == [r["step"] for r in two_rows] == [1, 2]
+        if trainer == "ddpo":
+            assert one_rows[-1]["optimizer_steps"] == two_rows[-1]["optimizer_steps"] == 8
+        for a, b in zip(one_rows, two_rows):
+            assert b["lr"] == a["lr"]
+            for key in ("loss", "reward_mean"):
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (name, key)
+        assert one_lora.keys() == two_lora.keys()
+        for k in one_lora:  # the same weights
+            torch.testing.assert_close(two_lora[k], one_lora[k], rtol=1e-4, atol=1e-6)
 
 
 def test_engine_and_quantization_errors(monkeypatch):
@@ -79,7 +87,7 @@ def test_engine_and_quantization_errors(monkeypatch):
     monkeypatch.setattr(distributed, "has_accelerator_device", lambda: False)
     distributed.check_engine("ddpo", hand_synced=True)  # no engine asked: fine
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    with pytest.raises(RuntimeError, match=r"FSDP accelerate config needs GPUs .*`torchrun --nproc_per_node N"):
+    with pytest.raises(RuntimeError, match=r"FSDP1 \(fsdp_version: 1\) accelerate config needs GPUs .*`torchrun --nproc_per_node N"):
         distributed.check_engine("offline", hand_synced=False)
     monkeypatch.setattr(distributed, "has_accelerator_device", lambda: True)
     distributed.check_engine("ddpo", hand_synced=True)  # FSDP on GPUs: fine for every trainer

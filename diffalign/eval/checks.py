@@ -33,7 +33,9 @@ def load_rewards_first(specs, device: str = "cpu", defaults=None) -> dict:
     import diffalign.rewards
 
     rewards = {}
-    for spec in specs:
-        name = spec.split(":")[0]
-        rewards[name] = diffalign.rewards.load(spec, device=device, **(defaults(name) if defaults else {}))
+    names = [spec.split(":")[0] for spec in specs]
+    for spec, name in zip(specs, names):
+        # keyed by name; by the whole spec when a name comes twice (video:reward=a video:reward=b)
+        key = name if names.count(name) == 1 else spec
+        rewards[key] = diffalign.rewards.load(spec, device=device, **(defaults(name) if defaults else {}))
     return rewards

@@ -9,7 +9,17 @@ better by more than ``--tie-tolerance`` (in the reward's direction), a loss when
 :mod:`diffalign.eval.winrate`). ``--prompts`` is a ``.txt`` / ``.json`` / ``.jsonl`` prompt file
 (GenEval metadata works: rewards that need metadata, such as ``geneval``, get each row).
 Writes ``DIR/images/{a,b}/``, ``results.jsonl`` (scores per pair), ``summary.json``, ``report.html``
-and ``report.md``. Launched as several processes (``torchrun --nproc_per_node N -m diffalign eval
+and ``report.md``.
+
+Video pipelines (CogVideoX, Wan, ...: their ``__call__`` takes ``num_frames``; ``--num-frames`` sets it)
+are compared the same way with video rewards (``modality == "video"``: ``shapes_video``, the temporal
+judge; ``temporal_consistency``; any image reward over frames as ``video:reward=NAME,frames=...``):
+each clip is written as ``DIR/videos/{a,b}/<prompt>_<k>.mp4`` (GIF without ffmpeg) for viewing and as
+``DIR/frames/{a,b}/<prompt>_<k>.npy`` (the pipeline's uint8 frames [T, H, W, 3], lossless) for scoring,
+so the scores do not depend on the video codec; the report shows the pairs as looping ``<video>``
+elements. An image reward on videos (or a video reward on images) is refused before anything is
+generated. A reward named twice with different options (``video:reward=a video:reward=b``) is keyed
+by its whole spec. Launched as several processes (``torchrun --nproc_per_node N -m diffalign eval
 compare ...``), the prompts are split over them (accelerate's ``split_between_processes``), the
 scored pairs gathered in prompt order, and the main process writes what one process writes.
 """
@@ -31,27 +41,64 @@ def _image_file(root: str, side: str, i: int, k: int) -> str:
     return os.path.join(root, "images", side, f"{i:05d}_{k:02d}.png")
 
 
-def generate_side(pipe, records: Sequence[Mapping], out: str, side: str, *, images_per_prompt: int, seed: int,
-                  batch_size: int, indices: Sequence[int] | None = None, **sampling: Any) -> None:
-    """Generate ``side``'s images (``a`` or ``b``) into ``out/images/<side>/<prompt>_<k>.png`` for the
-    prompts ``indices`` (default: all)."""
-    from diffalign.pipelines.generation import generate
+def _frames_file(root: str, side: str, i: int, k: int) -> str:
+    return os.path.join(root, "frames", side, f"{i:05d}_{k:02d}.npy")
 
-    os.makedirs(os.path.join(out, "images", side), exist_ok=True)
+
+def _video_file(root: str, side: str, i: int, k: int) -> str:
+    """The clip's viewing file: the ``.mp4`` written, or the ``.gif`` written instead without ffmpeg."""
+    mp4 = os.path.join(root, "videos", side, f"{i:05d}_{k:02d}.mp4")
+    gif = os.path.splitext(mp4)[0] + ".gif"
+    return gif if not os.path.exists(mp4) and os.path.exists(gif) else mp4
+
+
+def generate_side(pipe, records: Sequence[Mapping], out: str, side: str, *, images_per_prompt: int, seed: int,
+                  batch_size: int, indices: Sequence[int] | None = None, video: bool = False, fps: int | None = None,
+                  **sampling: Any) -> None:
+    """Generate ``side``'s images (``a`` or ``b``) into ``out/images/<side>/<prompt>_<k>.png`` for the
+    prompts ``indices`` (default: all); ``video=True``: clips into ``out/videos/<side>/<prompt>_<k>.mp4``
+    and their frames into ``out/frames/<side>/<prompt>_<k>.npy``."""
+    import numpy as np
+
+    from diffalign.pipelines.generation import generate
+    from diffalign.utils.video import DEFAULT_FPS, write_video
+
+    folders = ("videos", "frames") if video else ("images",)
+    for folder in folders:
+        os.makedirs(os.path.join(out, folder, side), exist_ok=True)
     indices = list(range(len(records))) if indices is None else list(indices)
 
     def save(done):
-        for i, k, image in done:
-            image.save(_image_file(out, side, indices[i], k))
+        for i, k, item in done:
+            if video:
+                np.save(_frames_file(out, side, indices[i], k), np.asarray(item, dtype=np.uint8))
+                write_video(os.path.join(out, "videos", side, f"{indices[i]:05d}_{k:02d}.mp4"), item, fps=fps or DEFAULT_FPS)
+            else:
+                item.save(_image_file(out, side, indices[i], k))
 
     generate(pipe, [records[i]["prompt"] for i in indices], images_per_prompt=images_per_prompt, seed=seed,
-             batch_size=batch_size, on_batch=save, **sampling)
+             batch_size=batch_size, on_batch=save, video=video, **sampling)
+
+
+def check_modalities(rewards: Mapping[str, Any], video: bool) -> None:
+    """Refuse a reward whose modality does not match the pipelines' output (one line naming it)."""
+    want = "video" if video else "image"
+    for name, reward in rewards.items():
+        modality = getattr(reward, "modality", "image")
+        if modality == want:
+            continue
+        if video and modality == "image":
+            raise ValueError(f"--reward {name} scores images, but the pipelines make videos: score frames with "
+                             f"video:reward={name.split(':')[0]},frames=uniform (see diffalign.rewards.video)")
+        raise ValueError(f"--reward {name} scores {modality}s, but the pipelines make {'videos' if video else 'images'}")
 
 
 def score_pairs(out: str, records: Sequence[Mapping], rewards: Mapping[str, Any], images_per_prompt: int,
-                indices: Sequence[int] | None = None) -> list[dict]:
+                indices: Sequence[int] | None = None, video: bool = False, batch_size: int = 16) -> list[dict]:
     """One result per (prompt, k) of the prompts ``indices`` (default: all): the files and
-    ``scores[reward] = [score_a, score_b]``."""
+    ``scores[reward] = [score_a, score_b]``. ``video=True``: the saved frames are scored and
+    ``file_a`` / ``file_b`` are the mp4s."""
+    import numpy as np
     from PIL import Image
 
     from diffalign.eval.scoring import score_images
@@ -62,13 +109,18 @@ def score_pairs(out: str, records: Sequence[Mapping], rewards: Mapping[str, Any]
     metadata = [records[i] for i, _ in keys]
     side_scores = {}
     for side in ("a", "b"):
-        images = []
+        items = []
         for i, k in keys:
-            with Image.open(_image_file(out, side, i, k)) as im:
-                images.append(im.convert("RGB"))
-        side_scores[side] = {name: score_images(r, images, prompts, metadata) for name, r in rewards.items()}
+            if video:
+                items.append(np.load(_frames_file(out, side, i, k)))
+            else:
+                with Image.open(_image_file(out, side, i, k)) as im:
+                    items.append(im.convert("RGB"))
+        side_scores[side] = {name: score_images(r, items, prompts, metadata, batch_size=batch_size)
+                             for name, r in rewards.items()}
+    media = _video_file if video else _image_file
     return [{"prompt_index": i, "image_index": k, "prompt": prompts[j],
-             "file_a": _image_file(out, "a", i, k), "file_b": _image_file(out, "b", i, k),
+             "file_a": media(out, "a", i, k), "file_b": media(out, "b", i, k),
              "scores": {name: [side_scores["a"][name][j], side_scores["b"][name][j]] for name in rewards}}
             for j, (i, k) in enumerate(keys)]
 
@@ -88,10 +140,12 @@ def summarize(results: Sequence[Mapping], rewards: Mapping[str, Any], *, tie_tol
 
 
 def write_report(out: str, summary: Mapping, results: Sequence[Mapping], examples: int = EXAMPLES) -> None:
-    from diffalign.eval.report import GalleryItem, Report, bar_chart
+    from diffalign.eval.report import GalleryItem, bar_chart
+    from diffalign.eval.video.report import VideoReport
 
     conf = int(round(100 * summary["confidence"]))
-    report = Report(f"A vs B: {summary['a']} vs {summary['b']}", f"{summary['pairs']} pairs (same prompts and seeds)")
+    report = VideoReport(f"A vs B: {summary['a']} vs {summary['b']}", f"{summary['pairs']} pairs (same prompts and seeds)"
+                         + (", videos" if summary.get("video") else ""))
     report.heading("Win-rate of A over B")
     rows = []
     for name, s in summary["rewards"].items():
@@ -118,22 +172,30 @@ def write_report(out: str, summary: Mapping, results: Sequence[Mapping], example
                 tie = not (a_better or b_better)
                 items.append(GalleryItem(r["file_a"], f"A: {r['prompt']}", None if tie else a_better, f"{a:.4g}"))
                 items.append(GalleryItem(r["file_b"], f"B: {r['prompt']}", None if tie else b_better, f"{b:.4g}"))
-            report.gallery(items)
+            if summary.get("video"):
+                report.video_gallery(out, items)
+            else:
+                report.gallery(items)
     report.write(os.path.join(out, "report.html"), os.path.join(out, "report.md"))
 
 
 def run_compare(out: str, records: Sequence[Mapping], pipes: Mapping[str, Callable[[], Any]],
                 rewards: Mapping[str, Callable[[], Any]], *, labels: Mapping[str, str] | None = None,
                 images_per_prompt: int = 1, seed: int = 0, batch_size: int = 8, sampling: Mapping | None = None,
-                tie_tolerance: float = 0.0, confidence: float = 0.95, state=None) -> dict | None:
+                tie_tolerance: float = 0.0, confidence: float = 0.95, state=None, fps: int | None = None,
+                modalities: Mapping[str, Any] | None = None) -> dict | None:
     """Generate with ``pipes["a"]()`` then ``pipes["b"]()`` (loaders, so that one pipeline is in memory
     at a time), then score with ``rewards`` (name -> loader of a reward), write the outputs and
-    return the summary. With ``state`` (accelerate's ``PartialState`` of several processes) each
+    return the summary (``modalities``: the rewards already built, name -> reward, checked against
+    pipeline A's output before anything is generated). With ``state`` (accelerate's ``PartialState`` of several processes) each
     process does its share of the prompts; the main process writes and returns the summary, the
-    others return None."""
+    others return None. Video pipelines (see :func:`diffalign.pipelines.generation.is_video_pipeline`)
+    write and score clips; both pipelines must be of the same kind and every reward of theirs."""
     import contextlib
 
     import torch
+
+    from diffalign.pipelines.generation import is_video_pipeline
 
     t0 = time.time()
     os.makedirs(out, exist_ok=True)
@@ -141,16 +203,28 @@ def run_compare(out: str, records: Sequence[Mapping], pipes: Mapping[str, Callab
     many = state is not None and state.num_processes > 1
     split = state.split_between_processes(list(range(len(records)))) if many else contextlib.nullcontext(None)
     with split as mine:
+        kinds = {}
         for side in ("a", "b"):
             pipe = pipes[side]()
+            kinds[side] = is_video_pipeline(pipe)
+            if kinds[side] != kinds["a"]:
+                raise ValueError(f"pipeline A makes {'videos' if kinds['a'] else 'images'} but pipeline B makes "
+                                 f"{'videos' if kinds['b'] else 'images'}: compare needs two of the same kind")
+            if side == "a" and modalities is not None:
+                check_modalities(modalities, kinds["a"])
+            if side == "a" and not kinds["a"] and "num_frames" in sampling:
+                raise ValueError("--num-frames is for video pipelines; pipeline A makes images")
             generate_side(pipe, records, out, side, images_per_prompt=images_per_prompt, seed=seed, batch_size=batch_size,
-                          indices=mine, **sampling)
+                          indices=mine, video=kinds[side], fps=fps, **sampling)
             del pipe
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+        video = kinds["a"]
         rewards = {name: load() for name, load in rewards.items()}
-        results = score_pairs(out, records, rewards, images_per_prompt, indices=mine)
+        check_modalities(rewards, video)
+        results = score_pairs(out, records, rewards, images_per_prompt, indices=mine, video=video,
+                              batch_size=batch_size)
     if many:
         from accelerate.utils import gather_object
 
@@ -162,7 +236,7 @@ def run_compare(out: str, records: Sequence[Mapping], pipes: Mapping[str, Callab
             f.write(json.dumps(r) + "\n")
     labels = dict(labels or {"a": "A", "b": "B"})
     summary = {"benchmark": "compare", "a": labels["a"], "b": labels["b"], "pairs": len(results), "prompts": len(records),
-               "images_per_prompt": images_per_prompt, "seed": seed, "sampling": sampling, "tie_tolerance": tie_tolerance,
+               "video": video, "images_per_prompt": images_per_prompt, "seed": seed, "sampling": sampling, "tie_tolerance": tie_tolerance,
                "processes": state.num_processes if many else 1,
                "confidence": confidence, "interval": "Wilson score interval, n = pairs, ties count as half a win",
                "rewards": summarize(results, rewards, tie_tolerance=tie_tolerance, confidence=confidence),
@@ -186,6 +260,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float)
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
+    p.add_argument("--num-frames", type=int, help="frames per clip of video pipelines (default: the pipeline folder's "
+                   "sampling file, else the pipeline's own default)")
+    p.add_argument("--fps", type=int, help="frame rate of the mp4s written for video pipelines (default 8)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--tie-tolerance", type=float, default=0.0, help="score differences up to this are ties")
     p.add_argument("--confidence", type=float, default=0.95)
@@ -212,14 +289,15 @@ def run(args: argparse.Namespace) -> int:
     # and move to the device once the pipelines are freed
     loaded = load_rewards_first(args.reward)
     sampling = sampling_settings(specs["a"].pipeline, None, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                                 height=args.height, width=args.width)
+                                 height=args.height, width=args.width, num_frames=args.num_frames)
 
     pipes = {side: (lambda s=spec: load_pipeline_spec(s, device=args.device, dtype=args.dtype)) for side, spec in specs.items()}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rewards = {name: (lambda r=r: r.to(device)) for name, r in loaded.items()}
     summary = run_compare(args.out, records, pipes, rewards, labels={k: v.label for k, v in specs.items()},
                           images_per_prompt=args.images_per_prompt, seed=args.seed, batch_size=args.batch_size,
-                          sampling=sampling, tie_tolerance=args.tie_tolerance, confidence=args.confidence, state=state)
+                          sampling=sampling, tie_tolerance=args.tie_tolerance, confidence=args.confidence, state=state,
+                          fps=args.fps, modalities=loaded)
     if summary is None:  # not the main process
         return 0
     for name, s in summary["rewards"].items():

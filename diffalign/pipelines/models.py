@@ -63,6 +63,11 @@ class ModelConfig:
     #: (``vae.enable_slicing()``: one sample of the batch at a time). Same results up to tile seams.
     vae_tiling: bool = False
     vae_slicing: bool = False
+    #: the VAE's own gradient checkpointing (diffusers' ``vae.enable_gradient_checkpointing()``):
+    #: reward-gradient trainers (AlignProp, DRaFT, ReFL) back-propagate through the decoder, whose
+    #: activations over every frame are the peak of a video step; tiling and slicing do not lower
+    #: that peak (every tile's graph is kept for the backward), this does (docs/benchmarks.md).
+    vae_gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         apply_parsers(self)
@@ -87,14 +92,17 @@ def resolve_pretrained(name: str) -> str:
     return embedded_path(name) if name in EMBEDDED else name
 
 
-def load_model(cfg: ModelConfig, device="cpu", dtype: torch.dtype = torch.float32) -> PipelineAdapter:
+def load_model(cfg: ModelConfig, device="cpu", dtype: torch.dtype = torch.float32, run_device=None) -> PipelineAdapter:
+    """Load the model section's pipeline onto ``device``; ``run_device`` (default ``device``) is where
+    it will run (``model.quantize`` needs CUDA there; with ``model.offload_frozen`` a trainer loads on
+    the CPU and moves only the denoiser)."""
     kwargs = {"torch_dtype": dtype, "device": device}
     if cfg.revision:
         kwargs["revision"] = cfg.revision
     if cfg.variant:
         kwargs["variant"] = cfg.variant
     if cfg.quantize != "none":
-        kwargs["quantization_config"] = quantization_config(cfg.quantize, device)
+        kwargs["quantization_config"] = quantization_config(cfg.quantize, run_device or device, compute_dtype=dtype)
     adapter = load_adapter(resolve_pretrained(cfg.pretrained), family=cfg.family, **kwargs)
     if cfg.channels_last:
         use_channels_last(adapter.pipe)
@@ -115,46 +123,97 @@ def configure_adapter(adapter: PipelineAdapter, cfg: ModelConfig) -> PipelineAda
     return adapter
 
 
-#: diffusers' quantization backends for ``model.quantize``.
-QUANT_BACKENDS = {"nf4": ("bitsandbytes_4bit", {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}),
-                  "int8": ("bitsandbytes_8bit", {"load_in_8bit": True}),
-                  "fp8": ("torchao", {"quant_type": "float8wo"})}
+#: diffusers' quantization backends for ``model.quantize``: (package, backend, options).
+QUANT_BACKENDS = {"nf4": ("bitsandbytes", "bitsandbytes_4bit", {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}),
+                  "int8": ("bitsandbytes", "bitsandbytes_8bit", {"load_in_8bit": True}),
+                  "fp8": ("torchao", "torchao", {})}
+#: the pipeline components ``model.quantize`` quantizes (the denoiser, whatever the family calls it).
+QUANTIZED_COMPONENTS = ("unet", "transformer")
 
 
-def quantization_config(kind: str, device):
-    """diffusers' ``PipelineQuantizationConfig`` quantizing the denoiser (``unet`` / ``transformer``)."""
+def quantization_config(kind: str, device, compute_dtype: torch.dtype = torch.bfloat16):
+    """diffusers' ``PipelineQuantizationConfig`` quantizing the denoiser (``unet`` / ``transformer``) on
+    load: bitsandbytes nf4 (computing in ``compute_dtype``) / int8, or torchao's float8 weight-only
+    (``TorchAoConfig(Float8WeightOnlyConfig())``: diffusers >= 0.36 takes a torchao config object).
+    CUDA only; a missing package is a one-line error."""
+    import importlib.util
+
     if torch.device(device).type != "cuda":
         raise ValueError(f"model.quantize={kind} needs a CUDA GPU (bitsandbytes / torchao kernels); on "
                          f"{torch.device(device).type} set model.quantize=none (or model.weight_dtype=bf16 to halve memory)")
+    package, backend, options = QUANT_BACKENDS[kind]
+    if importlib.util.find_spec(package) is None:
+        raise ValueError(f"model.quantize={kind} needs the {package} package: pip install {package}")
     from diffusers.quantizers import PipelineQuantizationConfig
 
-    backend, options = QUANT_BACKENDS[kind]
+    if kind == "fp8":
+        from diffusers import TorchAoConfig
+        from torchao.quantization import Float8WeightOnlyConfig
+
+        ao = TorchAoConfig(quant_type=Float8WeightOnlyConfig())
+        return PipelineQuantizationConfig(quant_mapping={name: ao for name in QUANTIZED_COMPONENTS})
+    if kind == "nf4":
+        options = {**options, "bnb_4bit_compute_dtype": compute_dtype}
     return PipelineQuantizationConfig(quant_backend=backend, quant_kwargs=options,
-                                      components_to_quantize=["unet", "transformer"])
+                                      components_to_quantize=list(QUANTIZED_COMPONENTS))
 
 
 #: the frozen parts ``model.offload_frozen`` keeps in CPU memory.
 OFFLOADED = ("text_encoder", "text_encoder_2", "text_encoder_3", "vae")
+#: the methods that run an offloaded part (a VAE is run through ``encode`` / ``decode``, not ``forward``).
+OFFLOADED_CALLS = ("forward", "encode", "decode")
 
 
 def offload_frozen(adapter: PipelineAdapter, device) -> list[str]:
-    """Keep the pipeline's frozen text encoders and VAE on the CPU; a forward pre-hook moves each to
-    ``device`` for its call and a forward hook moves it back (the denoiser stays on ``device``).
-    Returns the offloaded component names."""
+    """Keep the pipeline's frozen text encoders and VAE on the CPU; each visits ``device`` for each of
+    its calls (``forward``, and a VAE's ``encode`` / ``decode``) and goes back when it returns (the
+    denoiser stays on ``device``). Returns the offloaded component names."""
+    device = check_offload_device(device)
+    return offload_modules(adapter.pipe, device, home="cpu")
+
+
+def check_offload_device(device) -> torch.device:
+    """``model.offload_frozen`` is for a CUDA GPU; elsewhere a one-line error."""
     device = torch.device(device)
     if device.type != "cuda":
         raise ValueError(f"model.offload_frozen keeps frozen parts in CPU memory for a CUDA GPU; on {device.type} "
                          "they already are in that memory: set model.offload_frozen=false")
-    names = []
-    for name in OFFLOADED:
-        module = getattr(adapter.pipe, name, None)
+    return device
+
+
+def offload_modules(pipe, device, home="cpu", names=OFFLOADED) -> list[str]:
+    """The mechanism of :func:`offload_frozen` (``home`` is where the parts live between calls): each
+    named module goes to ``home`` and its calls are wrapped to move it to ``device`` and back (nested
+    calls, e.g. ``decode`` running ``forward`` of a submodule, move it once)."""
+    import functools
+
+    offloaded = []
+    for name in names:
+        module = getattr(pipe, name, None)
         if not isinstance(module, torch.nn.Module):
             continue
-        module.to("cpu")
-        module.register_forward_pre_hook(lambda m, args: m.to(device) and None)
-        module.register_forward_hook(lambda m, args, out: m.to("cpu") and None)
-        names.append(name)
-    return names
+        module.to(home)
+        depth = [0]
+
+        def visiting(call, module=module, depth=depth):
+            @functools.wraps(call)
+            def run(*args, **kwargs):
+                if depth[0] == 0:
+                    module.to(device)
+                depth[0] += 1
+                try:
+                    return call(*args, **kwargs)
+                finally:
+                    depth[0] -= 1
+                    if depth[0] == 0:
+                        module.to(home)
+            return run
+
+        for method in OFFLOADED_CALLS:
+            if callable(getattr(module, method, None)):
+                object.__setattr__(module, method, visiting(getattr(module, method)))
+        offloaded.append(name)
+    return offloaded
 
 
 def use_vae_memory_switches(pipe, *, tiling: bool = False, slicing: bool = False) -> None:
@@ -166,6 +225,15 @@ def use_vae_memory_switches(pipe, *, tiling: bool = False, slicing: bool = False
         if not callable(getattr(vae, switch, None)):
             raise ValueError(f"{key}: the VAE of this pipeline ({type(vae).__name__}) has no {switch}()")
         getattr(vae, switch)()
+
+
+def use_vae_gradient_checkpointing(pipe) -> None:
+    """Turn on the pipeline VAE's gradient checkpointing (``model.vae_gradient_checkpointing``)."""
+    vae = getattr(pipe, "vae", None)
+    if not getattr(vae, "_supports_gradient_checkpointing", False):
+        raise ValueError(f"model.vae_gradient_checkpointing: the VAE of this pipeline ({type(vae).__name__}) "
+                         "does not support gradient checkpointing")
+    vae.enable_gradient_checkpointing()
 
 
 def use_channels_last(pipe) -> None:

@@ -25,6 +25,7 @@ _BUILTIN: dict[str, str] = {
     "geneval": "diffalign.rewards.geneval:GenEvalReward",
     "shapes_color": "diffalign.rewards.shapes_color:ShapesColorReward",
     "shapes_video": "diffalign.rewards.shapes_video:ShapesVideoReward",
+    "shapes_video_motion": "diffalign.rewards.shapes_video_motion:ShapesVideoMotionReward",
     "clip_score": "diffalign.rewards.clip_score:ClipScore",
     "pickscore": "diffalign.rewards.pickscore:PickScore",
     "aesthetic": "diffalign.rewards.aesthetic:AestheticScore",

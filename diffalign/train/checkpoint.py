@@ -17,7 +17,11 @@ Sharded runs (FSDP / DeepSpeed, or ``checkpoint_format: accelerate``) write the 
 through accelerate's ``save_state`` instead (``accelerate_state/``: every process writes its shards;
 FSDP's sharded state dicts go through ``torch.distributed.checkpoint``, which reshards on load), with
 the same hidden temporary folder, ``state.json`` written last and one rename
-(:func:`save_accelerate_checkpoint` / :func:`load_accelerate_checkpoint`).
+(:func:`save_accelerate_checkpoint` / :func:`load_accelerate_checkpoint`). FSDP2 runs on CPU (torch's
+``fully_shard``, :mod:`diffalign.train.fsdp_cpu`) write ``dcp/`` with ``torch.distributed.checkpoint``
+(trainable weights, optimizer state by parameter name, extra tensors; every process its shards),
+which any run loads, sharded or not, on any number of processes (:func:`save_dcp_checkpoint` /
+:func:`load_dcp_checkpoint`).
 
 Trainers draw every random number from generators seeded by ``(seed, step)`` and order data by
 ``(seed, epoch)``, so restoring the step restores the randomness: resuming continues exactly.
@@ -39,6 +43,7 @@ TRAINABLE_FILE = "trainable.safetensors"
 EXTRA_FILE = "extra.safetensors"
 STATE_FILE = "state.json"
 ACCELERATE_DIR = "accelerate_state"
+DCP_DIR = "dcp"
 
 
 @dataclass
@@ -150,6 +155,87 @@ def save_accelerate_checkpoint(
     prepared model and optimizer) into a hidden temporary folder; then the main process adds the
     schedule, ``extra_tensors``, whatever ``write_outputs(folder)`` writes (the gathered LoRA) and
     ``state.json``, and renames the folder into place. Returns the path on the main process."""
+    return _save_sharded(accelerator, output_dir, step, lambda tmp: accelerator.save_state(os.path.join(tmp, ACCELERATE_DIR)),
+                         "accelerate", lr_scheduler, extra_state, keep_last, extra_tensors, write_outputs)
+
+
+def save_dcp_checkpoint(
+    accelerator,
+    output_dir: str,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr_scheduler: Any = None,
+    extra_state: dict[str, Any] | None = None,
+    keep_last: int | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    write_outputs=None,
+) -> str | None:
+    """Called on EVERY process: the trainable weights of ``model`` (the unwrapped network, sharded or
+    not), the ``optimizer``'s state (by parameter name) and ``extra_tensors`` go through
+    ``torch.distributed.checkpoint`` into ``dcp/`` (every process writes its shards; loading
+    reshards them to any number of processes, see :func:`load_dcp_checkpoint`); then as
+    :func:`save_accelerate_checkpoint` (schedule, outputs, ``state.json`` last, one rename)."""
+    import torch.distributed.checkpoint as dcp
+
+    state = _dcp_state(model, optimizer, extra_tensors)
+    return _save_sharded(accelerator, output_dir, step, lambda tmp: dcp.save(state, checkpoint_id=os.path.join(tmp, DCP_DIR)),
+                         "dcp", lr_scheduler, extra_state, keep_last, None, write_outputs)
+
+
+def _dcp_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, extra_tensors: dict | None) -> dict:
+    """What a DCP checkpoint holds, named as in any process layout: the trainable weights by name (a
+    LoRA checkpoint holds the LoRA, not the frozen base), the optimizer state by parameter name, extras."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    weights = {k: v for k, v in get_model_state_dict(model).items() if k in trainable}
+    state = {"model": weights}
+    if optimizer is not None:
+        state["optimizer"] = get_optimizer_state_dict(model, optimizer)
+    if extra_tensors:
+        state["extra"] = dict(extra_tensors)
+    return state
+
+
+def load_dcp_checkpoint(
+    checkpoint: Checkpoint | str,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr_scheduler: Any = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Called on every process (or in a plain one-process run): read ``dcp/`` resharded to this run's
+    layout into ``model`` (unwrapped; sharded or not), ``optimizer`` and the tensors shaped like
+    ``extra_tensors`` (the trainer's current ones); then the schedule. Returns ``state.json`` and the
+    extra tensors."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+    path = checkpoint.path if isinstance(checkpoint, Checkpoint) else str(checkpoint)
+    state = _dcp_state(model, optimizer, extra_tensors)
+    try:
+        dcp.load(state, checkpoint_id=os.path.join(path, DCP_DIR))
+    except Exception as e:  # keys or shapes of another model: say which checkpoint
+        raise ValueError(f"checkpoint {path} does not match the model being trained: {str(e).splitlines()[0][:300]}") from e
+    set_model_state_dict(model, state["model"], options=StateDictOptions(strict=False))
+    if optimizer is not None:
+        set_optimizer_state_dict(model, optimizer, state["optimizer"])
+    if lr_scheduler is not None and os.path.exists(os.path.join(path, "lr_scheduler.pt")):
+        lr_scheduler.load_state_dict(torch.load(os.path.join(path, "lr_scheduler.pt"), weights_only=True))
+    with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
+        return json.load(f), state.get("extra", {})
+
+
+def is_dcp_checkpoint(checkpoint: Checkpoint | str) -> bool:
+    path = checkpoint.path if isinstance(checkpoint, Checkpoint) else str(checkpoint)
+    return os.path.isdir(os.path.join(path, DCP_DIR))
+
+
+def _save_sharded(accelerator, output_dir, step, write_shards, fmt, lr_scheduler, extra_state, keep_last,
+                  extra_tensors, write_outputs) -> str | None:
+    """Every process writes its shards (``write_shards(tmp)``) into the hidden temporary folder; the
+    main process adds the rest, ``state.json`` last, and renames it into place."""
     root = os.path.join(output_dir, CHECKPOINT_DIR)
     final = os.path.join(root, f"step-{step:06d}")
     tmp = os.path.join(root, f".tmp-step-{step:06d}-shards")
@@ -158,14 +244,14 @@ def save_accelerate_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(os.path.join(tmp, ACCELERATE_DIR))
+    write_shards(tmp)
     accelerator.wait_for_everyone()
     path = None
     if main:
         try:
             if write_outputs is not None:
                 write_outputs(tmp)
-            _write_small_files(tmp, step, lr_scheduler, {**(extra_state or {}), "format": "accelerate"}, extra_tensors)
+            _write_small_files(tmp, step, lr_scheduler, {**(extra_state or {}), "format": fmt}, extra_tensors)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

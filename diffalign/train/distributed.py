@@ -60,17 +60,26 @@ def requested_engine() -> str | None:
     return None
 
 
+def fsdp_version() -> int:
+    """``fsdp_version`` of the launching accelerate config (``FSDP_VERSION``; accelerate's default is 1)."""
+    return int(os.environ.get("FSDP_VERSION", "1") or 1)
+
+
 def check_engine(trainer: str, hand_synced: bool) -> None:
     """Stop (one line) where the requested FSDP / DeepSpeed config cannot run: without a GPU
-    (accelerate 1.x builds them on CUDA only; on CPU it would silently fall back to DDP), and
+    (accelerate 1.x builds them on CUDA only; on CPU it would silently fall back to DDP) except FSDP2,
+    which the trainer then builds with torch's ``fully_shard`` (:mod:`diffalign.train.fsdp_cpu`), and
     DeepSpeed ZeRO for trainers that accumulate gradients by hand with ``no_sync`` (the online ones)."""
     engine = requested_engine()
     if engine is None:
         return
     if not has_accelerator_device():
+        if engine == "FSDP" and fsdp_version() == 2:  # torch's fully_shard over gloo (diffalign.train.fsdp_cpu)
+            return
+        what = "FSDP1 (fsdp_version: 1)" if engine == "FSDP" else engine
         raise RuntimeError(
-            f"the {engine} accelerate config needs GPUs (accelerate builds {engine} on CUDA only); on CPU launch "
-            "`torchrun --nproc_per_node N -m diffalign train RECIPE` (DDP over gloo)"
+            f"the {what} accelerate config needs GPUs (accelerate builds it on CUDA only); on CPU use an FSDP2 config "
+            "(fsdp2_lora / fsdp2_full) or launch `torchrun --nproc_per_node N -m diffalign train RECIPE` (DDP over gloo)"
         )
     if engine == "DeepSpeed" and hand_synced:
         raise RuntimeError(

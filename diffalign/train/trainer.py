@@ -37,10 +37,13 @@ import torch
 
 from diffalign.config import config_to_dict, save_config
 from diffalign.pipelines import PipelineAdapter
-from diffalign.pipelines.models import configure_adapter, load_model, offload_frozen
+from diffalign.pipelines.models import (
+    check_offload_device, configure_adapter, load_model, offload_frozen, use_vae_gradient_checkpointing,
+)
+from diffalign.train import fsdp_cpu
 from diffalign.train.checkpoint import (
-    is_accelerate_checkpoint, load_accelerate_checkpoint, load_checkpoint, load_extra_tensors, resolve_resume,
-    save_accelerate_checkpoint, save_checkpoint,
+    is_accelerate_checkpoint, is_dcp_checkpoint, load_accelerate_checkpoint, load_checkpoint, load_dcp_checkpoint,
+    load_extra_tensors, resolve_resume, save_accelerate_checkpoint, save_checkpoint, save_dcp_checkpoint,
 )
 from diffalign.train.config import TrainConfig
 from diffalign.train.distributed import accelerator_kwargs, check_engine, check_resume_batch
@@ -77,8 +80,13 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
         self.config = config
+        if config.model.quantize != "none" and not config.lora.enabled:
+            raise ValueError(f"model.quantize={config.model.quantize} freezes the base network in quantized form: train a "
+                             "LoRA on top (lora.enabled: true) or set model.quantize=none for full fine-tuning")
         check_output_dir(config.output_dir, config.resume, config.overwrite)  # before loading anything
         check_engine(getattr(config, "trainer", type(self).__name__), self.syncs_by_hand)
+        #: FSDP2 asked on a machine without GPU: torch's fully_shard over the gloo ranks (accelerate builds it on CUDA only)
+        self.cpu_fsdp = fsdp_cpu.CpuFsdp2.from_env() if fsdp_cpu.requested() else None
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         if config.cpu_reuse_freed_memory and not torch.cuda.is_available():
@@ -101,11 +109,18 @@ class Trainer:
         if precision:
             self.accelerator.print(precision)
         weight_dtype = torch_dtype(config.model.weight_dtype)
-        self.adapter = adapter if adapter is not None else load_model(config.model, device=self.device, dtype=weight_dtype)
+        offload = config.model.offload_frozen
+        if offload:
+            check_offload_device(self.device)  # before loading anything
+        # with offload_frozen the pipeline is loaded in CPU memory and only the denoiser goes to the GPU
+        self.adapter = adapter if adapter is not None else load_model(
+            config.model, device="cpu" if offload else self.device, dtype=weight_dtype, run_device=self.device)
         configure_adapter(self.adapter, config.model)
-        self.adapter.to(device=self.device)
-        if config.model.offload_frozen:
+        if offload:
             offload_frozen(self.adapter, self.device)
+            self.adapter.denoiser.to(self.device)
+        else:
+            self.adapter.to(device=self.device)
         self.logger: MetricsLogger | None = None
         self.setup_network()
         self.setup()
@@ -186,20 +201,30 @@ class Trainer:
             reference = copy.deepcopy(adapter.denoiser).requires_grad_(False).eval()
             adapter.set_reference_network(reference)
             adapter.denoiser.float().requires_grad_(True)
-        if cfg.model.gradient_checkpointing or cfg.model.checkpoint_blocks:
-            adapter.enable_gradient_checkpointing(cfg.model.checkpoint_blocks or None)
+        cpu_fsdp_ckpt = self.cpu_fsdp is not None and self.cpu_fsdp.activation_checkpointing
+        if cfg.model.gradient_checkpointing or cfg.model.checkpoint_blocks or cpu_fsdp_ckpt:
+            adapter.enable_gradient_checkpointing(None if cpu_fsdp_ckpt else (cfg.model.checkpoint_blocks or None))
+        if cfg.model.vae_gradient_checkpointing:
+            use_vae_gradient_checkpointing(adapter.pipe)
         if cfg.model.compile:
             adapter.compile_network()
         adapter.denoiser.train()
         lr = cfg.optim.lr
         if cfg.optim.scale_lr:
             lr *= self.accelerator.num_processes * cfg.gradient_accumulation_steps * cfg.batch_size
+        if self.cpu_fsdp is not None:  # shard in place first: the optimizer holds the DTensor shards
+            blocks = self.cpu_fsdp.shard(adapter.denoiser)
+            self.accelerator.print(f"FSDP2 on CPU: torch fully_shard over {self.accelerator.num_processes} gloo processes "
+                                   f"(blocks: {', '.join(blocks) or 'none'}; then the whole {adapter.denoiser_name})")
         self.optimizer = build_optimizer(adapter.trainable_parameters(), cfg.optim, lr=lr)
         # the schedule is NOT passed to accelerator.prepare: accelerate's wrapper steps it num_processes
         # times per optimizer step (it assumes a data loader shrunk W times); it counts optimizer steps
         # here (clip_and_step), so the lr at every step is the one-process run's on any number of processes
         self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.optim, self.num_optimizer_steps())
-        network, self.optimizer = self.accelerator.prepare(adapter.denoiser, self.optimizer)
+        if self.cpu_fsdp is not None:  # the network is already sharded: accelerate wraps the optimizer only
+            network, self.optimizer = adapter.denoiser, self.accelerator.prepare(self.optimizer)
+        else:
+            network, self.optimizer = self.accelerator.prepare(adapter.denoiser, self.optimizer)
         adapter.bind_network(network)
         self.network = network
 
@@ -212,7 +237,7 @@ class Trainer:
         stats = {}
         max_norm = self.config.optim.max_grad_norm
         if self.accelerator.sync_gradients and max_norm > 0:
-            stats["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.adapter.trainable_parameters(), max_norm))
+            stats["grad_norm"] = fsdp_cpu.grad_norm(self.accelerator.clip_grad_norm_(self.adapter.trainable_parameters(), max_norm))
         self.optimizer.step()
         # once per optimizer step that really happened (not on accumulation micro-steps, nor skipped fp16 steps)
         if self.accelerator.sync_gradients and not getattr(self.optimizer, "step_was_skipped", False):
@@ -264,12 +289,20 @@ class Trainer:
         start_step = 0
         ckpt = resolve_resume(cfg.output_dir, cfg.resume)
         if ckpt is not None:
-            if is_accelerate_checkpoint(ckpt):
-                state = load_accelerate_checkpoint(acc, ckpt, self.lr_scheduler)
+            if self.cpu_fsdp is not None and not is_dcp_checkpoint(ckpt):
+                raise ValueError(f"{ckpt.path} was written by an unsharded run; FSDP2 on CPU resumes from its own "
+                                 "torch.distributed.checkpoint folders (dcp/): resume this one without the FSDP2 config "
+                                 "(torchrun: DDP over gloo)")
+            if is_dcp_checkpoint(ckpt):  # any layout: resharded to this run's processes
+                state, extra = load_dcp_checkpoint(ckpt, self.adapter.denoiser, getattr(self.optimizer, "optimizer", self.optimizer),
+                                                   self.lr_scheduler, self.checkpoint_tensors())
+            elif is_accelerate_checkpoint(ckpt):
+                state, extra = load_accelerate_checkpoint(acc, ckpt, self.lr_scheduler), load_extra_tensors(ckpt)
             else:
                 state = load_checkpoint(ckpt, self.trainable_named_parameters(), self.optimizer, self.lr_scheduler)
+                extra = load_extra_tensors(ckpt)
             check_resume_batch(state.get("global_batch"), self.global_batch(), ckpt.path)
-            self.restore_checkpoint_state(state, load_extra_tensors(ckpt))
+            self.restore_checkpoint_state(state, extra)
             start_step = int(state["step"])
             acc.print(f"resumed from {ckpt.path} at step {start_step}")
         if self.is_main:
@@ -300,7 +333,7 @@ class Trainer:
         """With several processes, every rank must hold the same trained weights (a gradient-sync
         bug would silently diverge them): compare a checksum across ranks."""
         acc = self.accelerator
-        if acc.num_processes == 1:
+        if acc.num_processes == 1 or self.network_sharded():  # sharded: one copy of each weight, nothing to compare
             return
         params = self.adapter.trainable_parameters()
         checksum = torch.stack([p.detach().double().sum() for p in params]).sum().reshape(1).to(self.device)
@@ -309,11 +342,24 @@ class Trainer:
             raise RuntimeError(f"trained weights differ across processes (checksums {sums.tolist()}): gradients were not synchronised")
 
     # ------------------------------------------------------------------ checkpoint and export phases
-    def sharded_state(self) -> bool:
-        """Whether checkpoints go through accelerate's ``save_state`` (``checkpoint_format``; ``auto``:
-        FSDP / DeepSpeed runs, whose weights and optimizer states are sharded over the processes)."""
+    def network_sharded(self) -> bool:
+        """Whether the network's weights are sharded over the processes (FSDP, DeepSpeed ZeRO-3, FSDP2 on
+        CPU): then every forward is a collective, run by every process."""
         from accelerate.utils import DistributedType
 
+        acc = self.accelerator
+        if acc.distributed_type == DistributedType.DEEPSPEED:  # ZeRO-3 shards the weights, ZeRO-2 does not
+            return getattr(acc.state.deepspeed_plugin, "zero_stage", 0) == 3
+        return self.cpu_fsdp is not None or acc.distributed_type == DistributedType.FSDP
+
+    def sharded_state(self) -> bool:
+        """Whether checkpoints are written by every process (``checkpoint_format``; ``auto``: FSDP /
+        DeepSpeed runs, whose weights and optimizer states are sharded over the processes, through
+        accelerate's ``save_state``; FSDP2 on CPU through ``torch.distributed.checkpoint``)."""
+        from accelerate.utils import DistributedType
+
+        if self.cpu_fsdp is not None:
+            return True
         fmt = self.config.checkpoint_format
         if fmt == "auto":
             return self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
@@ -322,7 +368,10 @@ class Trainer:
     def gathered_lora_state(self) -> dict[str, torch.Tensor]:
         """The LoRA weights gathered from every process's shards (``accelerator.get_state_dict``; a
         collective: call on every process); a copy, complete on the main process."""
-        full = self.accelerator.get_state_dict(self.network) or {}
+        if self.cpu_fsdp is not None:
+            full = fsdp_cpu.full_state_dict(self.adapter.denoiser)
+        else:
+            full = self.accelerator.get_state_dict(self.network) or {}
         return {k: v.detach().to("cpu", copy=True) for k, v in full.items() if "lora_" in k}
 
     def checkpoint(self, step: int) -> str | None:
@@ -333,10 +382,16 @@ class Trainer:
         acc.wait_for_everyone()
         if self.sharded_state():
             lora = self.gathered_lora_state() if cfg.lora.enabled else None
+            write_lora = (lambda folder: self.adapter.save_lora(folder, state_dict=lora)) if lora is not None else None
+            if self.cpu_fsdp is not None:
+                return save_dcp_checkpoint(
+                    acc, cfg.output_dir, step, self.adapter.denoiser, self.optimizer.optimizer, self.lr_scheduler,
+                    {**extra, **self.checkpoint_state()}, keep_last=cfg.checkpoints_total_limit,
+                    extra_tensors=self.checkpoint_tensors(), write_outputs=write_lora,
+                )
             return save_accelerate_checkpoint(
                 acc, cfg.output_dir, step, self.lr_scheduler, {**extra, **self.checkpoint_state()},
-                keep_last=cfg.checkpoints_total_limit, extra_tensors=self.checkpoint_tensors(),
-                write_outputs=(lambda folder: self.adapter.save_lora(folder, state_dict=lora)) if lora is not None else None,
+                keep_last=cfg.checkpoints_total_limit, extra_tensors=self.checkpoint_tensors(), write_outputs=write_lora,
             )
         if self.is_main:
             path = save_checkpoint(
@@ -351,13 +406,18 @@ class Trainer:
         """Export phase: the LoRA (``pytorch_lora_weights.safetensors``) and/or the full pipeline,
         with the evaluation weights (EMA when kept), and ``train_summary.json``."""
         cfg = self.config
-        lora_path = pipeline_path = gathered = None
+        lora_path = pipeline_path = gathered = full = None
         self.accelerator.wait_for_everyone()
-        if self.sharded_state() and cfg.lora.enabled:  # the full LoRA from every process's shards
+        if self.cpu_fsdp is not None:  # FSDP2 on CPU: the whole network gathered from every process's shards
+            with self.evaluation_weights():
+                full = fsdp_cpu.full_state_dict(self.adapter.denoiser)
+            gathered = {k: v for k, v in full.items() if "lora_" in k} if cfg.lora.enabled else None
+        elif self.sharded_state() and cfg.lora.enabled:  # the full LoRA from every process's shards
             with self.evaluation_weights():
                 gathered = self.gathered_lora_state()
         if self.is_main:
-            with self.evaluation_weights():
+            whole = cfg.save in ("pipeline", "both") or not cfg.lora.enabled or cfg.save_format == "merged"
+            with self.evaluation_weights(), self.unsharded_network(full if whole else None):
                 if cfg.lora.enabled and cfg.save in ("lora", "both"):
                     lora_path = self.adapter.save_lora(cfg.output_dir, state_dict=gathered)
                 if cfg.save in ("pipeline", "both") or not cfg.lora.enabled:
@@ -368,7 +428,8 @@ class Trainer:
                 model = {"pretrained": cfg.model.pretrained, "revision": cfg.model.revision,
                          "commit": resolve_model_commit(cfg.model.pretrained, cfg.model.revision)}
                 json.dump({"steps": cfg.max_steps, "lora": lora_path, "pipeline": pipeline_path, "model": model,
-                           "num_processes": self.accelerator.num_processes}, f, indent=2)
+                           "num_processes": self.accelerator.num_processes,
+                           "sharded": fsdp_cpu.is_sharded(self.adapter.denoiser)}, f, indent=2)
             from diffalign.export.command import finish_outputs
 
             hub = cfg.push_to_hub
@@ -379,12 +440,30 @@ class Trainer:
         return TrainResult(cfg.output_dir, cfg.max_steps, lora_path, pipeline_path,
                            os.path.join(cfg.output_dir, "logs", "metrics.jsonl"))
 
+    @contextlib.contextmanager
+    def unsharded_network(self, full: dict[str, torch.Tensor] | None) -> Iterator[None]:
+        """Inside the block the pipeline holds a plain copy of the sharded network filled with ``full``
+        (its gathered state dict), for the outputs that save the whole network (main process only);
+        nothing to do when ``full`` is None."""
+        if full is None:
+            yield
+            return
+        adapter, name = self.adapter, self.adapter.denoiser_name
+        sharded = adapter.denoiser
+        lora_name = adapter._lora_config["adapter_name"] if adapter.has_lora else "default"
+        lora = sharded.peft_config[lora_name] if adapter.has_lora else None
+        setattr(adapter.pipe, name, fsdp_cpu.unsharded_copy(sharded, full, lora_config=lora, adapter_name=lora_name))
+        try:
+            yield
+        finally:
+            setattr(adapter.pipe, name, sharded)
+
     @torch.no_grad()
     def validate(self, step: int) -> None:
         """Sample the validation prompts at fixed seeds and save a grid (main process); video families
         also write each clip as ``validation/step-N/<k>.mp4`` and show frame strips in the grid."""
         val = self.config.validation
-        if not val.prompts or not self.is_main:
+        if not val.prompts or not (self.is_main or self.network_sharded()):  # sharded: every process runs the forwards
             return
         from diffalign.utils.images import make_grid
 
@@ -396,6 +475,8 @@ class Trainer:
                 generator=generator, output_type="np",
             )
         self.adapter.denoiser.train()
+        if not self.is_main:
+            return
         if getattr(self.adapter, "modality", "image") == "video":  # mp4s in validation/step-N/, strips in the grid
             from diffalign.train.video_outputs import video_tiles
 

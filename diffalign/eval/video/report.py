@@ -38,6 +38,31 @@ class VideoReport(Report):
         self._md.append("")
 
 
+    def video_gallery(self, root: str, items: Sequence, width: int = 160) -> None:
+        """Tiles like :meth:`Report.gallery` whose ``image`` is a clip file (``.mp4`` / ``.gif``,
+        absolute or relative to ``root``): looping ``<video>`` elements with the file embedded."""
+        tiles = []
+        for item in items:
+            path = item.image if os.path.isabs(item.image) else os.path.join(root, item.image)
+            ext = os.path.splitext(path)[1].lower()
+            if ext not in MIME:
+                raise ValueError(f"{path}: a report clip must be .mp4 or .gif")
+            with open(path, "rb") as f:
+                uri = f"data:{MIME[ext]};base64," + base64.b64encode(f.read()).decode("ascii")
+            cls = "tile" + ("" if item.verdict is None else " pass" if item.verdict else " fail")
+            badge = "" if item.verdict is None else ("&#10003; " if item.verdict else "&#10007; ")
+            media = (f'<video src="{uri}" width="{width}" controls loop muted autoplay playsinline></video>' if ext == ".mp4"
+                     else f'<img src="{uri}" width="{width}" alt="{html.escape(item.caption)}">')
+            detail = f"<br><small>{html.escape(item.detail)}</small>" if item.detail else ""
+            tiles.append(f'<figure class="{cls}">{media}<figcaption><span class="badge">{badge}</span>'
+                         f'{html.escape(item.caption)}{detail}</figcaption></figure>')
+            mark = "" if item.verdict is None else ("✓ " if item.verdict else "✗ ")
+            rel = os.path.relpath(path, root)
+            self._md.append(f"- {mark}{_md_cell(item.caption)} — [{rel}]({rel})" + (f" — {_md_cell(item.detail)}" if item.detail else ""))
+        self._html.append(f'<div class="grid" style="--w:{int(width)}px">{"".join(tiles)}</div>')
+        self._md.append("")
+
+
 def write_report(out: str, results: Sequence[Mapping], summary: Mapping, per_category: int = VIDEOS_PER_CATEGORY) -> None:
     """``out/report.html`` (self-contained, clips embedded) and ``out/report.md``."""
     report = VideoReport(summary.get("label", "video eval"), f"{summary['n']} videos, {summary['prompts']} prompts")

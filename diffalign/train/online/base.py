@@ -227,6 +227,10 @@ class OnlineTrainer(Trainer):
         ev, acc = cfg.evaluation, self.accelerator
         if self.eval_set is None:
             self.eval_set = PromptSet.from_config(cfg.prompts, evaluation=True, seed=ev.seed, num_rows=ev.num_prompts)
+            if self.network_sharded() and len(self.eval_set) % acc.num_processes:  # unequal forwards would hang
+                raise ValueError(
+                    f"evaluation: {len(self.eval_set)} held-out prompts do not split evenly over {acc.num_processes} processes, "
+                    f"which sharded weights (FSDP / ZeRO-3) need: set evaluation.num_prompts to a multiple of {acc.num_processes}")
         num_steps = ev.num_inference_steps or cfg.sampling.num_inference_steps
         scheduler = self.scheduler if num_steps == cfg.sampling.num_inference_steps else self.make_scheduler(num_steps)
         levels = [0.0 if ev.noise_level is None else ev.noise_level] * num_steps

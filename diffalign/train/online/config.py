@@ -31,12 +31,14 @@ class PromptsConfig:
     """Where the training (and evaluation) prompts come from.
 
     ``source``: ``shapes`` (the shapes world's GenEval rows of ``split``; metadata = the row),
+    ``shapes_video`` (the moving-shapes world's rows of ``split``, for the ``shapes_video`` reward;
+    ``categories`` and ``shapes_rows`` as for ``shapes``),
     ``list`` (``items``), or ``file``: ``path`` to a ``.txt`` (one prompt per line) or ``.jsonl``
     (one row per line with a ``prompt`` key; the whole row is the reward's metadata, so GenEval
     metadata files work as they are).
     """
 
-    source: str = choice("shapes", ("shapes", "list", "file"))
+    source: str = choice("shapes", ("shapes", "shapes_video", "list", "file"))
     items: list[str] = field(default_factory=list)
     path: Optional[str] = None
     #: shapes world: the prompt split trained on and the held-out split evaluated on.

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 from diffalign.train.online.config import PromptsConfig
 
-SOURCES = ("shapes", "list", "file")
+SOURCES = ("shapes", "shapes_video", "list", "file")
 
 
 class PromptSet:
@@ -53,6 +53,20 @@ class PromptSet:
             else:
                 rows = split_rows(split, cfg.categories)
             return cls(rows, True, f"shapes prompts (split {split})")
+        if cfg.source == "shapes_video":
+            from diffalign.shapes.video import VIDEO_CATEGORIES, sample_video_rows, video_prompts
+
+            split = cfg.eval_split if evaluation else cfg.split
+            n = num_rows if (evaluation or num_rows is not None) else cfg.shapes_rows
+            cats = list(cfg.categories or VIDEO_CATEGORIES)
+            unknown = [c for c in cats if c not in VIDEO_CATEGORIES]
+            if unknown:
+                raise ValueError(f"prompts.categories: unknown moving-shapes category {unknown[0]!r}; "
+                                 f"expected some of {', '.join(VIDEO_CATEGORIES)}")
+            # balanced over the categories: ceil(n / categories) rows of each, interleaved, cut to n
+            rows = (sample_video_rows(-(-n // len(cats)), seed=seed, split=split, categories=cats)[:n] if n
+                    else video_prompts(split, cats))
+            return cls(rows, True, f"moving-shapes video prompts (split {split})")
         if cfg.source == "list":
             if not cfg.items:
                 raise ValueError("prompts.source=list needs prompts.items")
