@@ -95,6 +95,13 @@ class StepClock:
         self._mark()
 
 
+def _split_overrides(text: str) -> list[str]:
+    """``a=1,b=[x,y]`` -> ``["a=1", "b=[x,y]"]`` (commas inside brackets belong to a list value)."""
+    import re
+
+    return re.split(r",(?![^\[]*\])", text)
+
+
 def _subset_parquet(src: str, dst: str, n: int) -> str:
     import glob
 
@@ -161,7 +168,7 @@ def run_child(a) -> None:
             "model.weight_dtype=fp32", f"model.gradient_checkpointing={str(a.gradient_checkpointing).lower()}",
             f"num_threads={a.threads}", "progress_bar=false", f"cache.dir={os.path.join(a.work, 'cache')}",
             f"output_dir={os.path.join(a.work, 'out-' + a.child)}", "overwrite=true",
-        ] + [o for o in a.overrides.split(",") if o and not o.startswith("env:")]
+        ] + [o for o in _split_overrides(a.overrides) if o and not o.startswith("env:")]
         rc = cli_main(["train", os.path.join(HERE, "dpo_vs_diffusers.yaml"), *overrides])
         if rc:
             raise SystemExit(rc)
@@ -261,7 +268,7 @@ def main(argv=None) -> int:
         for name in names:
             cmd = child_cmd(name, rnd)
             log = os.path.join(work, f"r{rnd}-{name}.log")
-            side_env = dict(env, **dict(o[4:].split("=", 1) for o in (variants[name] or "").split(",")
+            side_env = dict(env, **dict(o[4:].split("=", 1) for o in _split_overrides(variants[name] or "")
                                          if o.startswith("env:")))
             with open(log, "w") as f:
                 rc = subprocess.call(cmd, env=side_env, stdout=f, stderr=subprocess.STDOUT)

@@ -51,3 +51,26 @@ def test_gpu_dpo_dry_run_and_refusal_without_cuda(capsys):
     assert len(plan) == 6 and plan[0].startswith("sd15: 512 px, 16 pairs/step") and plan[3].startswith("sdxl: 1024 px, 8 pairs/step")
     if not torch.cuda.is_available():
         assert gpu_dpo.main([]) == 2
+
+
+def test_online_epoch_dry_run_plans_timing_and_memory_runs(capsys):
+    assert _bench("online_epoch").main(["--dry-run", "--workers", "0,1", "--trained", "1,4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 8  # 2 trainers x (2 timing runs + 2 memory runs)
+    assert sum(line.startswith("MALLOC tight: ") for line in lines) == 4
+    assert sum("--child-trainer flow_grpo" in line for line in lines) == 4
+
+
+@pytest.mark.slow  # two tiny training iterations in-process (~3 CPU s)
+@pytest.mark.parametrize("trainer", ["ddpo", "flow_grpo"])
+def test_online_epoch_child_reports_the_time_split_and_phase_memory(trainer):
+    bench = _bench("online_epoch")
+    args = bench.argparse.Namespace(trainer=trainer, workers=1, trained=1, sd_model=None, sd3_model=None, latent=8,
+                                    resolution=None, steps=3, batch=2, num_batches=2, cfg=3.0, epochs=1,
+                                    reward="jpeg_compressibility", threads=1)
+    res = bench.run_child(args)
+    assert res["trained_timesteps"] == 1 and res["rollouts_per_epoch"] == 4 and len(res["epochs"]) == 1
+    epoch = res["epochs"][0]
+    assert epoch["sampling_s"] > 0 and epoch["train_s"] > 0 and epoch["samples_per_s"] == 4 / epoch["step_time"]
+    assert [m["phase"] for m in res["memory"]] == ["sampling", "update"]
+    assert all(m["peak_mb"] >= m["start_mb"] > 0 for m in res["memory"])

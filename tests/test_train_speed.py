@@ -73,3 +73,30 @@ def test_dropping_the_encoders_frees_them_and_trains_the_same(tmp_path):
     assert not _on_meta(OfflinePreferenceTrainer(config("d", save="both")).adapter.pipe.text_encoder)
     given = OfflinePreferenceTrainer(config("e"), adapter=adapter_for(build_tiny_pipeline("sd")))
     assert not _on_meta(given.adapter.pipe.vae)
+
+
+@pytest.mark.slow  # three tiny pipelines, a forward + backward each (~1-2 s)
+def test_selective_checkpointing_marks_only_the_named_blocks_and_keeps_gradients():
+    from diffalign.pipelines import adapter_for
+
+    def loss_and_grads(blocks):
+        adapter = adapter_for(build_tiny_pipeline("sd"))
+        unet = adapter.denoiser.train()
+        if blocks is not None:
+            adapter.enable_gradient_checkpointing(blocks)
+        torch.manual_seed(0)
+        x, cond = torch.randn(2, 4, 16, 16), torch.randn(2, 77, 32)
+        loss = unet(x, torch.tensor([10, 500]), encoder_hidden_states=cond).sample.square().mean()
+        loss.backward()
+        flags = {n: m.gradient_checkpointing for n, m in unet.named_modules() if n and hasattr(m, "gradient_checkpointing")}
+        return loss.detach(), {n: p.grad.clone() for n, p in unet.named_parameters()}, flags
+
+    plain_loss, plain_grads, plain_flags = loss_and_grads(None)
+    loss, grads, flags = loss_and_grads(["up_blocks.1"])
+    assert not any(plain_flags.values())
+    on = sorted(n for n, f in flags.items() if f)
+    assert on and all(n == "up_blocks.1" or n.startswith("up_blocks.1.") for n in on)
+    assert torch.allclose(loss, plain_loss)
+    assert all(torch.allclose(grads[n], plain_grads[n], atol=1e-6, rtol=1e-4) for n in grads)
+    with pytest.raises(ValueError, match=r"model.checkpoint_blocks: \['up_blocks.9'\] are not sub-modules"):
+        adapter_for(build_tiny_pipeline("sd")).enable_gradient_checkpointing(["up_blocks.9"])

@@ -461,8 +461,21 @@ class PipelineAdapter(ABC):
         set_attention_backend(self.denoiser, backend)
         self.attention_backend = backend
 
-    def enable_gradient_checkpointing(self) -> None:
+    def enable_gradient_checkpointing(self, blocks: list[str] | None = None) -> None:
+        """Activation checkpointing in the denoiser: everywhere, or (``blocks``: dotted sub-module
+        names) only inside those sub-modules."""
         self.denoiser.enable_gradient_checkpointing()
+        if not blocks:
+            return
+        modules = dict(self.denoiser.named_modules())
+        unknown = [b for b in blocks if b not in modules]
+        if unknown:
+            raise ValueError(f"model.checkpoint_blocks: {unknown} are not sub-modules of the "
+                             f"{type(self.denoiser).__name__} (e.g. down_blocks.0, up_blocks.3)")
+        for name, module in modules.items():
+            if name and hasattr(module, "gradient_checkpointing") and not any(
+                    name == b or name.startswith(b + ".") for b in blocks):
+                module.gradient_checkpointing = False
 
     def compile_network(self, **kwargs) -> None:
         """``torch.compile`` the denoiser's forward in place (``nn.Module.compile``: parameter and

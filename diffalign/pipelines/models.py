@@ -6,7 +6,7 @@ Pipelines shipped inside the package (the shapes world's ``shapes-sd`` and ``sha
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -35,6 +35,10 @@ class ModelConfig:
     #: attention kernel: sdpa | xformers | flash.
     attention: str = choice("sdpa", BACKENDS)
     gradient_checkpointing: bool = False
+    #: selective checkpointing: only these denoiser sub-modules (dotted names, e.g. ``down_blocks.0``,
+    #: ``up_blocks.3``: the highest-resolution UNet blocks, which hold most activations) recompute
+    #: their activations in the backward; empty = as ``gradient_checkpointing`` says (all or none).
+    checkpoint_blocks: list[str] = field(default_factory=list)
     #: channels-last memory format for the convolutional networks (UNet, VAE): same results, faster
     #: convolutions on CPU (oneDNN; ~20 % on the shapes pipelines) and on recent GPUs.
     channels_last: bool = False

@@ -201,8 +201,9 @@ class Trainer:
             reference = copy.deepcopy(adapter.denoiser).requires_grad_(False).eval()
             adapter.set_reference_network(reference)
             adapter.denoiser.float().requires_grad_(True)
-        if cfg.model.gradient_checkpointing or (self.cpu_fsdp is not None and self.cpu_fsdp.activation_checkpointing):
-            adapter.enable_gradient_checkpointing()
+        cpu_fsdp_ckpt = self.cpu_fsdp is not None and self.cpu_fsdp.activation_checkpointing
+        if cfg.model.gradient_checkpointing or cfg.model.checkpoint_blocks or cpu_fsdp_ckpt:
+            adapter.enable_gradient_checkpointing(None if cpu_fsdp_ckpt else (cfg.model.checkpoint_blocks or None))
         if cfg.model.vae_gradient_checkpointing:
             use_vae_gradient_checkpointing(adapter.pipe)
         if cfg.model.compile:

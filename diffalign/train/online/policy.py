@@ -39,6 +39,8 @@ class PolicyGradientTrainer(OnlineTrainer):
         super().setup()
         #: ``{label: weight}`` of the combined reward's components when ``advantages.per_reward`` (else None).
         self.reward_weights = component_weights(self.reward) if self.config.advantages.per_reward else None
+        #: the last :meth:`collect`'s time split (seconds): ``sampling_s``, ``reward_s``, ``reward_exposed_s``.
+        self._timings: dict[str, float] = {"reward_exposed_s": 0.0}
 
     # ------------------------------------------------------------------ subclass hooks
     def compute_advantages(self, traj: Trajectories, step: int) -> tuple[Trajectories, dict[str, float]]:
@@ -103,7 +105,9 @@ class PolicyGradientTrainer(OnlineTrainer):
                              generator=self.sample_rngs(step, "noise", 10_000 + batch, ids, device=self.device),
                              store=store, store_means=self.keeps_means())
         images = self.adapter.decode_latents(chain.final)
+        t_submit = time.perf_counter()
         future = self.scorer.submit(images, prompts, meta, components=self.reward_weights is not None)
+        self._timings["reward_exposed_s"] += time.perf_counter() - t_submit  # scoring inline (reward.workers 0)
         traj = Trajectories(
             prompts=list(prompts), metadata=meta, cond=guidance.cond, latents=chain.latents,
             next_latents=chain.next_latents, timesteps=chain.timesteps, log_probs=chain.log_probs,
@@ -112,25 +116,38 @@ class PolicyGradientTrainer(OnlineTrainer):
         return traj, future
 
     def collect(self, step: int) -> Trajectories:
-        """All rollout batches of iteration ``step`` with their rewards."""
+        """All rollout batches of iteration ``step`` with their rewards. Batch ``k``'s rewards are
+        scored on the scorer's worker thread while batch ``k + 1`` samples; only the last batch's
+        scoring (and any scoring slower than sampling) is left exposed.
+
+        Fills ``self._timings``: ``sampling_s`` (denoising + decoding, the reward's exposed time
+        excluded), ``reward_s`` (the reward's own scoring time, hidden or not) and
+        ``reward_exposed_s`` (the time the loop waited for rewards, or scored inline)."""
+        self._timings = {"reward_exposed_s": 0.0}
+        self.scorer.take_busy_s()
+        t0 = time.perf_counter()
         self.adapter.denoiser.eval()
         parts = [self.rollout(step, b) for b in range(self.config.sampling.num_batches)]
         self.adapter.denoiser.train()
+        t1 = time.perf_counter()
         for traj, future in parts:
             scores = future.result()
             if self.reward_weights is not None:
                 scores, traj.reward_components = scores[0], scores[1].to(self.device)
             traj.rewards = scores.to(self.device)
+        waited = time.perf_counter() - t1
+        self._timings["sampling_s"] = t1 - t0 - self._timings["reward_exposed_s"]
+        self._timings["reward_exposed_s"] += waited
+        self._timings["reward_s"] = self.scorer.take_busy_s()
         return Trajectories.cat([t for t, _ in parts])
 
     # ------------------------------------------------------------------ iteration
     def step(self, step: int) -> dict[str, float]:
         """Step phase: one iteration (sample -> score -> advantages -> ``num_inner_epochs`` of updates)."""
-        t0 = time.time()
         traj = self.collect(step)
         all_rewards = self.gather(traj.rewards)
         stats = {"reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std(unbiased=False)),
-                 "sampling_time": time.time() - t0}
+                 **self._timings}
         if traj.reward_components is not None:  # each component's raw mean beside the total
             means = self.gather(traj.reward_components).mean(dim=0).tolist()
             stats.update({f"reward_{label}_mean": m for label, m in zip(self.reward_weights, means)})
@@ -139,9 +156,9 @@ class PolicyGradientTrainer(OnlineTrainer):
         traj.images = None  # only needed for rewards and grids
         traj, adv_stats = self.compute_advantages(traj, step)
         stats.update(adv_stats)
-        t1 = time.time()
+        t1 = time.perf_counter()
         stats.update(self.train_on(traj, step))
-        stats["training_time"] = time.time() - t1
+        stats["train_s"] = time.perf_counter() - t1
         stats["optimizer_steps"] = self.optimizer_steps_done
         return stats
 

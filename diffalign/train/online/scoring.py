@@ -2,6 +2,8 @@
 worker threads so the next batch samples while a separate reward model scores the last one."""
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Sequence
 
@@ -35,18 +37,35 @@ class RewardScorer:
     the columns in the order of :func:`component_weights`.
 
     With ``workers = 0`` the reward runs immediately in the caller's thread.
+
+    ``busy_s`` is the wall time spent scoring since the last :meth:`take_busy_s` (summed over
+    submissions, whichever thread scored them): the reward's own cost, whether or not it was hidden
+    behind sampling.
     """
 
     def __init__(self, reward: Reward, workers: int = 1):
         self.reward = reward
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else None
+        self._lock = threading.Lock()
+        self.busy_s = 0.0
+
+    def take_busy_s(self) -> float:
+        """The scoring time accumulated since the last call, and reset it."""
+        with self._lock:
+            busy, self.busy_s = self.busy_s, 0.0
+        return busy
 
     def _score(self, samples: torch.Tensor, prompts: Sequence[str], metadata, components: bool = False):
-        with torch.no_grad():
-            if not components:
-                return self.reward(samples, list(prompts), metadata).detach().float()
-            total, parts = self.reward.score_components(samples, list(prompts), metadata)
-            return total.detach().float(), torch.stack([p.detach().float() for p in parts.values()], dim=1)
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad():
+                if not components:
+                    return self.reward(samples, list(prompts), metadata).detach().float()
+                total, parts = self.reward.score_components(samples, list(prompts), metadata)
+                return total.detach().float(), torch.stack([p.detach().float() for p in parts.values()], dim=1)
+        finally:
+            with self._lock:
+                self.busy_s += time.perf_counter() - t0
 
     def submit(self, samples: torch.Tensor, prompts: Sequence[str], metadata=None, components: bool = False) -> Future:
         if self._pool is not None:
