@@ -60,15 +60,30 @@ CONFIGS = {
 }
 
 
-def command(name: str, seed: int, steps: int, every: int, out: str) -> list[str]:
-    """The ``diffalign train`` command line of one run."""
+def command(name: str, seed: int, steps: int, every: int, out: str, overrides: dict[str, list[str]] | None = None,
+            eval_prompts: int | None = None) -> list[str]:
+    """The ``diffalign train`` command line of one run: the configuration's keys, then ``overrides[name]``
+    (``key=value`` items given with ``--set NAME:key=value``; later keys win) and the held-out image count."""
+    extra = ([f"evaluation.num_prompts={eval_prompts}"] if eval_prompts else []) + list((overrides or {}).get(name, []))
     return [sys.executable, "-m", "diffalign", "train", "shapes_flow_grpo", f"seed={seed}",
             f"output_dir={os.path.join(out, f'{name}-s{seed}')}", f"max_steps={steps}",
-            f"evaluation.every_steps={every}", "progress_bar=false", *BASE, *CONFIGS[name]]
+            f"evaluation.every_steps={every}", "progress_bar=false", *BASE, *CONFIGS[name], *extra]
 
 
-def run(name: str, seed: int, steps: int, every: int, out: str) -> float:
-    cmd = command(name, seed, steps, every, out)
+def parse_overrides(items: list[str], configs: list[str]) -> dict[str, list[str]]:
+    """``["guarded:loss.clip_range=1e-4", ...]`` -> ``{"guarded": ["loss.clip_range=1e-4"], ...}``."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, kv = item.partition(":")
+        if not sep or "=" not in kv or name not in configs:
+            raise ValueError(f"--set {item!r}: expected CONFIG:key=value with CONFIG one of {','.join(configs)}")
+        out.setdefault(name, []).append(kv)
+    return out
+
+
+def run(name: str, seed: int, steps: int, every: int, out: str, overrides: dict[str, list[str]] | None = None,
+        eval_prompts: int | None = None) -> float:
+    cmd = command(name, seed, steps, every, out, overrides, eval_prompts)
     print("+", " ".join(cmd[1:]), flush=True)
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -173,18 +188,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="outputs/reward_hacking")
     p.add_argument("--figure", default="docs/img/reward_hacking.png")
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="CONFIG:KEY=VALUE",
+                   help="a config override for one configuration's runs (repeatable), e.g. guarded:loss.clip_range=1e-4")
+    p.add_argument("--eval-prompts", type=int, default=None, help="held-out images per evaluation (default 60)")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     configs = args.configs.split(",")
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         p.error(f"unknown --configs {','.join(unknown)}; choose from {','.join(CONFIGS)}")
+    try:
+        overrides = parse_overrides(args.set, configs)
+    except ValueError as e:
+        p.error(str(e))
     os.makedirs(args.out, exist_ok=True)
     if not args.plot_only:
         evals = args.steps // args.eval_every + 1
         todo = [(n, s) for s in seeds for n in configs if len(curves(args.out, n, s)) < evals]  # skip finished runs
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-            for _ in pool.map(lambda job: run(job[0], job[1], args.steps, args.eval_every, args.out), todo):
+            for _ in pool.map(lambda job: run(job[0], job[1], args.steps, args.eval_every, args.out, overrides,
+                                                   args.eval_prompts), todo):
                 report(args.out, seeds, None, configs)
     print(report(args.out, seeds, args.figure, configs))
     return 0

@@ -55,3 +55,25 @@ def test_unknown_config_is_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         reward_hacking.main(["--configs", "unguarded,nope", "--out", str(tmp_path), "--plot-only"])
     assert "unknown --configs nope" in capsys.readouterr().err
+
+
+def test_set_overrides_one_configuration_after_its_own_keys(tmp_path):
+    overrides = reward_hacking.parse_overrides(["guarded:loss.clip_range=1e-4", "guarded:optim.lr=1e-3"],
+                                               ["unguarded", "guarded"])
+    assert overrides == {"guarded": ["loss.clip_range=1e-4", "optim.lr=1e-3"]}
+    guarded = reward_hacking.command("guarded", 0, 20, 5, str(tmp_path), overrides, eval_prompts=120)
+    unguarded = reward_hacking.command("unguarded", 0, 20, 5, str(tmp_path), overrides, eval_prompts=120)
+    # the override comes after the script's clip range (0.01), so the trainer's last-key-wins parse takes it
+    assert guarded.index("loss.clip_range=1e-4") > guarded.index("loss.clip_range=0.01")
+    assert guarded[-2:] == ["loss.clip_range=1e-4", "optim.lr=1e-3"]
+    assert "loss.clip_range=1e-4" not in unguarded and "loss.clip_range=0.01" in unguarded
+    for cmd in (guarded, unguarded):  # the held-out count after the script's 60
+        assert cmd.index("evaluation.num_prompts=120") > cmd.index("evaluation.num_prompts=60")
+    assert "evaluation.num_prompts=120" not in reward_hacking.command("guarded", 0, 20, 5, str(tmp_path))
+
+
+@pytest.mark.parametrize("item", ["guarded", "guarded:loss.beta", "nope:loss.beta=0", "guarded+judge:loss.beta=0"])
+def test_set_rejects_malformed_or_unknown_config(item, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        reward_hacking.main(["--set", item, "--out", str(tmp_path), "--plot-only"])
+    assert f"--set {item!r}: expected CONFIG:key=value" in capsys.readouterr().err
