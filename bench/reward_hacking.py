@@ -88,11 +88,17 @@ def run(name: str, seed: int, steps: int, every: int, out: str, overrides: dict[
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with open(os.path.join(out, f"{name}-s{seed}.log"), "w") as log:
-        subprocess.run(cmd, check=True, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own CPU time (other runs go on beside it)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
     seconds = time.time() - t0
     with open(os.path.join(out, f"{name}-s{seed}.seconds"), "w") as f:
         f.write(f"{seconds:.0f}\n")
-    print(f"{name} seed {seed}: {seconds / 60:.1f} min", flush=True)
+    with open(os.path.join(out, f"{name}-s{seed}.cpu"), "w") as f:
+        f.write(f"{usage.ru_utime + usage.ru_stime:.0f}\n")
+    print(f"{name} seed {seed}: {seconds / 60:.1f} min, {usage.ru_utime + usage.ru_stime:.0f} CPU s", flush=True)
     return seconds
 
 
@@ -113,14 +119,21 @@ def curves(out: str, name: str, seed: int) -> list[tuple[int, float, float]]:
             for r in rows if "gold_reward_mean" in r]
 
 
-def _mean_sd(values: list[float]) -> str:
-    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+def _mean_sd(values: list[float], signed: bool = False) -> str:
+    return f"{statistics.fmean(values):{'+' if signed else ''}.3f} ± {statistics.stdev(values):.3f}"
+
+
+def _read(path: str) -> float | None:
+    return float(open(path).read()) if os.path.exists(path) else None
 
 
 def report(out: str, seeds: list[int], figure: str | None, configs: list[str] | None = None) -> str:
-    """Write ``OUT/table.md`` (and ``figure``) from the runs found; return the table."""
-    lines = ["| config | seed | proxy start | proxy end | gold start | gold end | gold min | wall min |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Write ``OUT/table.md`` (and ``figure``) from the runs found; return the table. Per run: the held-out
+    proxy and gold at the first and last evaluation, their changes, the lowest gold, whether the run
+    shows the claim (gold end >= gold start and proxy end > proxy start), wall minutes and CPU seconds."""
+    lines = ["| config | seed | proxy start | proxy end | proxy Δ | gold start | gold end | gold Δ | gold min | "
+             "gold ≥ start and proxy up | wall min | CPU s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     data = {}
     for name in configs or CONFIGS:
         runs = {s: c for s in seeds if (c := curves(out, name, s))}
@@ -128,15 +141,20 @@ def report(out: str, seeds: list[int], figure: str | None, configs: list[str] | 
             continue
         data[name] = runs
         for s, c in runs.items():
-            wall = os.path.join(out, f"{name}-s{s}.seconds")
-            minutes = f"{float(open(wall).read()) / 60:.0f}" if os.path.exists(wall) else "-"
-            lines.append(f"| {name} | {s} | {c[0][1]:.3f} | {c[-1][1]:.3f} | {c[0][2]:.3f} | {c[-1][2]:.3f} | "
-                         f"{min(p[2] for p in c):.3f} | {minutes} |")
+            wall, cpu = _read(os.path.join(out, f"{name}-s{s}.seconds")), _read(os.path.join(out, f"{name}-s{s}.cpu"))
+            (_, p0, g0), (_, p1, g1) = c[0], c[-1]
+            shown = "yes" if g1 >= g0 and p1 > p0 else "no"
+            lines.append(f"| {name} | {s} | {p0:.3f} | {p1:.3f} | {p1 - p0:+.3f} | {g0:.3f} | {g1:.3f} | {g1 - g0:+.3f} | "
+                         f"{min(p[2] for p in c):.3f} | {shown} | {'-' if wall is None else f'{wall / 60:.0f}'} | "
+                         f"{'-' if cpu is None else f'{cpu:.0f}'} |")
         finished = [c for c in runs.values() if c[-1][0] == max(cc[-1][0] for cc in runs.values())]
         if len(finished) > 1:
-            cols = [[c[0][1] for c in finished], [c[-1][1] for c in finished], [c[0][2] for c in finished],
-                    [c[-1][2] for c in finished], [min(p[2] for p in c) for c in finished]]
-            lines.append(f"| {name} | mean ± sd of {len(finished)} | " + " | ".join(_mean_sd(v) for v in cols) + " | |")
+            cols = [[c[0][1] for c in finished], [c[-1][1] for c in finished], [c[-1][1] - c[0][1] for c in finished],
+                    [c[0][2] for c in finished], [c[-1][2] for c in finished], [c[-1][2] - c[0][2] for c in finished],
+                    [min(p[2] for p in c) for c in finished]]
+            shown = sum(c[-1][2] >= c[0][2] and c[-1][1] > c[0][1] for c in finished)
+            lines.append(f"| {name} | mean ± sd of {len(finished)} | " + " | ".join(_mean_sd(v, signed=k in (2, 5)) for k, v in enumerate(cols))
+                         + f" | {shown} of {len(finished)} | | |")
     table = "\n".join(lines)
     with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as f:
         f.write(table + "\n")

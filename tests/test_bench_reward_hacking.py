@@ -14,7 +14,7 @@ import reward_hacking  # noqa: E402
 sys.path.pop(0)
 
 
-def _write_run(out, name, seed, points, seconds=None):
+def _write_run(out, name, seed, points, seconds=None, cpu=None):
     logs = out / f"{name}-s{seed}" / "logs"
     logs.mkdir(parents=True)
     rows = []
@@ -24,6 +24,8 @@ def _write_run(out, name, seed, points, seconds=None):
     (logs / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if seconds is not None:
         (out / f"{name}-s{seed}.seconds").write_text(f"{seconds}\n")
+    if cpu is not None:
+        (out / f"{name}-s{seed}.cpu").write_text(f"{cpu}\n")
 
 
 def test_commands_keep_the_judge_out_of_the_guarded_training_reward(tmp_path):
@@ -39,15 +41,24 @@ def test_commands_keep_the_judge_out_of_the_guarded_training_reward(tmp_path):
 
 
 def test_table_per_run_and_mean_sd_over_seeds(tmp_path):
-    _write_run(tmp_path, "unguarded", 0, [(0, 0.2, 0.5), (10, 0.3, 0.2)], seconds=600)
+    _write_run(tmp_path, "unguarded", 0, [(0, 0.2, 0.5), (10, 0.3, 0.2)], seconds=600, cpu=250)
     _write_run(tmp_path, "unguarded", 1, [(0, 0.2, 0.5), (10, 0.4, 0.4)])
+    _write_run(tmp_path, "guarded", 0, [(0, 0.2, 0.5), (5, 0.25, 0.4), (10, 0.25, 0.55)])
+    _write_run(tmp_path, "guarded", 1, [(0, 0.2, 0.5), (10, 0.19, 0.6)])
     _write_run(tmp_path, "guarded+judge", 0, [(0, 0.7, 0.5), (10, 0.9, 0.6)])  # eval = proxy + judge
     table = reward_hacking.report(str(tmp_path), [0, 1], None)
-    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in table.splitlines()[2:]}
-    assert rows[("unguarded", "0")].split("|")[3:9] == [" 0.200 ", " 0.300 ", " 0.500 ", " 0.200 ", " 0.200 ", " 10 "]
-    mean = rows[("unguarded", "mean ± sd of 2")].split("|")
-    assert mean[4].strip() == "0.350 ± 0.071" and mean[6].strip() == "0.300 ± 0.141"
-    assert rows[("guarded+judge", "0")].split("|")[3:7] == [" 0.200 ", " 0.300 ", " 0.500 ", " 0.600 "]
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): [c.strip() for c in line.strip("|").split("|")[2:]]
+            for line in table.splitlines()[2:]}
+    # proxy start / end / change, gold start / end / change / min, claim shown, wall min, CPU s
+    assert rows[("unguarded", "0")] == ["0.200", "0.300", "+0.100", "0.500", "0.200", "-0.300", "0.200", "no", "10", "250"]
+    assert rows[("unguarded", "1")][7:] == ["no", "-", "-"]
+    mean = rows[("unguarded", "mean ± sd of 2")]
+    assert mean[1] == "0.350 ± 0.071" and mean[2] == "+0.150 ± 0.071" and mean[4] == "0.300 ± 0.141"
+    assert mean[5] == "-0.200 ± 0.141" and mean[7] == "0 of 2"
+    # guarded seed 0: gold dipped to 0.4 but ended above its start with the proxy up; seed 1: proxy down
+    assert rows[("guarded", "0")][:8] == ["0.200", "0.250", "+0.050", "0.500", "0.550", "+0.050", "0.400", "yes"]
+    assert rows[("guarded", "1")][7] == "no" and rows[("guarded", "mean ± sd of 2")][7] == "1 of 2"
+    assert rows[("guarded+judge", "0")][:6] == ["0.200", "0.300", "+0.100", "0.500", "0.600", "+0.100"]
     assert (tmp_path / "table.md").read_text().strip() == table
 
 
