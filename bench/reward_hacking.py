@@ -70,8 +70,9 @@ def command(name: str, seed: int, steps: int, every: int, out: str, overrides: d
             f"evaluation.every_steps={every}", "progress_bar=false", *BASE, *CONFIGS[name], *extra]
 
 
-def parse_overrides(items: list[str], configs: list[str]) -> dict[str, list[str]]:
-    """``["guarded:loss.clip_range=1e-4", ...]`` -> ``{"guarded": ["loss.clip_range=1e-4"], ...}``."""
+def parse_overrides(items: list[str], configs=CONFIGS) -> dict[str, list[str]]:
+    """``["guarded:loss.clip_range=1e-4", ...]`` -> ``{"guarded": ["loss.clip_range=1e-4"], ...}`` (an override of a
+    configuration not run this time is kept and unused, so one command line serves every subset of ``--configs``)."""
     out: dict[str, list[str]] = {}
     for item in items:
         name, sep, kv = item.partition(":")
@@ -97,7 +98,7 @@ def run(name: str, seed: int, steps: int, every: int, out: str, overrides: dict[
     with open(os.path.join(out, f"{name}-s{seed}.seconds"), "w") as f:
         f.write(f"{seconds:.0f}\n")
     with open(os.path.join(out, f"{name}-s{seed}.cpu"), "w") as f:
-        f.write(f"{usage.ru_utime + usage.ru_stime:.0f}\n")
+        f.write(f"{usage.ru_utime + usage.ru_stime:.1f}\n")
     print(f"{name} seed {seed}: {seconds / 60:.1f} min, {usage.ru_utime + usage.ru_stime:.0f} CPU s", flush=True)
     return seconds
 
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown --configs {','.join(unknown)}; choose from {','.join(CONFIGS)}")
     try:
-        overrides = parse_overrides(args.set, configs)
+        overrides = parse_overrides(args.set)
     except ValueError as e:
         p.error(str(e))
     os.makedirs(args.out, exist_ok=True)

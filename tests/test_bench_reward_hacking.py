@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -69,8 +70,7 @@ def test_unknown_config_is_one_line_error(tmp_path, capsys):
 
 
 def test_set_overrides_one_configuration_after_its_own_keys(tmp_path):
-    overrides = reward_hacking.parse_overrides(["guarded:loss.clip_range=1e-4", "guarded:optim.lr=1e-3"],
-                                               ["unguarded", "guarded"])
+    overrides = reward_hacking.parse_overrides(["guarded:loss.clip_range=1e-4", "guarded:optim.lr=1e-3"])
     assert overrides == {"guarded": ["loss.clip_range=1e-4", "optim.lr=1e-3"]}
     guarded = reward_hacking.command("guarded", 0, 20, 5, str(tmp_path), overrides, eval_prompts=120)
     unguarded = reward_hacking.command("unguarded", 0, 20, 5, str(tmp_path), overrides, eval_prompts=120)
@@ -83,8 +83,27 @@ def test_set_overrides_one_configuration_after_its_own_keys(tmp_path):
     assert "evaluation.num_prompts=120" not in reward_hacking.command("guarded", 0, 20, 5, str(tmp_path))
 
 
-@pytest.mark.parametrize("item", ["guarded", "guarded:loss.beta", "nope:loss.beta=0", "guarded+judge:loss.beta=0"])
+@pytest.mark.parametrize("item", ["guarded", "guarded:loss.beta", "nope:loss.beta=0", "loss.beta=0"])
 def test_set_rejects_malformed_or_unknown_config(item, tmp_path, capsys):
     with pytest.raises(SystemExit):
         reward_hacking.main(["--set", item, "--out", str(tmp_path), "--plot-only"])
     assert f"--set {item!r}: expected CONFIG:key=value" in capsys.readouterr().err
+
+
+def test_set_for_a_configuration_not_run_is_accepted(tmp_path):
+    # one command line for every subset of --configs: a guarded override with only unguarded runs
+    assert reward_hacking.main(["--configs", "unguarded", "--set", "guarded:loss.clip_range=1e-4",
+                                "--out", str(tmp_path), "--plot-only"]) == 0
+
+
+@pytest.mark.slow  # two interpreter starts and 0.15 s of CPU: over 0.5 s on a loaded machine
+def test_run_records_wall_and_the_childs_own_cpu_seconds(tmp_path, monkeypatch):
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.15: pass"
+    monkeypatch.setattr(reward_hacking, "command", lambda *a: [sys.executable, "-c", burn])
+    reward_hacking.run("guarded", 3, 20, 5, str(tmp_path))
+    cpu = float((tmp_path / "guarded-s3.cpu").read_text())
+    assert 0.15 <= cpu < 2.0 and float((tmp_path / "guarded-s3.seconds").read_text()) >= 0
+    monkeypatch.setattr(reward_hacking, "command", lambda *a: [sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(subprocess.CalledProcessError):
+        reward_hacking.run("guarded", 4, 20, 5, str(tmp_path))
+    assert not (tmp_path / "guarded-s4.cpu").exists()
