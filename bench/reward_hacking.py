@@ -1,7 +1,7 @@
 """Reward hacking on the shapes world, and the guards against it (docs/online.md, "Reward hacking").
 
     python bench/reward_hacking.py [--seeds 0,1,2] [--steps 20] [--eval-every 10] [--configs unguarded,guarded]
-                                   [--jobs N] [--out DIR] [--figure PNG]
+                                   [--set CONFIG:key=value ...] [--eval-prompts N] [--jobs N] [--out DIR] [--figure PNG]
     python bench/reward_hacking.py --plot-only --out DIR     # figures and table from finished runs
 
 Flow-GRPO LoRA on shapes-sd3 (the ``shapes_flow_grpo`` recipe) on the colour prompts (``colors``,
@@ -23,10 +23,16 @@ and scored by the proxy (``eval_reward_mean``) and by the shapes judge as gold
   training prompts); its held-out reward is the sum, so its proxy curve is
   ``eval_reward_mean - gold_reward_mean``.
 
+``--set CONFIG:key=value`` (repeatable) appends a ``diffalign train`` override to one configuration's
+runs (after its own keys, so it wins), e.g. the measured guarded setting ``--set guarded:loss.clip_range=1e-4``
+(docs/online.md); ``--eval-prompts N`` sets the held-out image count (default 60).
+
 Each run is one single-threaded process (``OMP_NUM_THREADS=1``); ``--jobs N`` runs N of them at once
 (seeds outermost, so a cut sweep has every configuration of the first seeds). Writes per run
-``OUT/<config>-s<seed>/logs/metrics.jsonl`` and its wall time ``OUT/<config>-s<seed>.seconds``, then
-``OUT/table.md`` (start / end of the proxy and the gold score per run, mean and sd over seeds) and
+``OUT/<config>-s<seed>/logs/metrics.jsonl``, its wall time ``OUT/<config>-s<seed>.seconds`` and its own CPU
+seconds ``OUT/<config>-s<seed>.cpu``, then ``OUT/table.md`` (start / end / change of the proxy and the
+gold score per run, whether the run shows the claim "gold end >= start and proxy end > start", mean and
+sd over seeds) and
 the curves (``--figure``: per-seed lines, the mean over seeds and its min-max band).
 """
 from __future__ import annotations
@@ -184,9 +190,9 @@ def plot(data: dict[str, dict[int, list[tuple[int, float, float]]]], figure: str
             ax.fill_between(steps, [min(v) for v in at], [max(v) for v in at], color=colour, alpha=0.15, lw=0)
             ax.plot(steps, [statistics.fmean(v) for v in at], color=colour, lw=2, marker="o", ms=4,
                     label=f"{name} (mean of {len(runs)} seed{'s' if len(runs) > 1 else ''}, min-max band)")
-    start = statistics.fmean(c[0][2] for runs in data.values() for c in runs.values())
-    axes[1].axhline(start, color="grey", lw=0.8, ls="--")
-    axes[0].set_title(f"proxy: {PROXY}, half_area 0.25 (held-out)")
+    for ax, j in zip(axes, (1, 2)):  # the untrained model's score (the same for every run and seed)
+        ax.axhline(statistics.fmean(c[0][j] for runs in data.values() for c in runs.values()), color="grey", lw=0.8, ls="--")
+    axes[0].set_title(f"proxy: {PROXY}, half_area 0.25 (held-out; dashed = start)")
     axes[1].set_title("gold: shapes judge (held-out; dashed = start)")
     for ax in axes:
         ax.set_xlabel("iteration")
