@@ -126,8 +126,8 @@ def curves(out: str, name: str, seed: int) -> list[tuple[int, float, float]]:
             for r in rows if "gold_reward_mean" in r]
 
 
-def _mean_sd(values: list[float], signed: bool = False) -> str:
-    return f"{statistics.fmean(values):{'+' if signed else ''}.3f} ± {statistics.stdev(values):.3f}"
+def _mean_sd(values: list[float], signed: bool = False, digits: int = 3) -> str:
+    return f"{statistics.fmean(values):{'+' if signed else ''}.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def _read(path: str) -> float | None:
@@ -136,7 +136,7 @@ def _read(path: str) -> float | None:
 
 def report(out: str, seeds: list[int], figure: str | None, configs: list[str] | None = None) -> str:
     """Write ``OUT/table.md`` (and ``figure``) from the runs found; return the table. Per run: the held-out
-    proxy and gold at the first and last evaluation, their changes, the lowest gold, whether the run
+    proxy (4 decimals: its changes here are a few thousandths) and gold at the first and last evaluation, their changes, the lowest gold, whether the run
     shows the claim (gold end >= gold start and proxy end > proxy start), wall minutes and CPU seconds."""
     lines = ["| config | seed | proxy start | proxy end | proxy Δ | gold start | gold end | gold Δ | gold min | "
              "gold ≥ start and proxy up | wall min | CPU s |",
@@ -151,7 +151,7 @@ def report(out: str, seeds: list[int], figure: str | None, configs: list[str] | 
             wall, cpu = _read(os.path.join(out, f"{name}-s{s}.seconds")), _read(os.path.join(out, f"{name}-s{s}.cpu"))
             (_, p0, g0), (_, p1, g1) = c[0], c[-1]
             shown = "yes" if g1 >= g0 and p1 > p0 else "no"
-            lines.append(f"| {name} | {s} | {p0:.3f} | {p1:.3f} | {p1 - p0:+.3f} | {g0:.3f} | {g1:.3f} | {g1 - g0:+.3f} | "
+            lines.append(f"| {name} | {s} | {p0:.4f} | {p1:.4f} | {p1 - p0:+.4f} | {g0:.3f} | {g1:.3f} | {g1 - g0:+.3f} | "
                          f"{min(p[2] for p in c):.3f} | {shown} | {'-' if wall is None else f'{wall / 60:.0f}'} | "
                          f"{'-' if cpu is None else f'{cpu:.0f}'} |")
         finished = [c for c in runs.values() if c[-1][0] == max(cc[-1][0] for cc in runs.values())]
@@ -160,7 +160,7 @@ def report(out: str, seeds: list[int], figure: str | None, configs: list[str] | 
                     [c[0][2] for c in finished], [c[-1][2] for c in finished], [c[-1][2] - c[0][2] for c in finished],
                     [min(p[2] for p in c) for c in finished]]
             shown = sum(c[-1][2] >= c[0][2] and c[-1][1] > c[0][1] for c in finished)
-            lines.append(f"| {name} | mean ± sd of {len(finished)} | " + " | ".join(_mean_sd(v, signed=k in (2, 5)) for k, v in enumerate(cols))
+            lines.append(f"| {name} | mean ± sd of {len(finished)} | " + " | ".join(_mean_sd(v, k in (2, 5), 4 if k < 3 else 3) for k, v in enumerate(cols))
                          + f" | {shown} of {len(finished)} | | |")
     table = "\n".join(lines)
     with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as f:

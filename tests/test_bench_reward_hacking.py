@@ -51,15 +51,15 @@ def test_table_per_run_and_mean_sd_over_seeds(tmp_path):
     rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): [c.strip() for c in line.strip("|").split("|")[2:]]
             for line in table.splitlines()[2:]}
     # proxy start / end / change, gold start / end / change / min, claim shown, wall min, CPU s
-    assert rows[("unguarded", "0")] == ["0.200", "0.300", "+0.100", "0.500", "0.200", "-0.300", "0.200", "no", "10", "250"]
+    assert rows[("unguarded", "0")] == ["0.2000", "0.3000", "+0.1000", "0.500", "0.200", "-0.300", "0.200", "no", "10", "250"]
     assert rows[("unguarded", "1")][7:] == ["no", "-", "-"]
     mean = rows[("unguarded", "mean ± sd of 2")]
-    assert mean[1] == "0.350 ± 0.071" and mean[2] == "+0.150 ± 0.071" and mean[4] == "0.300 ± 0.141"
+    assert mean[1] == "0.3500 ± 0.0707" and mean[2] == "+0.1500 ± 0.0707" and mean[4] == "0.300 ± 0.141"
     assert mean[5] == "-0.200 ± 0.141" and mean[7] == "0 of 2"
     # guarded seed 0: gold dipped to 0.4 but ended above its start with the proxy up; seed 1: proxy down
-    assert rows[("guarded", "0")][:8] == ["0.200", "0.250", "+0.050", "0.500", "0.550", "+0.050", "0.400", "yes"]
+    assert rows[("guarded", "0")][:8] == ["0.2000", "0.2500", "+0.0500", "0.500", "0.550", "+0.050", "0.400", "yes"]
     assert rows[("guarded", "1")][7] == "no" and rows[("guarded", "mean ± sd of 2")][7] == "1 of 2"
-    assert rows[("guarded+judge", "0")][:6] == ["0.200", "0.300", "+0.100", "0.500", "0.600", "+0.100"]
+    assert rows[("guarded+judge", "0")][:6] == ["0.2000", "0.3000", "+0.1000", "0.500", "0.600", "+0.100"]
     assert (tmp_path / "table.md").read_text().strip() == table
 
 
