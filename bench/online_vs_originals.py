@@ -129,7 +129,8 @@ def build(family, a):
     if family == "sd" and a.sd_model:
         from diffusers import StableDiffusionPipeline
 
-        pipe = StableDiffusionPipeline.from_pretrained(a.sd_model, safety_checker=None, requires_safety_checker=False)
+        pipe = StableDiffusionPipeline.from_pretrained(a.sd_model, safety_checker=None, requires_safety_checker=False,
+                                                       torch_dtype=torch.float32)
         side = a.resolution // pipe.vae_scale_factor
     else:
         pipe = build_tiny_pipeline(family, sample_size=a.latent)

@@ -213,6 +213,9 @@ class Trainer:
             cfg.model.checkpoint_blocks, cfg.model.gradient_checkpointing, adapter.denoiser, self.latent_positions())
         if blocks is not None:
             adapter.enable_gradient_checkpointing(blocks or None)
+        if blocks and cfg.model.checkpoint_blocks == "auto":
+            self.accelerator.print(f"activation checkpointing in {', '.join(blocks)} only (model.checkpoint_blocks: auto, "
+                                   f"{self.latent_positions()} latent positions per micro-batch)")
         if cfg.model.vae_gradient_checkpointing:
             use_vae_gradient_checkpointing(adapter.pipe)
         if cfg.model.compile:
