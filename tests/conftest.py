@@ -1,8 +1,20 @@
 """Test-wide set-up: no network, deterministic threads, and diffalign imported first (it makes
-torchvision importable next to a CPU-only torch build)."""
+torchvision importable next to a CPU-only torch build).
+
+Under pytest-xdist (``make test`` runs ``pytest -n auto``) every worker gets its share of the cores
+as torch threads (1 each with 2 workers on 2 cores; processes the tests launch inherit it through
+``OMP_NUM_THREADS``), and a test that changes torch's thread count (the demo, the shipped-pipeline
+checks) has it put back afterwards, so one test cannot oversubscribe the machine for the next."""
 from __future__ import annotations
 
 import os
+
+import pytest
+
+#: number of pytest-xdist workers (0: no xdist)
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+if XDIST_WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // XDIST_WORKERS)))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DIFFUSERS_OFFLINE", "1")
@@ -10,6 +22,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import diffalign  # noqa: E402,F401  (import before anything pulls in torchvision)
+import torch  # noqa: E402
+
+if XDIST_WORKERS > 1:
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 
@@ -17,3 +33,12 @@ SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "sh
 def shared_path(*parts: str) -> str:
     """Path under the ``../shared`` folder next to the checkout (absent on a user's machine)."""
     return os.path.join(SHARED, *parts)
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Put torch's intra-op thread count back after a test that changed it."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
