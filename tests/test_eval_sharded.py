@@ -15,10 +15,6 @@ from diffalign.geneval import write_metadata
 
 from test_train_scale import TORCHRUN, _launch
 
-#: the 2-process torchrun runs take one worker under pytest-xdist, one after another (each is already
-#: 2 processes), and the module's shared runs are made once
-pytestmark = pytest.mark.xdist_group("torchrun")
-
 # 5 prompts over 2 processes: an uneven split (3 + 2)
 ROWS = [shapes.all_rows(tag)[0] for tag in shapes.CATEGORIES[:5]]
 

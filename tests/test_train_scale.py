@@ -21,10 +21,6 @@ from diffalign.train.metrics import read_metrics
 
 STEPS = 6
 
-#: the 2-process torchrun runs take one worker under pytest-xdist, one after another (each is already
-#: 2 processes), and the module's shared runs are made once
-pytestmark = pytest.mark.xdist_group("torchrun")
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

@@ -16,10 +16,6 @@ from diffalign.pipelines.tiny import build_tiny_pipeline
 
 from test_train_scale import FSDP2_CPU, TORCHRUN, _launch, _result
 
-#: the 2-process torchrun runs take one worker under pytest-xdist, one after another (each is already
-#: 2 processes), and the module's shared runs are made once
-pytestmark = pytest.mark.xdist_group("torchrun")
-
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):

@@ -22,8 +22,6 @@ from diffalign.train.metrics import read_metrics
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "faulty_run.py")
 STEPS, EVERY = 4, 1
 LORA = "pytorch_lora_weights.safetensors"
-#: one pytest-xdist worker runs the kill-and-resume cases, so their uninterrupted reference run is made once
-pytestmark = pytest.mark.xdist_group("kill_resume")
 
 
 def run(out, pairs_dir, cache, resume=None, kill=None) -> int:
