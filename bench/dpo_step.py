@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
     p.add_argument("--weight-dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--checkpoint-blocks", default="auto",
+                   help="model.checkpoint_blocks: auto (the default), none, or a comma list such as down_blocks.0,up_blocks.3")
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--attention", default="sdpa")
     p.add_argument("--threads", type=int, default=0)
@@ -46,6 +48,7 @@ def main(argv=None) -> int:
     import diffalign  # noqa: F401
     from diffalign.data import DataConfig, write_pairs_jsonl
     from diffalign.pipelines import adapter_for
+    from diffalign.pipelines.checkpointing import checkpoint_blocks_value
     from diffalign.pipelines.tiny import build_tiny_pipeline
     from diffalign.train.metrics import read_metrics
     from diffalign.train.offline import CacheConfig, OfflineConfig, OfflinePreferenceTrainer
@@ -67,6 +70,8 @@ def main(argv=None) -> int:
     )
     cfg.model.weight_dtype = args.weight_dtype
     cfg.model.gradient_checkpointing = args.gradient_checkpointing
+    blocks = args.checkpoint_blocks
+    cfg.model.checkpoint_blocks = checkpoint_blocks_value(blocks if blocks in ("auto", "none") else blocks.split(","))
     cfg.model.attention = args.attention
     cfg.lora.rank = args.lora_rank
     adapter = None
@@ -84,7 +89,8 @@ def main(argv=None) -> int:
     figures = {
         "model": args.model, "resolution": args.resolution, "pairs_per_step": args.batch_size,
         "mixed_precision": args.mixed_precision, "weight_dtype": args.weight_dtype,
-        "gradient_checkpointing": args.gradient_checkpointing, "lora_rank": args.lora_rank,
+        "gradient_checkpointing": args.gradient_checkpointing, "checkpoint_blocks": args.checkpoint_blocks,
+        "lora_rank": args.lora_rank,
         "s_per_step_median": round(step, 4), "pairs_per_s": round(args.batch_size / step, 2),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} ({platform.processor() or platform.machine()})",
         "torch": torch.__version__,

@@ -195,7 +195,7 @@ def run_diffalign_side(pipe, model, resolution, pairs, steps, warmup, compiled, 
         cache=CacheConfig(dir=os.path.join(work, "cache")), loss={"beta": 5000.0})
     cfg.data.resolution = resolution
     cfg.model.weight_dtype = "bf16" if bf16 else "fp32"
-    cfg.model.gradient_checkpointing = True
+    cfg.model.gradient_checkpointing = True  # everywhere, like the script (wins over checkpoint_blocks: auto)
     cfg.model.compile = compiled
     cfg.lora.rank = 8
     cfg.optim.lr, cfg.optim.lr_scheduler, cfg.optim.weight_decay = 1e-5, "constant", 1e-2

@@ -100,3 +100,64 @@ def test_selective_checkpointing_marks_only_the_named_blocks_and_keeps_gradients
     assert all(torch.allclose(grads[n], plain_grads[n], atol=1e-6, rtol=1e-4) for n in grads)
     with pytest.raises(ValueError, match=r"model.checkpoint_blocks: \['up_blocks.9'\] are not sub-modules"):
         adapter_for(build_tiny_pipeline("sd")).enable_gradient_checkpointing(["up_blocks.9"])
+
+
+def test_checkpoint_blocks_auto_rule_with_the_measured_settings():
+    """``model.checkpoint_blocks: auto`` (the default): SD1.5's UNet (4 down / 4 up blocks) with 2 pairs
+    per step checkpoints nothing at 128 px (2 x 16 x 16 = 512 latent positions: no checkpointing stayed
+    under diffusers' script's peak) and its two full-resolution blocks at 256 px (2 x 32 x 32 = 2048:
+    it went over); a transformer gets nothing; a given list or full checkpointing win over auto."""
+    from types import SimpleNamespace
+
+    from diffalign.pipelines.checkpointing import (AUTO_MIN_POSITIONS, checkpoint_blocks_value,
+                                                   resolve_checkpoint_blocks)
+    from diffalign.train.offline import OfflinePreferenceTrainer
+
+    unet = torch.nn.Module()
+    unet.down_blocks, unet.up_blocks = torch.nn.ModuleList([torch.nn.Identity()] * 4), torch.nn.ModuleList([torch.nn.Identity()] * 4)
+    sd15 = SimpleNamespace(latent_shape=lambda h, w, f=None: (4, h // 8, w // 8))  # the SD VAE's factor 8
+
+    def positions(resolution, batch):
+        trainer = SimpleNamespace(adapter=sd15, data_config=SimpleNamespace(resolution=resolution, num_frames=None),
+                                  config=SimpleNamespace(batch_size=batch))
+        return OfflinePreferenceTrainer.latent_positions(trainer)
+
+    assert (positions(128, 2), positions(256, 2), positions(512, 16)) == (512, 2048, 65536)
+    assert AUTO_MIN_POSITIONS == 1024
+    assert resolve_checkpoint_blocks("auto", False, unet, positions(128, 2)) is None
+    assert resolve_checkpoint_blocks("auto", False, unet, positions(128, 4)) == ["down_blocks.0", "up_blocks.3"]
+    assert resolve_checkpoint_blocks("auto", False, unet, positions(256, 2)) == ["down_blocks.0", "up_blocks.3"]
+    assert resolve_checkpoint_blocks("auto", False, unet, positions(256, 1)) == ["down_blocks.0", "up_blocks.3"]  # 1024
+    assert resolve_checkpoint_blocks("auto", False, unet, positions(248, 1)) is None  # 31 x 31 = 961
+    assert resolve_checkpoint_blocks("auto", False, unet, None) is None  # online trainers: size not fixed
+    assert resolve_checkpoint_blocks("auto", False, torch.nn.Linear(2, 2), positions(512, 16)) is None  # no UNet blocks
+    assert resolve_checkpoint_blocks("auto", True, unet, positions(128, 2)) == []  # everywhere
+    assert resolve_checkpoint_blocks(["up_blocks.1"], True, unet, positions(128, 2)) == ["up_blocks.1"]
+    assert resolve_checkpoint_blocks([], False, unet, positions(512, 16)) is None
+    assert [checkpoint_blocks_value(v) for v in ("auto", "none", None, ["down_blocks.0"])] == ["auto", [], [], ["down_blocks.0"]]
+    with pytest.raises(ValueError, match="expected auto, none or a list"):
+        checkpoint_blocks_value("down_blocks.0")
+
+
+@pytest.mark.slow  # two tiny trainers built (~13 s on a loaded 2-core machine)
+def test_offline_trainer_applies_checkpoint_blocks_auto_from_resolution_and_batch(tmp_path):
+    """The default ``auto`` in the product trainer: the tiny SD (VAE factor 2) at 32 px with 2 pairs is
+    2 x 16 x 16 = 512 latent positions -> nothing checkpointed; at 64 px 2 x 32 x 32 = 2048 -> only the
+    highest-resolution down and up blocks."""
+    config = _setup(tmp_path)
+
+    def flagged(resolution):
+        cfg = config(f"r{resolution}")
+        cfg.data.resolution = resolution
+        trainer = OfflinePreferenceTrainer(cfg)
+        unet = trainer.adapter.denoiser
+        last_up = f"up_blocks.{len(unet.up_blocks) - 1}"
+        on = {n for n, m in unet.named_modules() if n and getattr(m, "gradient_checkpointing", False)}
+        return trainer.latent_positions(), on, last_up
+
+    positions, on, _ = flagged(32)
+    assert positions == 512 and not on
+    positions, on, last_up = flagged(64)
+    assert positions == 2048 and on
+    assert all(n.split(".")[:2] in (["down_blocks", "0"], last_up.split(".")) for n in on)
+    assert {"down_blocks.0", last_up} <= on

@@ -6,14 +6,15 @@ Pipelines shipped inside the package (the shapes world's ``shapes-sd`` and ``sha
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 
 from diffalign.config import apply_parsers, bounded, choice, parsed
 from diffalign.pipelines import FAMILIES, PipelineAdapter, load_adapter
 from diffalign.pipelines.attention import BACKENDS
+from diffalign.pipelines.checkpointing import checkpoint_blocks_value
 from diffalign.utils.dtypes import dtype_name
 
 #: pipelines embedded in the package: name -> family.
@@ -37,8 +38,11 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     #: selective checkpointing: only these denoiser sub-modules (dotted names, e.g. ``down_blocks.0``,
     #: ``up_blocks.3``: the highest-resolution UNet blocks, which hold most activations) recompute
-    #: their activations in the backward; empty = as ``gradient_checkpointing`` says (all or none).
-    checkpoint_blocks: list[str] = field(default_factory=list)
+    #: their activations in the backward; ``[]`` / ``none`` = as ``gradient_checkpointing`` says (all
+    #: or none); ``auto`` (default; offline trainer) = those two UNet blocks when a micro-batch holds
+    #: >= 1024 latent positions (e.g. 2 pairs at 256 px), else as ``gradient_checkpointing`` says
+    #: (``diffalign/pipelines/checkpointing.py``; measured in docs/benchmarks.md).
+    checkpoint_blocks: Any = parsed("auto", checkpoint_blocks_value)
     #: channels-last memory format for the convolutional networks (UNet, VAE): same results, faster
     #: convolutions on CPU (oneDNN; ~20 % on the shapes pipelines) and on recent GPUs.
     channels_last: bool = False

@@ -11,6 +11,7 @@ for a new kind of example, an input layout) registered from any code, and a reci
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
@@ -109,6 +110,14 @@ class OfflinePreferenceTrainer(Trainer):
 
     def accelerator_accumulation_steps(self) -> int:
         return self.config.gradient_accumulation_steps
+
+    def latent_positions(self) -> int | None:
+        data = self.data_config
+        try:
+            shape = self.adapter.latent_shape(data.resolution, data.resolution, data.num_frames)
+        except (ValueError, NotImplementedError):
+            return None
+        return self.config.batch_size * math.prod(shape[1:])
 
     # ------------------------------------------------------------------ set-up phase
     def setup(self) -> None:

@@ -37,6 +37,7 @@ import torch
 
 from diffalign.config import config_to_dict, save_config
 from diffalign.pipelines import PipelineAdapter
+from diffalign.pipelines.checkpointing import resolve_checkpoint_blocks
 from diffalign.pipelines.models import (
     check_offload_device, configure_adapter, load_model, offload_frozen, use_vae_gradient_checkpointing,
 )
@@ -175,6 +176,12 @@ class Trainer:
         cfg = self.config
         return {"batch": cfg.batch_size * cfg.gradient_accumulation_steps * self.accelerator.num_processes}
 
+    def latent_positions(self) -> int | None:
+        """Latent positions (examples x latent height x latent width) of one training micro-batch, for
+        ``model.checkpoint_blocks: auto``; None where the trainer does not fix it (nothing is then
+        checkpointed by ``auto``)."""
+        return None
+
     # ------------------------------------------------------------------ set-up of the network
     def setup_network(self) -> None:
         """LoRA (trainable weights upcast to fp32) or full fine-tuning with a frozen reference copy;
@@ -202,8 +209,13 @@ class Trainer:
             adapter.set_reference_network(reference)
             adapter.denoiser.float().requires_grad_(True)
         cpu_fsdp_ckpt = self.cpu_fsdp is not None and self.cpu_fsdp.activation_checkpointing
-        if cfg.model.gradient_checkpointing or cfg.model.checkpoint_blocks or cpu_fsdp_ckpt:
-            adapter.enable_gradient_checkpointing(None if cpu_fsdp_ckpt else (cfg.model.checkpoint_blocks or None))
+        blocks = [] if cpu_fsdp_ckpt else resolve_checkpoint_blocks(
+            cfg.model.checkpoint_blocks, cfg.model.gradient_checkpointing, adapter.denoiser, self.latent_positions())
+        if blocks is not None:
+            adapter.enable_gradient_checkpointing(blocks or None)
+        if blocks and cfg.model.checkpoint_blocks == "auto":
+            self.accelerator.print(f"activation checkpointing in {', '.join(blocks)} only (model.checkpoint_blocks: auto, "
+                                   f"{self.latent_positions()} latent positions per micro-batch)")
         if cfg.model.vae_gradient_checkpointing:
             use_vae_gradient_checkpointing(adapter.pipe)
         if cfg.model.compile:
