@@ -7,6 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.diffalign-installed
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
+# pytest-xdist: one worker per core (at most 4); tests marked xdist_group (the 2-process torchrun
+# runs, fixtures shared by a module) stay on one worker. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup
 
 .PHONY: install demo test test-fast clean
 
@@ -24,11 +28,11 @@ demo: install
 	$(BIN)/diffalign demo
 
 test: install
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 # everything but the end-to-end runs marked @pytest.mark.slow
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache outputs

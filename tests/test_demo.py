@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from diffalign.cli import main
 from diffalign.shapes import CATEGORIES, pretrained_path
@@ -24,7 +25,8 @@ def _needs_shipped_pipeline():
 @pytest.mark.slow
 def test_eval_only_reports_every_category(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--eval-only", "--out", str(out), "--eval-images-per-category", "2"])
+    code = main(["demo", "--eval-only", "--out", str(out), "--eval-images-per-category", "2",
+                 "--threads", str(torch.get_num_threads())])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["before"]) == {*CATEGORIES, "overall"}
@@ -37,8 +39,11 @@ def test_eval_only_reports_every_category(tmp_path, capsys):
 @pytest.mark.slow
 def test_small_alignment_run_writes_before_after_lora_and_curves(tmp_path):
     out = tmp_path / "demo"
-    code = main(["demo", "--out", str(out), "--eval-images-per-category", "1",
-                 "--train-prompts", "48", "--images-per-prompt", "2", "max_steps=3", "batch_size=2",
+    # a small budget: 10 sampling steps (the shipped 20 halved), the test's own torch threads (one per
+    # pytest-xdist worker) instead of every core
+    budget = ["--eval-images-per-category", "1", "--steps", "10", "--threads", str(torch.get_num_threads()),
+              "--images-per-prompt", "2"]
+    code = main(["demo", "--out", str(out), *budget, "--train-prompts", "48", "max_steps=3", "batch_size=2",
                  "progress_bar=false"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -49,10 +54,11 @@ def test_small_alignment_run_writes_before_after_lora_and_curves(tmp_path):
     for name in ("before_after.png", "training.png"):
         assert (out / name).stat().st_size > 0
     # `make demo` again into the same folder: the demo replaces its previous run instead of refusing
-    code = main(["demo", "--out", str(out), "--eval-images-per-category", "1",
-                 "--train-prompts", "48", "--images-per-prompt", "2", "max_steps=2", "batch_size=2",
+    # (its AI feedback from 16 prompts: still pairs, as the run asserts by finishing)
+    code = main(["demo", "--out", str(out), *budget, "--train-prompts", "16", "max_steps=2", "batch_size=2",
                  "progress_bar=false"])
-    assert code == 0 and json.loads((out / "summary.json").read_text())["train_steps"] == 2
+    again = json.loads((out / "summary.json").read_text())
+    assert code == 0 and again["train_steps"] == 2 and 0 < again["pairs"] != summary["pairs"]
 
 
 def test_held_out_plan_gives_every_category_the_same_number_of_images():

@@ -27,7 +27,6 @@ def _folder_bytes(path):
 def _load(family):
     from diffusers import DiffusionPipeline
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     pipe = DiffusionPipeline.from_pretrained(pretrained_path(family))
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -23,7 +23,6 @@ SIZE_BUDGET = 15 * 1024 * 1024
 def _load():
     from diffusers import DiffusionPipeline
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     pipe = DiffusionPipeline.from_pretrained(pretrained_path("cogvideox"))
     pipe.set_progress_bar_config(disable=True)
     return pipe
