@@ -64,6 +64,7 @@ def xdist_scope(nodeid: str) -> str:
     return XDIST_GROUPS.get(nodeid.split("::", 1)[0], nodeid)
 
 
+@pytest.hookimpl(optionalhook=True)  # no error where pytest-xdist is not installed
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadgroup`` with the groups above (pytest-xdist's own hook; absent without xdist)."""
     if config.getvalue("dist") != "loadgroup":
