@@ -24,7 +24,7 @@ DEFAULT_OUT = os.path.join("outputs", "demo")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--family", default="sd", choices=["sd", "sd3"], help="which shipped shapes pipeline")
+    p.add_argument("--family", default="sd", choices=["sd", "sd3", "flux2"], help="which shipped shapes pipeline")
     p.add_argument("--out", default=None, help=f"output folder (default: {DEFAULT_OUT}; video: outputs/demo-video)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-images-per-category", type=int, default=64,

@@ -21,7 +21,7 @@ GRID_IMAGES = 64
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pipeline", required=True, help="diffusers pipeline folder, hub id, or shapes-sd / shapes-sd3")
+    p.add_argument("--pipeline", required=True, help="diffusers pipeline folder, hub id, or shapes-sd / shapes-sd3 / shapes-flux2")
     p.add_argument("--lora", help="LoRA folder or .safetensors file loaded into the pipeline")
     p.add_argument("--revision", help="hub revision of --pipeline (branch, tag or commit), as from_pretrained(revision=...)")
     p.add_argument("--prompts", help=".txt / .json / .jsonl prompt file")

@@ -60,10 +60,25 @@ class Flux2KleinAdapter(ImageLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter
 
         adapter = super().from_pretrained(name_or_path, **kwargs)
         if os.path.isdir(str(name_or_path)):
-            shipped = read_sampling_file(str(name_or_path)).get("max_sequence_length")
-            if shipped is not None:
-                adapter.max_sequence_length = int(shipped)
+            shipped = read_sampling_file(str(name_or_path))
+            if shipped.get("max_sequence_length") is not None:
+                adapter.max_sequence_length = int(shipped["max_sequence_length"])
+            if shipped.get("height") and shipped.get("width"):
+                adapter.shipped_size = (int(shipped["height"]), int(shipped["width"]))
         return adapter
+
+    #: ``(height, width)`` from the folder's ``diffalign_sampling.json`` (shapes-flux2: 64x64), else None:
+    #: the klein pipeline's own default is 128 latent positions (1024 px for the real VAE, 512 px for
+    #: the shapes VAE's factor 4), far from what a small pipeline was trained at.
+    shipped_size: tuple[int, int] | None = None
+
+    def default_size(self) -> tuple[int, int, int | None]:
+        if self.shipped_size is not None:
+            return self.shipped_size[0], self.shipped_size[1], None
+        return super().default_size()
+
+    def default_resolution(self) -> int:
+        return self.shipped_size[0] if self.shipped_size is not None else super().default_resolution()
 
     @property
     def distilled(self) -> bool:

@@ -18,13 +18,13 @@ from diffalign.pipelines.checkpointing import checkpoint_blocks_value
 from diffalign.utils.dtypes import dtype_name
 
 #: pipelines embedded in the package: name -> family.
-EMBEDDED = {"shapes-sd": "sd", "shapes-sd3": "sd3", "shapes-cogvideox": "cogvideox"}
+EMBEDDED = {"shapes-sd": "sd", "shapes-sd3": "sd3", "shapes-flux2": "flux2", "shapes-cogvideox": "cogvideox"}
 EMBEDDED_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
 
 
 @dataclass
 class ModelConfig:
-    #: hub id, local diffusers folder, or an embedded shapes pipeline: ``shapes-sd`` / ``shapes-sd3``.
+    #: hub id, local diffusers folder, or an embedded shapes pipeline: ``shapes-sd`` / ``shapes-sd3`` / ``shapes-flux2``.
     pretrained: str = "shapes-sd"
     #: model family (``sd``, ``sdxl``, ``sd3``, ``flux``, ``flux2``, ``qwenimage``, ``zimage``, ``cogvideox``, ``wan``); detected from model_index.json if unset.
     family: Optional[str] = choice(None, FAMILIES.names)
@@ -78,7 +78,7 @@ class ModelConfig:
 
 
 def embedded_path(name: str) -> str:
-    """Folder of the embedded pipeline ``name`` (``shapes-sd`` / ``shapes-sd3``), loadable with
+    """Folder of the embedded pipeline ``name`` (``shapes-sd`` / ``shapes-sd3`` / ``shapes-flux2``), loadable with
     ``DiffusionPipeline.from_pretrained``. Raises ``FileNotFoundError`` if it is absent."""
     if name not in EMBEDDED:
         raise ValueError(f"unknown embedded pipeline {name!r}; expected one of {', '.join(EMBEDDED)}")
@@ -92,7 +92,7 @@ def embedded_path(name: str) -> str:
 
 
 def resolve_pretrained(name: str) -> str:
-    """``shapes-sd`` / ``shapes-sd3`` -> the embedded folder; anything else is a hub id or a path."""
+    """``shapes-sd`` / ``shapes-sd3`` / ``shapes-flux2`` -> the embedded folder; anything else is a hub id or a path."""
     return embedded_path(name) if name in EMBEDDED else name
 
 

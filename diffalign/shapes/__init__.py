@@ -42,11 +42,11 @@ from diffalign.shapes.scene import Scene, ShapeObject, scene_detections, scene_f
 from diffalign.shapes.video import VIDEO_CATEGORIES, judge_video, render_video, summarize_video, video_prompts
 from diffalign.shapes.vocab import BACKGROUND, CATEGORIES, COLOR_NAMES, COLORS, RELATIONS, SHAPES
 
-PRETRAINED_FAMILIES = ("sd", "sd3", "cogvideox")
+PRETRAINED_FAMILIES = ("sd", "sd3", "flux2", "cogvideox")
 
 
 def pretrained_path(family: str) -> str:
-    """Folder of the shipped pretrained shapes pipeline ``shapes-<family>`` (``"sd"``, ``"sd3"`` or the
+    """Folder of the shipped pretrained shapes pipeline ``shapes-<family>`` (``"sd"``, ``"sd3"``, ``"flux2"`` or the
     moving-shapes video pipeline ``"cogvideox"``),
     loadable with ``DiffusionPipeline.from_pretrained``. Raises ``FileNotFoundError`` if absent."""
     from diffalign.pipelines.models import embedded_path
