@@ -49,6 +49,20 @@ def test_adaptive_kl_by_hand():
         AdaptiveKLController(0.1, 0.0)
 
 
+def test_adaptive_kl_bounds():
+    # a cap at the start value: the controller may loosen the KL but never tighten it past the start
+    c = AdaptiveKLController(beta=0.05, target=0.01, horizon=2, beta_max=0.05)
+    assert c.update(1.0) == pytest.approx(0.05)  # would be 0.05 * 1.1
+    assert c.update(0.0) == pytest.approx(0.05 * 0.9)
+    assert c.update(1.0) == pytest.approx(0.045 * 1.1)  # below the cap again
+    assert c.update(1.0) == pytest.approx(0.05)
+    floor = AdaptiveKLController(beta=0.05, target=0.01, horizon=2, beta_min=0.048)
+    assert floor.update(0.0) == pytest.approx(0.048)
+    assert AdaptiveKLController(beta=0.2, target=0.01, beta_max=0.1).beta == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="beta_min <= beta_max"):
+        AdaptiveKLController(0.1, 0.01, beta_min=0.2, beta_max=0.1)
+
+
 def test_per_reward_advantages_by_hand():
     prompts = ["a", "a", "b", "b"]
     r1, r2 = [1.0, 3.0, 0.0, 2.0], [100.0, 100.0, 0.0, 400.0]
