@@ -17,8 +17,6 @@ and scored by the proxy (``eval_reward_mean``) and by the shapes judge as gold
 - ``guarded``: the proxy alone with the two guards of the Flow-GRPO loss: adaptive KL to the
   reference (``GUARDS``: start coefficient, target KL, horizon) and GRPO-Guard's RatioNorm. The
   judge is never seen in training;
-- ``unguarded_lr15`` (not run by default): ``unguarded`` at lr 1.5e-3, the control for a guarded
-  setting run at that lr (``--set guarded:optim.lr=1.5e-3``): is it the guards or the lower lr that holds gold?
 - ``guarded+judge`` (not run by default): the earlier guarded run, adaptive KL (0.01 start, target
   0.002) and RatioNorm with the judge mixed into the reward (``weighted_sum`` of the proxy and
   ``shapes``, weight 1 each) and per-reward normalised advantages. It trains on the gold signal (on
@@ -62,7 +60,6 @@ GUARDS = ["loss.beta=0.05", "loss.target_kl=0.0005", "loss.kl_horizon=3", "loss.
 CONFIGS = {
     "unguarded": [*PROXY_ONLY, "loss.beta=0"],
     "guarded": [*PROXY_ONLY, *GUARDS],
-    "unguarded_lr15": [*PROXY_ONLY, "loss.beta=0", "optim.lr=1.5e-3"],
     "guarded+judge": ["reward.name=weighted_sum",
                       f"reward.options={{rewards: {{proxy: {{reward: {PROXY}, weight: 1.0, half_area: 0.25}}, shapes: 1.0}}}}",
                       "advantages.per_reward=true", "loss.beta=0.01", "loss.target_kl=0.002", "loss.ratio_norm=true"],
