@@ -49,6 +49,20 @@ def test_adaptive_kl_by_hand():
         AdaptiveKLController(0.1, 0.0)
 
 
+def test_adaptive_kl_bounds():
+    # a cap at the start value: the controller may loosen the KL but never tighten it past the start
+    c = AdaptiveKLController(beta=0.05, target=0.01, horizon=2, beta_max=0.05)
+    assert c.update(1.0) == pytest.approx(0.05)  # would be 0.05 * 1.1
+    assert c.update(0.0) == pytest.approx(0.05 * 0.9)
+    assert c.update(1.0) == pytest.approx(0.045 * 1.1)  # below the cap again
+    assert c.update(1.0) == pytest.approx(0.05)
+    floor = AdaptiveKLController(beta=0.05, target=0.01, horizon=2, beta_min=0.048)
+    assert floor.update(0.0) == pytest.approx(0.048)
+    assert AdaptiveKLController(beta=0.2, target=0.01, beta_max=0.1).beta == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="beta_min <= beta_max"):
+        AdaptiveKLController(0.1, 0.01, beta_min=0.2, beta_max=0.1)
+
+
 def test_per_reward_advantages_by_hand():
     prompts = ["a", "a", "b", "b"]
     r1, r2 = [1.0, 3.0, 0.0, 2.0], [100.0, 100.0, 0.0, 400.0]
@@ -70,6 +84,7 @@ def test_flow_grpo_with_guards_and_a_gold_reward(tmp_path):
 
     cfg = make_config(tmp_path, "flow_grpo", "sd3", max_steps=1)
     cfg.loss.ratio_norm, cfg.loss.target_kl, cfg.loss.beta, cfg.loss.kl_horizon = True, 1e-12, 0.04, 10.0
+    cfg.loss.kl_beta_max = 0.0395  # caps the start value 0.04 (capping at updates: test_adaptive_kl_bounds)
     ev = cfg.evaluation
     ev.every_steps, ev.num_prompts, ev.batch_size = 1, 4, 4
     ev.gold_reward.name = "jpeg_incompressibility"  # the training reward is jpeg_compressibility = its negative
@@ -81,9 +96,9 @@ def test_flow_grpo_with_guards_and_a_gold_reward(tmp_path):
     # -20 % / horizon; every later one a KL above the tiny target, +20 % / horizon
     n = trainer.optimizer_steps_done
     assert n == 2
-    assert trainer.kl_control.beta == pytest.approx(0.04 * 0.98 * 1.02 ** (n - 1))
+    assert trainer.kl_control.beta == pytest.approx(0.0395 * 0.98 * 1.02 ** (n - 1))
     trained = [r for r in rows if "kl_beta" in r]
-    assert trained and trained[0]["kl_beta"] == pytest.approx(0.04, rel=0.05)
+    assert trained and trained[0]["kl_beta"] == pytest.approx(0.0395, rel=0.05)
     assert math.isfinite(trained[0]["loss"])
     # the final outputs: the diffusers LoRA, the save_format export and the model card with the gold curve
     out = result.output_dir

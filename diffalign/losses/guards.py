@@ -10,7 +10,9 @@
   Checked by derivation and against TeleBoost's ``grpo_guard.compute_ratio_norm_bias``; the
   authors' own code was not read.
 - :class:`AdaptiveKLController`: the adaptive KL coefficient of Ziegler et al. 2019 (as in TRL's
-  PPO): ``beta *= 1 + clip(kl / target - 1, -0.2, 0.2) * n_steps / horizon``.
+  PPO): ``beta *= 1 + clip(kl / target - 1, -0.2, 0.2) * n_steps / horizon``, optionally kept
+  within ``[beta_min, beta_max]`` (a cap stops beta from climbing until it undoes what the policy
+  gained; a floor stops it from vanishing).
 """
 from __future__ import annotations
 
@@ -31,15 +33,28 @@ def ratio_norm_log_ratio(log_prob: Tensor, old_log_prob: Tensor, mean: Tensor, o
 class AdaptiveKLController:
     """Adapts the KL coefficient ``beta`` so the measured KL tracks ``target``."""
 
-    def __init__(self, beta: float, target: float, horizon: float = 10.0):
+    def __init__(self, beta: float, target: float, horizon: float = 10.0, beta_min: float | None = None,
+                 beta_max: float | None = None):
         if target <= 0 or horizon <= 0:
             raise ValueError(f"adaptive KL needs target > 0 and horizon > 0, got target={target}, horizon={horizon}")
+        if beta_min is not None and beta_max is not None and beta_min > beta_max:
+            raise ValueError(f"adaptive KL needs beta_min <= beta_max, got {beta_min} > {beta_max}")
         self.beta, self.target, self.horizon = float(beta), float(target), float(horizon)
+        self.beta_min = None if beta_min is None else float(beta_min)
+        self.beta_max = None if beta_max is None else float(beta_max)
+        self.beta = self._bounded(self.beta)
+
+    def _bounded(self, beta: float) -> float:
+        if self.beta_max is not None:
+            beta = min(beta, self.beta_max)
+        if self.beta_min is not None:
+            beta = max(beta, self.beta_min)
+        return beta
 
     def update(self, kl: float, n_steps: int = 1) -> float:
         """Update from the KL measured over the last ``n_steps`` updates; return the new beta."""
         error = min(max(float(kl) / self.target - 1.0, -0.2), 0.2)
-        self.beta *= 1.0 + error * n_steps / self.horizon
+        self.beta = self._bounded(self.beta * (1.0 + error * n_steps / self.horizon))
         return self.beta
 
     def state_dict(self) -> dict:

@@ -134,6 +134,10 @@ class FlowGRPOLossConfig(PPOLossConfig):
     target_kl: Optional[float] = None
     #: how fast the adaptive beta moves (optimizer steps for a change of at most 20 %).
     kl_horizon: float = 10.0
+    #: bounds of the adaptive beta (unset = unbounded): ``kl_beta_max`` caps how far it may climb
+    #: (e.g. at its start value, so the controller may only loosen the KL), ``kl_beta_min`` floors it.
+    kl_beta_min: Optional[float] = None
+    kl_beta_max: Optional[float] = None
     #: GRPO-Guard's RatioNorm: clip the bias- and scale-normalised ratio (rollouts keep their transition means).
     ratio_norm: bool = False
 

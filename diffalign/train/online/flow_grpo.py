@@ -69,7 +69,10 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
         self.adapter.cps_reference_log_prob = cfg.cps_reference_log_prob
         super().setup()
         self.ema = ParameterEMA(self.adapter.trainable_parameters(), cfg.ema_decay, cfg.ema_update_interval) if cfg.ema else None
-        self.kl_control = AdaptiveKLController(cfg.loss.beta, cfg.loss.target_kl, cfg.loss.kl_horizon) if cfg.loss.target_kl else None
+        self.kl_control = (
+            AdaptiveKLController(cfg.loss.beta, cfg.loss.target_kl, cfg.loss.kl_horizon, cfg.loss.kl_beta_min, cfg.loss.kl_beta_max)
+            if cfg.loss.target_kl else None
+        )
         self._kl_since_step: list[float] = []
 
     def keeps_means(self) -> bool:
