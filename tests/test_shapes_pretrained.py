@@ -141,3 +141,16 @@ def test_shapes_flux2_adapter_reads_its_tokens_and_size_from_the_folder():
     assert adapter.family == "flux2" and adapter.max_sequence_length == 40
     assert adapter.default_size() == (64, 64, None) and adapter.default_resolution() == 64
     assert adapter.encode_prompt(["a photo of a red circle"])["prompt_embeds"].shape[1] == 40
+
+
+@pytest.mark.slow  # imports the online trainers (~4 s)
+def test_shapes_flux2_flow_grpo_recipe_targets_the_shipped_pipeline():
+    from diffalign.config import load_config
+    from diffalign.pipelines.models import EMBEDDED
+    from diffalign.train import get_trainer_class
+    from diffalign.train_command import recipe_path, trainer_name
+
+    path = recipe_path("shapes_flux2_flow_grpo")
+    cfg = load_config(get_trainer_class(trainer_name(path)).config_class, path, [])
+    assert EMBEDDED[cfg.model.pretrained] == cfg.model.family == "flux2"
+    assert (cfg.sampling.height, cfg.sampling.width) == (64, 64)
