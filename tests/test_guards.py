@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from diffalign.losses import AdaptiveKLController, ratio_norm_log_ratio
+from diffalign.losses import AdaptiveKLController, ratio_norm_log_ratio, step_reweight
 from diffalign.train.online.advantages import group_advantages, per_reward_advantages
 
 
@@ -20,6 +20,31 @@ def test_ratio_norm_by_hand():
     # std 0.5, dmean = (1, 1): bias mean(dmean^2) / (2 std^2) = 2; 0.5 * (0.3 + 2) = 1.15
     out = ratio_norm_log_ratio(torch.tensor([0.3]), torch.tensor([0.0]), torch.ones(1, 2), torch.zeros(1, 2), 0.5)
     assert out.tolist() == pytest.approx([1.15])
+
+
+def test_step_reweight_by_hand():
+    # GRPO-Guard's Flow-GRPO weight 1 / |dt| with |dt| averaged over the batch: mean(0.05, 0.15) = 0.1,
+    # so a step loss of 0.2 becomes 2.0, and its gradient is 10 times larger
+    loss = torch.tensor(0.2, requires_grad=True)
+    out = step_reweight(loss, torch.tensor([-0.05, -0.15]))
+    assert float(out) == pytest.approx(2.0)
+    out.backward()
+    assert float(loss.grad) == pytest.approx(10.0)
+    assert float(step_reweight(torch.tensor(0.3), 0.25)) == pytest.approx(1.2)
+    with pytest.raises(ValueError, match="non-zero"):
+        step_reweight(torch.tensor(0.3), torch.zeros(2))
+
+
+def test_flow_step_size_is_the_schedule_difference():
+    from test_samplers_flow import make_scheduler
+
+    from diffalign.samplers import flow_step_size
+
+    sched = make_scheduler(steps=10)
+    x = torch.zeros(2, 1, 2, 2)
+    t = torch.stack([sched.timesteps[0], sched.timesteps[7]])
+    expected = [float(sched.sigmas[0] - sched.sigmas[1]), float(sched.sigmas[7] - sched.sigmas[8])]
+    assert flow_step_size(sched, t, x).tolist() == pytest.approx(expected)
 
 
 def test_ratio_norm_removes_the_bias_and_the_step_scale():
@@ -85,6 +110,7 @@ def test_flow_grpo_with_guards_and_a_gold_reward(tmp_path):
     cfg = make_config(tmp_path, "flow_grpo", "sd3", max_steps=1)
     cfg.loss.ratio_norm, cfg.loss.target_kl, cfg.loss.beta, cfg.loss.kl_horizon = True, 1e-12, 0.04, 10.0
     cfg.loss.kl_beta_max = 0.0395  # caps the start value 0.04 (capping at updates: test_adaptive_kl_bounds)
+    cfg.loss.step_reweight = True
     ev = cfg.evaluation
     ev.every_steps, ev.num_prompts, ev.batch_size = 1, 4, 4
     ev.gold_reward.name = "jpeg_incompressibility"  # the training reward is jpeg_compressibility = its negative
@@ -100,6 +126,7 @@ def test_flow_grpo_with_guards_and_a_gold_reward(tmp_path):
     trained = [r for r in rows if "kl_beta" in r]
     assert trained and trained[0]["kl_beta"] == pytest.approx(0.0395, rel=0.05)
     assert math.isfinite(trained[0]["loss"])
+    assert all(r["step_weight"] > 1 for r in trained)  # 1 / |dt| with |dt| < 1
     # the final outputs: the diffusers LoRA, the save_format export and the model card with the gold curve
     out = result.output_dir
     assert os.path.isfile(os.path.join(out, "pytorch_lora_weights.safetensors"))
@@ -108,6 +135,17 @@ def test_flow_grpo_with_guards_and_a_gold_reward(tmp_path):
     assert all(k.startswith("transformer.") for k in load_file(os.path.join(out, "exports", "lora_comfyui.safetensors")))
     card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
     assert "| gold_reward_mean | 0 |" in card and "library_name: diffusers" in card
+
+
+def test_step_reweight_refuses_cps(tmp_path):
+    from test_train_online import make_config
+
+    from diffalign.train.online.flow_grpo import FlowGRPOTrainer
+
+    cfg = make_config(tmp_path, "flow_grpo", "sd3", max_steps=1)
+    cfg.loss.step_reweight, cfg.sde_type = True, "cps"
+    with pytest.raises(ValueError, match="step_reweight"):
+        FlowGRPOTrainer(cfg)
 
 
 def _brightness(images, prompts):

@@ -16,7 +16,7 @@ training example, :func:`register_input_layout`): see ``diffalign.losses.registr
 from diffalign.losses.dense import dense_dpo_loss
 from diffalign.losses.dpo import diffusion_dpo_loss, flow_dpo_loss
 from diffalign.losses.dspo import dspo_loss
-from diffalign.losses.guards import AdaptiveKLController, ratio_norm_log_ratio
+from diffalign.losses.guards import AdaptiveKLController, ratio_norm_log_ratio, step_reweight
 from diffalign.losses.kto import kto_loss
 from diffalign.losses.mapo import mapo_loss
 from diffalign.losses.policy_gradient import d3po_loss, ppo_loss
@@ -57,4 +57,5 @@ __all__ = [
     "reward_loss",
     "sft_loss",
     "smpo_loss",
+    "step_reweight",
 ]

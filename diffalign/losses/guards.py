@@ -9,6 +9,20 @@
   ``log r_hat = std * (log r + mean(dmean^2) / (2 std^2))`` (= ``mean(eps·dmean)``).
   Checked by derivation and against TeleBoost's ``grpo_guard.compute_ratio_norm_bias``; the
   authors' own code was not read.
+- :func:`step_reweight`: GRPO-Guard's gradient reweighting across denoising steps (arXiv
+  2510.22319, Eq. 12, Flow-GRPO form): the step's policy loss is multiplied by
+  ``delta_t = 1 / |dt|`` (``dt = sigma_next - sigma``, the step's flow-time increment; one scalar
+  per step, the batch mean of ``|dt|``). After RatioNorm the log-ratio is ``mean(eps·dmean)`` and
+  ``dmean`` is proportional to ``|dt|`` times the change of the velocity (Flow-GRPO's mean has the
+  velocity coefficient ``(1 + a^2/2) dt``, a constant times ``dt``), so without the weight the steps
+  with small ``dt`` would get proportionally smaller gradients; ``1 / |dt|`` makes the gradient
+  magnitude the same at every step. Only the policy loss is reweighted, not the KL term. Checked
+  against two third-party implementations (the paper's text and the authors' code were not read):
+  TeleBoost's ``recipe/teleboost/algorithms/grpo_guard.py`` (FortPercent/TeleBoost,
+  ``compute_grad_reweight_delta``, form ``"flow_grpo"``: ``delta = 1 / dt``, citing Eq. 12; its
+  DanceGRPO form ``(1 + eta^2 (1 - t) / (2 t)) / dt`` is not implemented here) and verl-omni's
+  ``GRPOGuardLoss.compute_loss`` (verl-project/verl-omni: the step's clipped loss divided by
+  ``mean(sqrt(|dt|))^2``).
 - :class:`AdaptiveKLController`: the adaptive KL coefficient of Ziegler et al. 2019 (as in TRL's
   PPO): ``beta *= 1 + clip(kl / target - 1, -0.2, 0.2) * n_steps / horizon``, optionally kept
   within ``[beta_min, beta_max]`` (a cap stops beta from climbing until it undoes what the policy
@@ -28,6 +42,16 @@ def ratio_norm_log_ratio(log_prob: Tensor, old_log_prob: Tensor, mean: Tensor, o
     dmean_sq = diff.reshape(diff.shape[0], -1).mean(dim=1)
     std = torch.as_tensor(std, dtype=torch.float32, device=log_prob.device).reshape(-1)
     return std * ((log_prob - old_log_prob) + dmean_sq / (2 * std**2))
+
+
+def step_reweight(policy_loss: Tensor, dt: Tensor | float) -> Tensor:
+    """GRPO-Guard's per-step gradient reweighting (see the module docstring): ``policy_loss / mean(|dt|)``.
+    ``policy_loss``: the step's (scalar) clipped policy loss; ``dt``: the step's flow-time increment
+    (a float or [B]; its sign is ignored, it must not be 0)."""
+    dt = torch.as_tensor(dt, dtype=torch.float32, device=policy_loss.device).abs().mean()
+    if not bool(dt > 0):
+        raise ValueError("step_reweight needs a non-zero step size dt (a deterministic or empty step has no weight)")
+    return policy_loss / dt
 
 
 class AdaptiveKLController:
@@ -64,4 +88,4 @@ class AdaptiveKLController:
         self.beta = float(state["beta"])
 
 
-__all__ = ["AdaptiveKLController", "ratio_norm_log_ratio"]
+__all__ = ["AdaptiveKLController", "ratio_norm_log_ratio", "step_reweight"]

@@ -15,6 +15,7 @@ from diffalign.samplers.flow import (
     flow_cps_step_with_logprob,
     flow_sde_step_moments,
     flow_sde_step_with_logprob,
+    flow_step_size,
 )
 from diffalign.samplers.moments import StepMoments, gaussian_kl
 
@@ -26,5 +27,6 @@ __all__ = [
     "flow_cps_step_with_logprob",
     "flow_sde_step_moments",
     "flow_sde_step_with_logprob",
+    "flow_step_size",
     "gaussian_kl",
 ]

@@ -80,6 +80,12 @@ def _step_sigmas(scheduler, timestep, sample: torch.Tensor) -> tuple[torch.Tenso
     return sigma, sigma_next
 
 
+def flow_step_size(scheduler, timestep, sample: torch.Tensor) -> torch.Tensor:
+    """The flow-time length ``sigma - sigma_next`` (= ``|dt|``, > 0) of each sample's step, [B] fp32."""
+    sigma, sigma_next = _step_sigmas(scheduler, timestep, sample)
+    return (sigma - sigma_next).reshape(-1)
+
+
 def _check_shapes(model_output: torch.Tensor, sample: torch.Tensor, prev_sample: torch.Tensor | None) -> None:
     if model_output.shape != sample.shape:
         raise ValueError(f"model_output shape {tuple(model_output.shape)} != sample shape {tuple(sample.shape)}")

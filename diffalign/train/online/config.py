@@ -140,6 +140,9 @@ class FlowGRPOLossConfig(PPOLossConfig):
     kl_beta_max: Optional[float] = None
     #: GRPO-Guard's RatioNorm: clip the bias- and scale-normalised ratio (rollouts keep their transition means).
     ratio_norm: bool = False
+    #: GRPO-Guard's gradient reweighting across steps: the policy loss of each step times ``1 / |dt|``
+    #: (its flow-time step; ``diffalign.losses.step_reweight``); the KL term is not reweighted. SDE only.
+    step_reweight: bool = False
 
 
 @dataclass

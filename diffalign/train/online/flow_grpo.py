@@ -11,6 +11,8 @@ CPS variants.
 - Training: steps in order (no time shuffle), micro-batch = sampling batch, PPO-clip plus
   ``beta x KL`` to the same network with adapters disabled (the frozen copy for full fine-tuning):
   ``mean((mean_theta - mean_ref)^2) / (2 kl_scale^2)`` with Flow-GRPO's scale (the SDE's ``std_t``).
+  Guards: adaptive KL (``loss.target_kl``), GRPO-Guard's RatioNorm (``loss.ratio_norm``) and its
+  per-step gradient reweighting (``loss.step_reweight``: the step's policy loss times ``1 / |dt|``).
 - EMA of the trained weights (decay ``min((1+k)/(10+k), ema_decay)`` every ``ema_update_interval``
   optimizer steps), used for evaluation and the saved outputs.
 """
@@ -21,14 +23,14 @@ from typing import Iterator
 
 import torch
 
-from diffalign.losses import AdaptiveKLController, ppo_loss, ratio_norm_log_ratio
+from diffalign.losses import AdaptiveKLController, ppo_loss, ratio_norm_log_ratio, step_reweight
 from diffalign.train.online.advantages import group_advantages, keep_nonzero, per_reward_advantages, zero_std_ratio
 from diffalign.train.online.config import FlowGRPOConfig
 from diffalign.train.online.ema import ParameterEMA
 from diffalign.train.online.policy import PolicyGradientTrainer
 from diffalign.pipelines.sampling import guided_output
 from diffalign.train.online.trajectories import Trajectories
-from diffalign.samplers import gaussian_kl
+from diffalign.samplers import flow_step_size, gaussian_kl
 
 SDE_TYPES = ("sde", "cps")
 
@@ -51,6 +53,9 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
                     f"sde_window_range={list(config.sde_window_range)} cannot hold a window of {config.sde_window_size} "
                     f"steps inside the {config.sampling.num_inference_steps} sampling steps"
                 )
+        if config.loss.step_reweight and config.sde_type != "sde":
+            raise ValueError("loss.step_reweight (GRPO-Guard's 1/|dt| weights) is defined for the flow SDE (sde_type: sde), "
+                             f"not for sde_type={config.sde_type!r}")
         self.group_size = config.group_size
         super().__init__(config, adapter, reward)
 
@@ -140,6 +145,11 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
             log_prob = old_log_prob + ratio_norm_log_ratio(log_prob, old_log_prob, moments.mean, mb.means[:, j], moments.std)
         loss, stats = ppo_loss(log_prob, old_log_prob, mb.advantages, cfg.loss.clip_range, cfg.loss.adv_clip_max)
         stats.update(stats_extra)
+        if cfg.loss.step_reweight:  # GRPO-Guard: the same gradient scale at every step
+            dt = flow_step_size(scheduler, t, x)
+            loss = step_reweight(loss, dt)
+            stats["step_weight"] = float(1.0 / dt.mean())
+            stats["loss"] = float(loss.detach())
         if beta > 0:
             with torch.no_grad(), adapter.reference():
                 ref_out = guided_output(adapter, scheduler, x, t, guidance)
