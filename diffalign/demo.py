@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="held-out images judged per category, spread over up to a quarter as many held-out prompts "
                         "(a category with few held-out prompts gets more images of each)")
     p.add_argument("--train-prompts", type=int, default=192, help="training prompts sampled for AI feedback")
+    p.add_argument("--train-categories", default=None,
+                   help="comma-separated GenEval categories the AI-feedback prompts are drawn from (default: all six; "
+                        "the held-out evaluation always covers all six)")
     p.add_argument("--images-per-prompt", type=int, default=8, help="samples per training prompt to pair up")
     p.add_argument("--max-pairs-per-prompt", type=int, default=4,
                    help="(correct, incorrect) pairs kept per training prompt")
@@ -88,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from diffalign.data import write_pairs_jsonl
     from diffalign.shapes.feedback import judged_pairs
 
-    train_rows = shapes.sample_rows(args.train_prompts, seed=args.seed + 1, split="train")
+    train_categories = args.train_categories.split(",") if args.train_categories else None
+    train_rows = shapes.sample_rows(args.train_prompts, seed=args.seed + 1, categories=train_categories, split="train")
     feedback = judged_pairs(base, train_rows, images_per_prompt=args.images_per_prompt,
                             max_pairs_per_prompt=args.max_pairs_per_prompt, seed=args.seed + 1,
                             **{k: v for k, v in sampling.items()})
