@@ -27,8 +27,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(BIN)/diffalign demo
 
+# --durations: the slowest tests are listed at the end, to keep the whole suite under 10 minutes
 test: install
-	$(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=25 $(XDIST) $(PYTEST_ARGS)
 
 # everything but the end-to-end runs marked @pytest.mark.slow
 test-fast: install

@@ -86,6 +86,8 @@ def main() -> int:
                    help="held-out images judged per category (diffalign.demo.held_out_plan)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--eval-all-categories", action="store_true",
+                   help="judge all six categories even when the recipe trains on some (`prompts.categories`)")
     args = p.parse_intermixed_args()
 
     import diffalign  # noqa: F401  (first: makes torchvision importable next to CPU torch)
@@ -110,7 +112,7 @@ def main() -> int:
     model = resolve_pretrained(cfg.model.pretrained)
     settings = sampling_defaults(model)
     rows, counts = held_out_plan(args.images_per_category, seed=0)
-    if cfg.prompts.categories:
+    if cfg.prompts.categories and not args.eval_all_categories:
         keep = [i for i, r in enumerate(rows) if r["tag"] in cfg.prompts.categories]
         rows, counts = [rows[i] for i in keep], [counts[i] for i in keep]
     seeds = [int(s) for s in args.seeds.split(",")]

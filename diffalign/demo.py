@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="held-out images judged per category, spread over up to a quarter as many held-out prompts "
                         "(a category with few held-out prompts gets more images of each)")
     p.add_argument("--train-prompts", type=int, default=192, help="training prompts sampled for AI feedback")
+    p.add_argument("--train-categories", default=None,
+                   help="comma-separated GenEval categories the AI-feedback prompts are drawn from (default: all six; "
+                        "the held-out evaluation always covers all six)")
     p.add_argument("--images-per-prompt", type=int, default=8, help="samples per training prompt to pair up")
     p.add_argument("--max-pairs-per-prompt", type=int, default=4,
                    help="(correct, incorrect) pairs kept per training prompt")
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from diffalign.data import write_pairs_jsonl
     from diffalign.shapes.feedback import judged_pairs
 
-    train_rows = shapes.sample_rows(args.train_prompts, seed=args.seed + 1, split="train")
+    train_rows = feedback_rows(args.train_prompts, args.seed, args.train_categories)
     feedback = judged_pairs(base, train_rows, images_per_prompt=args.images_per_prompt,
                             max_pairs_per_prompt=args.max_pairs_per_prompt, seed=args.seed + 1,
                             **{k: v for k, v in sampling.items()})
@@ -137,6 +140,15 @@ def load_pipeline(cls, path, channels_last: bool = True):
         use_channels_last(pipe)  # same images, ~20 % faster convolutions on CPU
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def feedback_rows(n: int, seed: int, categories: str | None = None) -> list[dict]:
+    """The demo's ``n`` AI-feedback prompts: training-split rows balanced over ``categories`` (a
+    comma-separated string of GenEval categories; default all six), drawn with ``seed + 1``."""
+    from diffalign import shapes
+
+    cats = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    return shapes.sample_rows(n, seed=seed + 1, categories=cats, split="train")
 
 
 def held_out_plan(images_per_category: int, seed: int = 0, min_images_per_prompt: int = 4) -> tuple[list[dict], list[int]]:

@@ -76,3 +76,21 @@ def test_held_out_plan_gives_every_category_the_same_number_of_images():
     assert sum(1 for r in rows if r["tag"] == "color_attr") == 16
     assert all(64 <= per_tag[t] <= 70 for t in CATEGORIES), per_tag
     assert len({r["prompt"] for r in rows}) == len(rows)
+
+
+def test_feedback_rows_come_from_the_training_split_of_the_asked_categories():
+    import warnings
+
+    from diffalign.demo import feedback_rows
+    from diffalign.shapes.prompts import split_rows
+
+    test_prompts = {r["prompt"] for r in split_rows("test")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few training prompts in counting: they repeat, with a warning
+        rows = feedback_rows(40, seed=0, categories="counting, position")
+        everything = feedback_rows(60, seed=0)
+    assert len(rows) == 40 and {r["tag"] for r in rows} == {"counting", "position"}
+    assert sum(r["tag"] == "counting" for r in rows) == 20
+    assert not test_prompts & {r["prompt"] for r in rows + everything}
+    assert {r["tag"] for r in everything} == {"single_object", "two_object", "counting", "colors", "position", "color_attr"}
+    assert feedback_rows(40, seed=0, categories="counting,position") == rows  # seeded

@@ -15,6 +15,7 @@ from diffalign.geneval import (
     box_iou,
     judge,
     keep_detections,
+    partial_credit,
     read_metadata,
     relative_position,
     summarize,
@@ -73,6 +74,41 @@ def test_every_tag_passes_and_fails_with_geneval_reasons():
     swapped = [det("bus", bus.box, color="black"), det("tv remote", remote.box, color="yellow")]
     assert judge(COLOR_ATTR, swapped) == (False, "expected yellow bus>=1, found 0 yellow; and 1 black\n"
                                                  "expected black tv remote>=1, found 0 black; and 1 yellow")
+
+
+def test_partial_credit_by_hand():
+    """partial_credit: mean over the row's checks; 1.0 exactly where judge() passes."""
+    apples = [det("apple", (i * 20, 0, i * 20 + 15, 15), 0.95) for i in range(5)]
+    # counting "three apples": checks = count (found/3), exclude (fewer than 4)
+    assert partial_credit(COUNT3, apples[:3]) == 1.0
+    assert partial_credit(COUNT3, apples[:2]) == pytest.approx((2 / 3 + 1) / 2)
+    assert partial_credit(COUNT3, apples[:5]) == pytest.approx((1 + 0) / 2)
+    assert partial_credit(COUNT3, []) == pytest.approx((0 + 1) / 2)
+    # two_object: two counts
+    assert partial_credit(TWO, [det("cat", (0, 0, 9, 9))]) == pytest.approx(0.5)
+    # color_attr: count + colour per clause; a swap keeps both counts, loses both colours
+    bus, remote = det("bus", (0, 0, 100, 60), color="yellow"), det("tv remote", (150, 0, 170, 40), color="black")
+    assert partial_credit(COLOR_ATTR, [bus, remote]) == 1.0
+    swapped = [det("bus", bus.box, color="black"), det("tv remote", remote.box, color="yellow")]
+    assert partial_credit(COLOR_ATTR, swapped) == pytest.approx(0.5)
+    assert partial_credit(COLOR_ATTR, [bus]) == pytest.approx(0.5)  # bus 1 + 1, remote 0 + 0
+    # position: bear count, dog count, relation
+    assert partial_credit(POSITION, [BEAR, det("dog", (250, 100, 350, 200))]) == 1.0
+    assert partial_credit(POSITION, [BEAR, det("dog", (0, 100, 80, 200))]) == pytest.approx(2 / 3)
+    assert partial_credit(POSITION, [det("dog", (250, 100, 350, 200))]) == pytest.approx(1 / 3)  # no target
+    # the verdict and the credit agree on every random detection set: credit 1.0 iff correct
+    rng = random.Random(0)
+    for _ in range(300):
+        row = rng.choice([SINGLE, TWO, COUNT3, COLORS, POSITION, COLOR_ATTR])
+        labels = [c["class"] for c in row["include"]] + ["chair"]
+        dets = []
+        for _ in range(rng.randint(0, 5)):
+            x, y = rng.uniform(0, 400), rng.uniform(0, 400)
+            dets.append(det(rng.choice(labels), (x, y, x + rng.uniform(5, 80), y + rng.uniform(5, 80)),
+                            rng.uniform(0.2, 1.0), rng.choice(["red", "yellow", "black", "blue"])))
+        credit = partial_credit(row, dets)
+        assert 0.0 <= credit <= 1.0
+        assert (credit == 1.0) == judge(row, dets)[0], (row["prompt"], dets)
 
 
 def test_thresholds_caps_and_order():

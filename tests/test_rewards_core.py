@@ -266,6 +266,9 @@ def test_shapes_judge_reward(color_cases):
     assert torch.equal(scores, torch.tensor([1.0, 0.0] * len(cases))) and not scores.requires_grad
     assert [judge_image(images[i], rows[i])[0] for i in (0, 1)] == [True, False]
     assert len(judge.last_reasons) == len(rows)
+    # partial credit: the right shapes in the wrong colours keep their count checks, lose the colour ones
+    partial = load("shapes", partial=True)(x, [r["prompt"] for r in rows], rows)
+    assert torch.equal(partial, torch.tensor([1.0, 0.5] * len(cases)))
     with pytest.raises(ValueError, match="needs metadata"):
         judge(images[:1], [rows[0]["prompt"]])
     with pytest.raises(ValueError, match=r"metadata\[0\]: missing key 'tag'"):

@@ -22,6 +22,7 @@ from diffalign.geneval.rules import (
     RULE_DEFAULTS,
     THRESHOLD,
     Detection,
+    partial_credit,
     box_iou,
     judge,
     keep_detections,

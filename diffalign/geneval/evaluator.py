@@ -13,7 +13,7 @@ from PIL import Image
 
 from diffalign.geneval.colors import ClipColorClassifier
 from diffalign.geneval.detectors import Detector, load_detector
-from diffalign.geneval.rules import RULE_DEFAULTS, Detection, judge, keep_detections
+from diffalign.geneval.rules import RULE_DEFAULTS, Detection, judge, keep_detections, partial_credit
 
 COLOR_SOURCES = ("auto", "clip", "detector")
 
@@ -89,9 +89,11 @@ class GenEvalEvaluator:
             colors = self._colors.describe()
         return {"label": self.label, "detector": self.detector.describe(), "color_classifier": colors, "rules": dict(self.rules)}
 
-    def judge_detections(self, image: Image.Image, row: Mapping, detections: Sequence[Detection]) -> dict:
+    def judge_detections(self, image: Image.Image, row: Mapping, detections: Sequence[Detection],
+                         partial: bool = False) -> dict:
         """Verdict for one image from its detections: ``correct``, ``reason`` and the kept detections
-        (``Detection`` objects, with the colour classifier's answer on the objects it classified)."""
+        (``Detection`` objects, with the colour classifier's answer on the objects it classified);
+        ``partial``: also ``credit``, :func:`~diffalign.geneval.rules.partial_credit` in [0, 1]."""
         classified: dict[int, str] = {}
         callback = None
         if self._colors != "detector":
@@ -108,12 +110,15 @@ class GenEvalEvaluator:
             for dets in kept.values()
             for d in dets
         ]
-        return {"correct": bool(correct), "reason": reason, "detections": objects}
+        verdict = {"correct": bool(correct), "reason": reason, "detections": objects}
+        if partial:
+            verdict["credit"] = float(partial_credit(row, detections, classify_colors=callback, **self.rules))
+        return verdict
 
-    def evaluate(self, images: Sequence[Image.Image], rows: Sequence[Mapping]) -> list[dict]:
+    def evaluate(self, images: Sequence[Image.Image], rows: Sequence[Mapping], partial: bool = False) -> list[dict]:
         """:meth:`judge_detections` for each (image, row); detection runs batched."""
         if len(images) != len(rows):
             raise ValueError(f"{len(images)} images but {len(rows)} rows")
         images = [im.convert("RGB") for im in images]
         found = self.detector.detect_many(images)
-        return [self.judge_detections(im, row, dets) for im, row, dets in zip(images, rows, found)]
+        return [self.judge_detections(im, row, dets, partial) for im, row, dets in zip(images, rows, found)]

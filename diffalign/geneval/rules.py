@@ -227,3 +227,57 @@ def judge(
             correct = False
             reasons.append(f"expected {name}<{count}, found {n_found}")
     return correct, "\n".join(reasons)
+
+
+def partial_credit(
+    row: Mapping,
+    detections: Iterable[Detection],
+    *,
+    threshold: float = THRESHOLD,
+    counting_threshold: float = COUNTING_THRESHOLD,
+    max_objects: int = MAX_OBJECTS,
+    max_overlap: float = MAX_OVERLAP,
+    position_margin: float = POSITION_MARGIN,
+    position_cutoff: float = POSITION_CUTOFF,
+    classify_colors: ColorClassifier | None = None,
+) -> float:
+    """Partial credit in [0, 1] for one image: the mean over the row's checks of how far each holds.
+
+    A dense training reward beside :func:`judge`'s 0/1 verdict (Flow-GRPO trains on a non-strict
+    GenEval score for the same reason: a 0/1 reward that a prompt almost always passes or fails gives
+    its group no variance). The checks, on the same kept detections as :func:`judge`:
+
+    - each ``include`` clause: its count, ``min(found, count) / count``; its colour, when it has one,
+      ``min(objects of that colour among the top-count, count) / count`` (0 when none is found); its
+      position, when it has one, 1 when every top-count object stands in the relation to every object
+      of the referenced clause (that clause fully matched), else 0;
+    - each ``exclude`` clause: 1 when fewer than ``count`` objects of its class are kept, else 0.
+
+    An image :func:`judge` calls correct scores exactly 1.0 and an incorrect one less than 1.0.
+    """
+    limit = counting_threshold if row.get("tag") == "counting" else threshold
+    objects = keep_detections(detections, limit, max_objects, max_overlap)
+    credits: list[float] = []
+    groups: list[list[Detection] | None] = []
+    for clause in row.get("include", []):
+        name, count = clause["class"], int(clause["count"])
+        found = objects.get(name, [])[:count]
+        full = len(found) >= count
+        credits.append(min(len(found), count) / count)
+        if "color" in clause:
+            colors = (list(classify_colors(found, name)) if classify_colors else [d.color for d in found]) if found else []
+            n_color = colors.count(clause["color"])
+            credits.append(min(n_color, count) / count)
+            full = full and n_color >= count
+        if "position" in clause:
+            relation, group = clause["position"][0], int(clause["position"][1])
+            targets = groups[group]
+            holds = full and targets is not None and all(
+                relation in relative_position(obj.box, target.box, position_margin, position_cutoff)
+                for obj in found for target in targets)
+            credits.append(1.0 if holds else 0.0)
+            full = holds
+        groups.append(found if full else None)
+    for clause in row.get("exclude", []):
+        credits.append(1.0 if len(objects.get(clause["class"], [])) < int(clause["count"]) else 0.0)
+    return sum(credits) / len(credits) if credits else 1.0

@@ -7,6 +7,9 @@ for shapes-world rows and ``mask2former`` otherwise, on the first batch, on that
 ``color_classifier`` (``auto``, ``clip``, ``detector``), ``detector_options`` (e.g. ``{"device":
 "cuda"}``), ``clip_options``, and GenEval's rule constants as keyword arguments (``threshold``,
 ``counting_threshold``, ``max_objects``, ``max_overlap``, ``position_margin``, ``position_cutoff``).
+``partial=True`` scores partial credit instead of 0/1 (:func:`diffalign.geneval.rules.partial_credit`:
+the mean over the row's count, colour, position and exclusion checks of how far each holds; 1.0 exactly
+when the verdict is correct), a denser training reward for group-relative methods.
 A transformers detector is a submodule, so ``reward.to(device)`` moves it. The last verdicts'
 reasons are kept in ``last_reasons`` for logging.
 """
@@ -22,7 +25,7 @@ from diffalign.utils.images import batch_to_uint8
 
 
 class GenEvalReward(Reward):
-    """GenEval correctness with a pluggable detector (0/1)."""
+    """GenEval correctness with a pluggable detector (0/1, or partial credit in [0, 1])."""
 
     requires_prompt = False
     requires_metadata = True
@@ -34,6 +37,7 @@ class GenEvalReward(Reward):
         color_classifier: str = "auto",
         detector_options: Mapping[str, Any] | None = None,
         clip_options: Mapping[str, Any] | None = None,
+        partial: bool = False,
         **rule_options: Any,
     ):
         super().__init__()
@@ -44,6 +48,7 @@ class GenEvalReward(Reward):
             raise ValueError(f"unknown GenEval rule options {unknown}; known: {', '.join(RULE_DEFAULTS)}")
         self.settings = dict(color_classifier=color_classifier, rule_options=rule_options,
                              detector_options=dict(detector_options or {}), clip_options=clip_options)
+        self.partial = bool(partial)
         self.evaluator = None
         if detector != "auto":
             self._build(detector)
@@ -69,9 +74,10 @@ class GenEvalReward(Reward):
         if self.evaluator is None:
             self._build(auto_detector(rows), samples.device)
         images = [Image.fromarray(a) for a in batch_to_uint8(samples)]
-        verdicts = self.evaluator.evaluate(images, rows)
+        verdicts = self.evaluator.evaluate(images, rows, partial=self.partial)
         self.last_reasons = [v["reason"] for v in verdicts]
-        return torch.tensor([1.0 if v["correct"] else 0.0 for v in verdicts], device=samples.device)
+        values = [v["credit"] if self.partial else (1.0 if v["correct"] else 0.0) for v in verdicts]
+        return torch.tensor(values, device=samples.device)
 
     @property
     def protocol_label(self) -> str:

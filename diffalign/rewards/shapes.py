@@ -3,7 +3,8 @@
 Needs ``metadata``: one GenEval-format row per image (``diffalign.shapes.prompts``). This is the
 ``geneval`` reward with the shapes world's pixel detector and its own colour names
 (:class:`~diffalign.rewards.geneval.GenEvalReward`); ``rule_options`` are GenEval's rule constants.
-The last verdicts' reasons are kept in ``last_reasons`` for logging.
+``partial=True``: partial credit in [0, 1] instead (``GenEvalReward``'s option), a denser reward for
+Flow-GRPO / DDPO groups. The last verdicts' reasons are kept in ``last_reasons`` for logging.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from diffalign.rewards.geneval import GenEvalReward
 
 
 class ShapesJudgeReward(GenEvalReward):
-    """GenEval correctness of shapes-world images (non-differentiable, 0/1)."""
+    """GenEval correctness of shapes-world images (non-differentiable, 0/1; ``partial=True``: partial credit)."""
 
-    def __init__(self, **rule_options: Any):
-        super().__init__(detector="shapes", color_classifier="detector", **rule_options)
+    def __init__(self, partial: bool = False, **rule_options: Any):
+        super().__init__(detector="shapes", color_classifier="detector", partial=partial, **rule_options)
