@@ -36,15 +36,15 @@ def test_step_reweight_by_hand():
 
 
 def test_flow_step_size_is_the_schedule_difference():
-    from test_samplers_flow import make_scheduler
+    from types import SimpleNamespace
 
     from diffalign.samplers import flow_step_size
 
-    sched = make_scheduler(steps=10)
-    x = torch.zeros(2, 1, 2, 2)
-    t = torch.stack([sched.timesteps[0], sched.timesteps[7]])
-    expected = [float(sched.sigmas[0] - sched.sigmas[1]), float(sched.sigmas[7] - sched.sigmas[8])]
-    assert flow_step_size(sched, t, x).tolist() == pytest.approx(expected)
+    # a 3-step schedule sigma 1.0 -> 0.6 -> 0.3 -> 0: steps of 0.4, 0.3 and 0.3
+    sched = SimpleNamespace(num_inference_steps=3, timesteps=torch.tensor([1000.0, 600.0, 300.0]),
+                            sigmas=torch.tensor([1.0, 0.6, 0.3, 0.0]))
+    x = torch.zeros(3, 1, 2, 2)
+    assert flow_step_size(sched, torch.tensor([1000.0, 600.0, 300.0]), x).tolist() == pytest.approx([0.4, 0.3, 0.3])
 
 
 def test_ratio_norm_removes_the_bias_and_the_step_scale():
@@ -137,12 +137,11 @@ def test_flow_grpo_with_guards_and_a_gold_reward(tmp_path):
     assert "| gold_reward_mean | 0 |" in card and "library_name: diffusers" in card
 
 
-def test_step_reweight_refuses_cps(tmp_path):
-    from test_train_online import make_config
-
+def test_step_reweight_refuses_cps():
+    from diffalign.train.online.config import FlowGRPOConfig
     from diffalign.train.online.flow_grpo import FlowGRPOTrainer
 
-    cfg = make_config(tmp_path, "flow_grpo", "sd3", max_steps=1)
+    cfg = FlowGRPOConfig()
     cfg.loss.step_reweight, cfg.sde_type = True, "cps"
     with pytest.raises(ValueError, match="step_reweight"):
         FlowGRPOTrainer(cfg)
