@@ -154,3 +154,6 @@ def test_shapes_flux2_flow_grpo_recipe_targets_the_shipped_pipeline():
     cfg = load_config(get_trainer_class(trainer_name(path)).config_class, path, [])
     assert EMBEDDED[cfg.model.pretrained] == cfg.model.family == "flux2"
     assert (cfg.sampling.height, cfg.sampling.width) == (64, 64)
+    # the settings of the measured gain (docs/shapes.md, "Flow-GRPO on shapes-flux2")
+    assert cfg.prompts.categories == ["position", "two_object", "counting", "color_attr"]
+    assert (cfg.reward.name, dict(cfg.reward.options), cfg.group_size, cfg.loss.beta) == ("shapes", {"partial": True}, 8, 0.05)
