@@ -48,6 +48,7 @@ __all__ = [
     "box_iou",
     "judge",
     "keep_detections",
+    "partial_credit",
     "read_metadata",
     "relative_position",
     "summarize",
