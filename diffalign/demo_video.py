@@ -65,7 +65,8 @@ def run_video(args: argparse.Namespace) -> int:
     settings = sampling_defaults(path)
     sampling = {"num_inference_steps": args.steps or settings["num_inference_steps"],
                 "guidance_scale": settings["guidance_scale"] if args.guidance is None else args.guidance,
-                "height": settings["height"], "width": settings["width"], "num_frames": settings.get("num_frames", 9)}
+                "height": settings["height"], "width": settings["width"], "num_frames": settings.get("num_frames", 9),
+                **{k: settings[k] for k in ("max_sequence_length",) if k in settings}}
     os.makedirs(out, exist_ok=True)
     rows = sample_video_rows(args.eval_videos_per_category, seed=args.seed, split="test")
     base = demo.load_pipeline(DiffusionPipeline, path, channels_last=False)
@@ -125,7 +126,8 @@ def make_pairs(method: str, pipe, out: str, pairs: int, seed: int, sampling: dic
 
     rows = sample_video_rows(max(4, pairs), seed=seed, split="train")  # far more than needed: stops at `pairs`
     common = dict(num_frames=sampling["num_frames"], size=sampling["height"], max_pairs=pairs, seed=seed,
-                  num_inference_steps=sampling["num_inference_steps"], guidance_scale=sampling["guidance_scale"])
+                  num_inference_steps=sampling["num_inference_steps"], guidance_scale=sampling["guidance_scale"],
+                  **{k: sampling[k] for k in ("max_sequence_length",) if k in sampling})
     if method == "dense_dpo":
         return make_dense_pairs(pipe, rows, out, **common)
     return make_sampled_pairs(pipe, rows, out, batch_size=batch_size, **common)

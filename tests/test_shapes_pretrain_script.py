@@ -216,16 +216,24 @@ def test_tiny_cogvideox_training_run_saves_a_loadable_fp16_video_pipeline(tmp_pa
 
 @pytest.mark.slow
 def test_cogvideox_architecture_options_f2_vae_patch4_and_short_vae_clips(tmp_path):
-    """``--video-vae-channels 8,8`` (f=2 spatial), ``--video-patch-size 4`` and ``--vae-frames 5``
-    build, train and save a pipeline that still samples 9-frame 32x32 clips from 16x16 latents."""
+    """``--video-vae-channels 8,8`` (f=2 spatial), ``--video-patch-size 4``, ``--vae-frames 5``,
+    ``--video-layers/--video-heads`` and short T5 lengths build, train and save a pipeline that
+    still samples 9-frame 32x32 clips from 16x16 latents, and whose recorded ``max_sequence_length``
+    (the smallest ``--t5-tokens`` value) the adapter takes."""
     from diffusers import DiffusionPipeline
+
+    from diffalign.pipelines.cogvideox import CogVideoXAdapter
 
     out = str(tmp_path / "f2")
     main(["--family", "cogvideox", "--out", out, "--checkpoint-dir", str(tmp_path / "ckpt"), "--tiny",
           "--steps", "1", "--vae-steps", "1", "--vae-batch-size", "2", "--batch-size", "2", "--threads", "1",
-          "--latent-pool", "0", "--video-vae-channels", "8,8", "--video-patch-size", "4", "--vae-frames", "5"])
+          "--latent-pool", "0", "--video-vae-channels", "8,8", "--video-patch-size", "4", "--vae-frames", "5",
+          "--video-layers", "3", "--video-heads", "3", "--t5-tokens", "24,226"])
+    assert json.load(open(os.path.join(out, "diffalign_sampling.json")))["max_sequence_length"] == 24
+    assert CogVideoXAdapter.from_pretrained(out).max_sequence_length == 24
     pipe = DiffusionPipeline.from_pretrained(out)
     assert pipe.vae.config.block_out_channels == [8, 8] and pipe.transformer.config.patch_size == 4
+    assert pipe.transformer.config.num_layers == 3 and pipe.transformer.config.num_attention_heads == 3
     assert pipe.transformer.config.sample_height == 16 and pipe.vae_scale_factor_spatial == 2
     pipe.set_progress_bar_config(disable=True)
     frames = pipe(["a video of a red circle moving left"], num_frames=9, num_inference_steps=1,

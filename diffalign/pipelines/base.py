@@ -88,7 +88,19 @@ class PipelineAdapter(ABC):
         from diffalign.pipelines.loading import load_pipeline
 
         pipe = load_pipeline(cls.pipeline_class, name_or_path, torch_dtype=torch_dtype, **kwargs)
-        return cls(pipe, device=device)
+        adapter = cls(pipe, device=device)
+        if os.path.isdir(str(name_or_path)):
+            from diffalign.pipelines.sampling_file import read_sampling_file
+
+            adapter.apply_recorded_settings(read_sampling_file(str(name_or_path)))
+        return adapter
+
+    def apply_recorded_settings(self, settings: dict) -> None:
+        """Take what a pipeline folder's ``diffalign_sampling.json`` records about conditioning: its
+        ``max_sequence_length`` (the text tokens a shapes-world pipeline was trained and samples
+        with, e.g. 40 for shapes-flux2) for families whose adapter pads prompts to one."""
+        if settings.get("max_sequence_length") is not None and hasattr(self, "max_sequence_length"):
+            self.max_sequence_length = int(settings["max_sequence_length"])
 
     # ------------------------------------------------------------------ properties
     @property

@@ -33,7 +33,8 @@ class CogVideoXAdapter(VideoFactorsMixin, DDPMFamilyMixin, PipelineAdapter):
     modality = "video"
     training_scheduler_class = CogVideoXDDIMScheduler
     sampling_scheduler_class = CogVideoXDDIMScheduler
-    #: T5 tokens per prompt (the pipeline's default and CogVideoX's training length).
+    #: T5 tokens per prompt (the pipeline's default and CogVideoX's training length); a pipeline folder
+    #: whose ``diffalign_sampling.json`` sets ``max_sequence_length`` (shapes-cogvideox) gets that value.
     max_sequence_length: int = 226
 
     # ------------------------------------------------------------------ sizes

@@ -52,20 +52,10 @@ class Flux2KleinAdapter(ImageLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter
     text_encoder_out_layers: tuple[int, ...] = (9, 18, 27)
     linspace_sigmas = True
 
-    @classmethod
-    def from_pretrained(cls, name_or_path, **kwargs) -> "Flux2KleinAdapter":
-        import os
-
-        from diffalign.pipelines.generation import read_sampling_file
-
-        adapter = super().from_pretrained(name_or_path, **kwargs)
-        if os.path.isdir(str(name_or_path)):
-            shipped = read_sampling_file(str(name_or_path))
-            if shipped.get("max_sequence_length") is not None:
-                adapter.max_sequence_length = int(shipped["max_sequence_length"])
-            if shipped.get("height") and shipped.get("width"):
-                adapter.shipped_size = (int(shipped["height"]), int(shipped["width"]))
-        return adapter
+    def apply_recorded_settings(self, settings: dict) -> None:
+        super().apply_recorded_settings(settings)
+        if settings.get("height") and settings.get("width"):
+            self.shipped_size = (int(settings["height"]), int(settings["width"]))
 
     #: ``(height, width)`` from the folder's ``diffalign_sampling.json`` (shapes-flux2: 64x64), else None:
     #: the klein pipeline's own default is 128 latent positions (1024 px for the real VAE, 512 px for

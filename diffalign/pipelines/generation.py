@@ -7,14 +7,13 @@ prompt and image index.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from PIL import Image
 
-SAMPLING_FILE = "diffalign_sampling.json"
+from diffalign.pipelines.sampling_file import SAMPLING_FILE, read_sampling_file  # noqa: F401 (re-exported)
 """A pipeline folder may ship the sampling settings it was tuned for (the shapes pipelines do)."""
 
 
@@ -86,18 +85,6 @@ def load_lora(pipe, path: str) -> None:
 
     folder, name = (os.path.dirname(path), os.path.basename(path)) if os.path.isfile(path) else (path, LORA_WEIGHT_NAME)
     pipe.transformer.load_lora_adapter(folder, weight_name=name, prefix="transformer")
-
-
-def read_sampling_file(folder: str) -> dict:
-    """The settings in ``<folder>/``:data:`SAMPLING_FILE` (empty when there is none)."""
-    path = os.path.join(folder, SAMPLING_FILE)
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from e
 
 
 def sampling_settings(pipeline: str | None, defaults: dict | None = None, **overrides: Any) -> dict:

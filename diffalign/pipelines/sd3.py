@@ -39,19 +39,6 @@ class SD3Adapter(ShiftScaleLatentsMixin, FlowMatchFamilyMixin, PipelineAdapter):
     #: gets that value, the one its sampling settings use.
     max_sequence_length: int = 256
 
-    @classmethod
-    def from_pretrained(cls, name_or_path, **kwargs) -> "SD3Adapter":
-        import os
-
-        from diffalign.pipelines.generation import read_sampling_file
-
-        adapter = super().from_pretrained(name_or_path, **kwargs)
-        if os.path.isdir(str(name_or_path)):
-            shipped = read_sampling_file(str(name_or_path)).get("max_sequence_length")
-            if shipped is not None:
-                adapter.max_sequence_length = int(shipped)
-        return adapter
-
     # ------------------------------------------------------------------ conditioning
     @torch.no_grad()
     def encode_prompt(self, prompts: Sequence[str]) -> PromptEmbeds:

@@ -110,7 +110,8 @@ def main(argv=None) -> dict:
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=5.0)
-    p.add_argument("--max-sequence-length", type=int, default=None, help="SD3 only: T5 length")
+    p.add_argument("--max-sequence-length", type=int, default=None,
+                   help="T5 length (SD3, CogVideoX; default: the folder's recorded one, else the pipeline's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--vae", action="store_true",
                    help="video pipelines: judge the VAE's reconstructions of ground-truth clips instead of samples")
@@ -131,7 +132,10 @@ def main(argv=None) -> dict:
         return record
     pipe = DiffusionPipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
-    extra = {} if args.max_sequence_length is None else {"max_sequence_length": args.max_sequence_length}
+    from diffalign.pipelines.generation import read_sampling_file
+
+    tokens = args.max_sequence_length or read_sampling_file(args.pipeline).get("max_sequence_length")
+    extra = {} if tokens is None else {"max_sequence_length": int(tokens)}
     start = time.time()
     if type(pipe).__name__ == "CogVideoXPipeline":
         summary = evaluate_video_pipeline(pipe, args.per_category, args.seed, args.split, args.steps, args.guidance, **extra)

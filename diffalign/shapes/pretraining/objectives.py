@@ -59,7 +59,7 @@ def cogvideox_loss(pipe, latents: torch.Tensor, captions: list[str], generator: 
     """v-prediction loss of a ``CogVideoXPipeline`` on VAE-layout latents [B, C, F, h, w], through
     the project's one training forward (:meth:`CogVideoXAdapter.training_errors`: CogVideoX's
     DDIM training schedule with its SNR shift, uniform timesteps, v target). The prompts go through
-    the pipeline's own ``encode_prompt`` at its sampling length (226 T5 tokens) with gradients, so
+    the pipeline's own ``encode_prompt`` at the adapter's ``max_sequence_length`` with gradients, so
     the T5 encoder trains with the transformer."""
     from diffalign.pipelines.cogvideox import CogVideoXAdapter
     from diffalign.pipelines.conditioning import PromptEmbeds
