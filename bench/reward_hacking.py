@@ -1,7 +1,8 @@
 """Reward hacking on the shapes world, and the guards against it (docs/online.md, "Reward hacking").
 
     python bench/reward_hacking.py [--seeds 0,1,2] [--steps 20] [--eval-every 10] [--configs unguarded,guarded]
-                                   [--set CONFIG:key=value ...] [--eval-prompts N] [--jobs N] [--out DIR] [--figure PNG]
+                                   [--set CONFIG:key=value ...] [--eval-prompts N] [--proxy-half-area A] [--jobs N]
+                                   [--out DIR] [--figure PNG]
     python bench/reward_hacking.py --plot-only --out DIR     # figures and table from finished runs
 
 Flow-GRPO LoRA on shapes-sd3 (the ``shapes_flow_grpo`` recipe) on the colour prompts (``colors``,
@@ -25,7 +26,8 @@ and scored by the proxy (``eval_reward_mean``) and by the shapes judge as gold
 
 ``--set CONFIG:key=value`` (repeatable) appends a ``diffalign train`` override to one configuration's
 runs (after its own keys, so it wins), e.g. the measured guarded setting ``--set guarded:loss.clip_range=1e-4``
-(docs/online.md); ``--eval-prompts N`` sets the held-out image count (default 60).
+(docs/online.md); ``--eval-prompts N`` sets the held-out image count (default 60); ``--proxy-half-area A``
+the proxy's ``half_area`` in every configuration (default 0.25; smaller values pay less for painted area).
 
 Each run is one single-threaded process (``OMP_NUM_THREADS=1``); ``--jobs N`` runs N of them at once
 (seeds outermost, so a cut sweep has every configuration of the first seeds). Writes per run
@@ -53,7 +55,8 @@ BASE = ["prompts.categories=[colors,color_attr]", "optim.lr=3e-3", "loss.clip_ra
 #: the image (half_area 0.25 instead of 0.01), so painting large areas pays, which the judge's shape and
 #: count checks do not reward
 PROXY = "shapes_color"
-PROXY_OPTIONS = "{half_area: 0.25}"
+HALF_AREA = 0.25
+PROXY_OPTIONS = f"{{half_area: {HALF_AREA}}}"
 PROXY_ONLY = [f"reward.name={PROXY}", f"reward.options={PROXY_OPTIONS}"]
 #: the guards (docs/online.md, "Reward hacking"): adaptive KL and RatioNorm
 GUARDS = ["loss.beta=0.05", "loss.target_kl=0.0005", "loss.kl_horizon=3", "loss.ratio_norm=true"]
@@ -66,14 +69,22 @@ CONFIGS = {
 }
 
 
+def config_keys(name: str, half_area: float = HALF_AREA) -> list[str]:
+    """The ``diffalign train`` overrides of one configuration, with the proxy's ``half_area``."""
+    if half_area <= 0:
+        raise ValueError(f"the proxy's half_area must be positive, got {half_area}")
+    return [k.replace(f"half_area: {HALF_AREA}", f"half_area: {half_area}") for k in CONFIGS[name]]
+
+
 def command(name: str, seed: int, steps: int, every: int, out: str, overrides: dict[str, list[str]] | None = None,
-            eval_prompts: int | None = None) -> list[str]:
-    """The ``diffalign train`` command line of one run: the configuration's keys, then ``overrides[name]``
-    (``key=value`` items given with ``--set NAME:key=value``; later keys win) and the held-out image count."""
+            eval_prompts: int | None = None, half_area: float = HALF_AREA) -> list[str]:
+    """The ``diffalign train`` command line of one run: the configuration's keys (the proxy with ``half_area``),
+    then ``overrides[name]`` (``key=value`` items given with ``--set NAME:key=value``; later keys win) and the
+    held-out image count."""
     extra = ([f"evaluation.num_prompts={eval_prompts}"] if eval_prompts else []) + list((overrides or {}).get(name, []))
     return [sys.executable, "-m", "diffalign", "train", "shapes_flow_grpo", f"seed={seed}",
             f"output_dir={os.path.join(out, f'{name}-s{seed}')}", f"max_steps={steps}",
-            f"evaluation.every_steps={every}", "progress_bar=false", *BASE, *CONFIGS[name], *extra]
+            f"evaluation.every_steps={every}", "progress_bar=false", *BASE, *config_keys(name, half_area), *extra]
 
 
 def parse_overrides(items: list[str], configs=CONFIGS) -> dict[str, list[str]]:
@@ -89,8 +100,8 @@ def parse_overrides(items: list[str], configs=CONFIGS) -> dict[str, list[str]]:
 
 
 def run(name: str, seed: int, steps: int, every: int, out: str, overrides: dict[str, list[str]] | None = None,
-        eval_prompts: int | None = None) -> float:
-    cmd = command(name, seed, steps, every, out, overrides, eval_prompts)
+        eval_prompts: int | None = None, half_area: float = HALF_AREA) -> float:
+    cmd = command(name, seed, steps, every, out, overrides, eval_prompts, half_area)
     print("+", " ".join(cmd[1:]), flush=True)
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -134,7 +145,8 @@ def _read(path: str) -> float | None:
     return float(open(path).read()) if os.path.exists(path) else None
 
 
-def report(out: str, seeds: list[int], figure: str | None, configs: list[str] | None = None) -> str:
+def report(out: str, seeds: list[int], figure: str | None, configs: list[str] | None = None,
+           half_area: float = HALF_AREA) -> str:
     """Write ``OUT/table.md`` (and ``figure``) from the runs found; return the table. Per run: the held-out
     proxy (4 decimals: its changes here are a few thousandths) and gold at the first and last evaluation, their changes, the lowest gold, whether the run
     shows the claim (gold end >= gold start and proxy end > proxy start), wall minutes and CPU seconds."""
@@ -166,11 +178,11 @@ def report(out: str, seeds: list[int], figure: str | None, configs: list[str] | 
     with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as f:
         f.write(table + "\n")
     if figure and data:
-        plot(data, figure)
+        plot(data, figure, half_area)
     return table
 
 
-def plot(data: dict[str, dict[int, list[tuple[int, float, float]]]], figure: str) -> None:
+def plot(data: dict[str, dict[int, list[tuple[int, float, float]]]], figure: str, half_area: float = HALF_AREA) -> None:
     """Held-out proxy and gold against iterations: thin lines per seed, the mean over the seeds that
     reached each evaluation (thick) and their min-max band."""
     import matplotlib
@@ -192,7 +204,7 @@ def plot(data: dict[str, dict[int, list[tuple[int, float, float]]]], figure: str
                     label=f"{name} (mean of {len(runs)} seed{'s' if len(runs) > 1 else ''}, min-max band)")
     for ax, j in zip(axes, (1, 2)):  # the untrained model's score (the same for every run and seed)
         ax.axhline(statistics.fmean(c[0][j] for runs in data.values() for c in runs.values()), color="grey", lw=0.8, ls="--")
-    axes[0].set_title(f"proxy: {PROXY}, half_area 0.25 (held-out; dashed = start)")
+    axes[0].set_title(f"proxy: {PROXY}, half_area {half_area:g} (held-out; dashed = start)")
     axes[1].set_title("gold: shapes judge (held-out; dashed = start)")
     for ax in axes:
         ax.set_xlabel("iteration")
@@ -216,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="CONFIG:KEY=VALUE",
                    help="a config override for one configuration's runs (repeatable), e.g. guarded:loss.clip_range=1e-4")
     p.add_argument("--eval-prompts", type=int, default=None, help="held-out images per evaluation (default 60)")
+    p.add_argument("--proxy-half-area", type=float, default=HALF_AREA,
+                   help=f"the proxy's half_area (default {HALF_AREA}: painting a quarter of the image pays)")
     args = p.parse_args(argv)
+    if args.proxy_half_area <= 0:
+        p.error(f"--proxy-half-area must be positive, got {args.proxy_half_area}")
     seeds = [int(s) for s in args.seeds.split(",")]
     configs = args.configs.split(",")
     unknown = [c for c in configs if c not in CONFIGS]
@@ -232,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         todo = [(n, s) for s in seeds for n in configs if len(curves(args.out, n, s)) < evals]  # skip finished runs
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             for _ in pool.map(lambda job: run(job[0], job[1], args.steps, args.eval_every, args.out, overrides,
-                                                   args.eval_prompts), todo):
-                report(args.out, seeds, None, configs)
-    print(report(args.out, seeds, args.figure, configs))
+                                                   args.eval_prompts, args.proxy_half_area), todo):
+                report(args.out, seeds, None, configs, args.proxy_half_area)
+    print(report(args.out, seeds, args.figure, configs, args.proxy_half_area))
     return 0
 
 

@@ -83,6 +83,17 @@ def test_set_overrides_one_configuration_after_its_own_keys(tmp_path):
     assert "evaluation.num_prompts=120" not in reward_hacking.command("guarded", 0, 20, 5, str(tmp_path))
 
 
+def test_proxy_half_area_reaches_every_configuration(tmp_path, capsys):
+    for name in reward_hacking.CONFIGS:
+        default = " ".join(reward_hacking.command(name, 0, 20, 5, str(tmp_path)))
+        cmd = " ".join(reward_hacking.command(name, 0, 20, 5, str(tmp_path), half_area=0.05))
+        assert "half_area: 0.25" in default and "half_area: 0.25" not in cmd and "half_area: 0.05" in cmd
+    assert "reward.options={half_area: 0.05}" in reward_hacking.command("guarded", 0, 20, 5, str(tmp_path), half_area=0.05)
+    with pytest.raises(SystemExit):
+        reward_hacking.main(["--proxy-half-area", "0", "--out", str(tmp_path), "--plot-only"])
+    assert "--proxy-half-area must be positive" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("item", ["guarded", "guarded:loss.beta", "nope:loss.beta=0", "loss.beta=0"])
 def test_set_rejects_malformed_or_unknown_config(item, tmp_path, capsys):
     with pytest.raises(SystemExit):

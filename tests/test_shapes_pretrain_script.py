@@ -292,3 +292,51 @@ def test_flux2_latent_pool_is_the_klein_pipelines_normalised_patchified_latents(
     assert torch.allclose(undone, patchify_latents(z), atol=1e-5)
     with pytest.raises(ValueError, match="VAE layouts differ"):
         copy_autoencoder_kl(build_vae((8, 16, 16)), build_flux2_vae((8, 16, 16, 16)))
+
+
+def test_object_latent_mask_finds_the_positions_off_the_background():
+    from diffalign.shapes.pretraining.objectives import object_latent_mask
+
+    background = torch.tensor([0.3, -0.2, 0.1, 0.5])
+    latents = background[None, None, :, None, None].repeat(2, 3, 1, 8, 8)  # [B, F, C, h, w]
+    latents[0, 1, :, 2:4, 5:7] += torch.tensor([1.0, -1.0, 0.5, 0.0])[:, None, None]  # RMS 0.75 > 0.5
+    latents[1, :, :, 0, 0] += 0.4  # RMS 0.4: under the threshold
+    mask = object_latent_mask(latents)
+    assert mask.shape == (2, 3, 1, 8, 8)
+    expected = torch.zeros(2, 3, 1, 8, 8)
+    expected[0, 1, 0, 2:4, 5:7] = 1
+    assert torch.equal(mask, expected)
+
+
+def test_cogvideox_object_weight_is_the_weighted_mean_of_the_squared_error():
+    from diffalign.pipelines.cogvideox import CogVideoXAdapter
+    from diffalign.pipelines.conditioning import PromptEmbeds
+    from diffalign.shapes.pretrain import build_pipeline
+    from diffalign.shapes.pretraining.objectives import cogvideox_loss, object_latent_mask
+
+    pipe = build_pipeline("cogvideox", seed=0, tiny=True)
+    adapter = CogVideoXAdapter(pipe)
+    adapter.max_sequence_length = 16
+    latents = 0.1 * torch.randn(2, pipe.transformer.config.in_channels, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    latents[:, :, :, 2:5, 2:5] += 2.0  # an "object" on a slightly noisy flat background
+    captions = ["a video of a red circle moving left", ""]
+    with torch.no_grad():
+        plain = cogvideox_loss(pipe, latents, captions, torch.Generator().manual_seed(5), adapter=adapter)
+        weighted = cogvideox_loss(pipe, latents, captions, torch.Generator().manual_seed(5), adapter=adapter,
+                                  object_weight=3.0)
+        embeds, _ = pipe.encode_prompt(prompt=captions, do_classifier_free_guidance=False, max_sequence_length=16)
+        frames = latents.permute(0, 2, 1, 3, 4)
+        errors, parts = adapter.training_errors(frames, PromptEmbeds({"prompt_embeds": embeds}),
+                                                generator=torch.Generator().manual_seed(5))
+    squared = (parts["prediction"] - parts["target"]).float() ** 2  # [B, F, C, h, w]
+    mask = object_latent_mask(frames)
+    assert 0 < mask.mean() < 0.5
+    w = (1 + 3.0 * mask).expand_as(squared)
+    by_hand = ((squared * w).flatten(1).sum(1) / w.flatten(1).sum(1)).mean()
+    assert torch.allclose(plain, errors.mean()) and torch.allclose(weighted, by_hand)
+    assert not torch.allclose(weighted, plain)
+
+
+def test_object_weight_is_refused_outside_cogvideox(tmp_path):
+    with pytest.raises(SystemExit, match="--object-weight is for --family cogvideox"):
+        main(["--family", "sd", "--out", str(tmp_path / "o"), "--tiny", "--steps", "1", "--object-weight", "2"])

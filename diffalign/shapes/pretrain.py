@@ -102,6 +102,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--snr-gamma", type=float, default=None,
                    help="sd only: Min-SNR-gamma loss weighting (default: none, the plain loss). Min-SNR gives the "
                         "high-noise steps, where the prompt decides the layout and colours, almost no weight")
+    p.add_argument("--object-weight", type=float, default=0.0,
+                   help="cogvideox: extra weight k of the v-loss at object latents (error there times 1 + k; default 0: "
+                        "the plain loss)")
     p.add_argument("--video-vae-channels", default=None,
                    help="cogvideox: the 3D VAE's block widths, comma-separated; spatial compression 2**(n-1) "
                         "(default: the shipped architecture's)")
@@ -212,7 +215,7 @@ def t5_token_choices(args) -> list[int]:
     return [COGVIDEOX_TEXT_TOKENS] if args.family == "cogvideox" else [16] * 7 + [256]
 
 
-def loss_for(family: str, t5_tokens: list[int], snr_gamma: float | None = None):
+def loss_for(family: str, t5_tokens: list[int], snr_gamma: float | None = None, object_weight: float = 0.0):
     if family == "sd":
         return functools.partial(sd_denoising_loss, snr_gamma=snr_gamma)
     choices = random.Random(0)
@@ -224,7 +227,7 @@ def loss_for(family: str, t5_tokens: list[int], snr_gamma: float | None = None):
 
             adapter = adapters.setdefault(id(pipe), CogVideoXAdapter(pipe))
             adapter.max_sequence_length = choices.choice(t5_tokens)
-            return cogvideox_loss(pipe, latents, captions, generator, adapter=adapter)
+            return cogvideox_loss(pipe, latents, captions, generator, adapter=adapter, object_weight=object_weight)
 
         return video_loss
     if family == "flux2":
@@ -238,6 +241,10 @@ def loss_for(family: str, t5_tokens: list[int], snr_gamma: float | None = None):
 
 def main(argv=None) -> str:
     args = parse_args(argv)
+    if args.object_weight and args.family != "cogvideox":
+        raise SystemExit(f"--object-weight is for --family cogvideox, not {args.family}")
+    if args.object_weight < 0:
+        raise SystemExit(f"--object-weight must be >= 0, got {args.object_weight}")
     diffusers_logging.set_verbosity_error()  # fp16 casting notices on every checkpoint
     diffusers_logging.disable_progress_bar()
     torch.set_num_threads(args.threads)
@@ -275,7 +282,7 @@ def main(argv=None) -> str:
                              source=source)
     else:
         batches = training_batches(args.family, args.batch_size, args.seed, layout=args.layout)
-    ema, modules = train_denoiser(pipe, batches, loss_for(args.family, t5_token_choices(args), args.snr_gamma), config, ckpt_dir, log)
+    ema, modules = train_denoiser(pipe, batches, loss_for(args.family, t5_token_choices(args), args.snr_gamma, args.object_weight), config, ckpt_dir, log)
     save_fp16(pipe, args.out, ema, modules, config.extra_json)
     log({"stage": "done", "out": args.out, "wall_s": round(time.time() - start, 1)})
     return args.out
