@@ -1,7 +1,8 @@
 """Reward hacking on the shapes world, and the guards against it (docs/online.md, "Reward hacking").
 
     python bench/reward_hacking.py [--seeds 0,1,2] [--steps 20] [--eval-every 10] [--configs unguarded,guarded]
-                                   [--set CONFIG:key=value ...] [--eval-prompts N] [--proxy-half-area A] [--jobs N]
+                                   [--set CONFIG:key=value ...] [--eval-prompts N] [--proxy-half-area A]
+                                   [--proxy-judge-weight J] [--proxy-area-weight W] [--jobs N]
                                    [--out DIR] [--figure PNG]
     python bench/reward_hacking.py --plot-only --out DIR     # figures and table from finished runs
 
@@ -28,6 +29,11 @@ and scored by the proxy (``eval_reward_mean``) and by the shapes judge as gold
 runs (after its own keys, so it wins), e.g. the measured guarded setting ``--set guarded:loss.clip_range=1e-4``
 (docs/online.md); ``--eval-prompts N`` sets the held-out image count (default 60); ``--proxy-half-area A``
 the proxy's ``half_area`` in every configuration (default 0.25; smaller values pay less for painted area).
+``--proxy-judge-weight J`` (default 0) gives the proxy of ``unguarded`` and ``guarded`` a gold component, as a
+learned reward model shares much of a gold one: a ``weighted_sum`` of ``W`` x the colour-area score
+(``--proxy-area-weight W``, default 1) and ``J`` x the judge's partial credit (``shapes`` with ``partial: true``:
+the mean over the row's checks of how far each holds), advantages normalised per reward. The gold score stays the
+strict 0/1 judge; with a large ``W`` the area term can be pushed up while the shapes the judge checks are lost.
 
 Each run is one single-threaded process (``OMP_NUM_THREADS=1``); ``--jobs N`` runs N of them at once
 (seeds outermost, so a cut sweep has every configuration of the first seeds). Writes per run
@@ -69,22 +75,40 @@ CONFIGS = {
 }
 
 
-def config_keys(name: str, half_area: float = HALF_AREA) -> list[str]:
-    """The ``diffalign train`` overrides of one configuration, with the proxy's ``half_area``."""
+def mixture_proxy(half_area: float, area_weight: float, judge_weight: float) -> list[str]:
+    """The reward keys of a proxy with a gold component: a ``weighted_sum`` of the colour-area score
+    (``area_weight``) and the judge's partial credit (``judge_weight``: the mean over the row's checks of
+    how far each holds, 1 for an image the judge calls correct), advantages normalised per reward."""
+    return ["reward.name=weighted_sum",
+            f"reward.options={{rewards: {{area: {{reward: {PROXY}, weight: {area_weight}, half_area: {half_area}}}, "
+            f"partial: {{reward: shapes, weight: {judge_weight}, partial: true}}}}}}",
+            "advantages.per_reward=true"]
+
+
+def config_keys(name: str, half_area: float = HALF_AREA, judge_weight: float = 0.0, area_weight: float = 1.0) -> list[str]:
+    """The ``diffalign train`` overrides of one configuration, with the proxy's ``half_area``; with
+    ``judge_weight > 0`` the proxy of ``unguarded`` and ``guarded`` is :func:`mixture_proxy`."""
     if half_area <= 0:
         raise ValueError(f"the proxy's half_area must be positive, got {half_area}")
-    return [k.replace(f"half_area: {HALF_AREA}", f"half_area: {half_area}") for k in CONFIGS[name]]
+    if judge_weight < 0 or area_weight <= 0:
+        raise ValueError(f"the proxy's weights must be judge >= 0 and area > 0, got {judge_weight} and {area_weight}")
+    keys = [k.replace(f"half_area: {HALF_AREA}", f"half_area: {half_area}") for k in CONFIGS[name]]
+    if judge_weight and name != "guarded+judge":
+        keys = [*mixture_proxy(half_area, area_weight, judge_weight), *[k for k in keys if not k.startswith("reward.")]]
+    return keys
 
 
 def command(name: str, seed: int, steps: int, every: int, out: str, overrides: dict[str, list[str]] | None = None,
-            eval_prompts: int | None = None, half_area: float = HALF_AREA) -> list[str]:
+            eval_prompts: int | None = None, half_area: float = HALF_AREA, judge_weight: float = 0.0,
+            area_weight: float = 1.0) -> list[str]:
     """The ``diffalign train`` command line of one run: the configuration's keys (the proxy with ``half_area``),
     then ``overrides[name]`` (``key=value`` items given with ``--set NAME:key=value``; later keys win) and the
     held-out image count."""
     extra = ([f"evaluation.num_prompts={eval_prompts}"] if eval_prompts else []) + list((overrides or {}).get(name, []))
     return [sys.executable, "-m", "diffalign", "train", "shapes_flow_grpo", f"seed={seed}",
             f"output_dir={os.path.join(out, f'{name}-s{seed}')}", f"max_steps={steps}",
-            f"evaluation.every_steps={every}", "progress_bar=false", *BASE, *config_keys(name, half_area), *extra]
+            f"evaluation.every_steps={every}", "progress_bar=false", *BASE,
+            *config_keys(name, half_area, judge_weight, area_weight), *extra]
 
 
 def parse_overrides(items: list[str], configs=CONFIGS) -> dict[str, list[str]]:
@@ -100,8 +124,9 @@ def parse_overrides(items: list[str], configs=CONFIGS) -> dict[str, list[str]]:
 
 
 def run(name: str, seed: int, steps: int, every: int, out: str, overrides: dict[str, list[str]] | None = None,
-        eval_prompts: int | None = None, half_area: float = HALF_AREA) -> float:
-    cmd = command(name, seed, steps, every, out, overrides, eval_prompts, half_area)
+        eval_prompts: int | None = None, half_area: float = HALF_AREA, judge_weight: float = 0.0,
+        area_weight: float = 1.0) -> float:
+    cmd = command(name, seed, steps, every, out, overrides, eval_prompts, half_area, judge_weight, area_weight)
     print("+", " ".join(cmd[1:]), flush=True)
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -145,8 +170,16 @@ def _read(path: str) -> float | None:
     return float(open(path).read()) if os.path.exists(path) else None
 
 
+def proxy_label(half_area: float = HALF_AREA, judge_weight: float = 0.0, area_weight: float = 1.0) -> str:
+    """The proxy's name in figures."""
+    area = f"{PROXY}, half_area {half_area:g}"
+    if not judge_weight:
+        return area
+    return f"{area_weight:g} x {area} + {judge_weight:g} x judge partial credit"
+
+
 def report(out: str, seeds: list[int], figure: str | None, configs: list[str] | None = None,
-           half_area: float = HALF_AREA) -> str:
+           label: str | None = None) -> str:
     """Write ``OUT/table.md`` (and ``figure``) from the runs found; return the table. Per run: the held-out
     proxy (4 decimals: its changes here are a few thousandths) and gold at the first and last evaluation, their changes, the lowest gold, whether the run
     shows the claim (gold end >= gold start and proxy end > proxy start), wall minutes and CPU seconds."""
@@ -178,11 +211,11 @@ def report(out: str, seeds: list[int], figure: str | None, configs: list[str] | 
     with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as f:
         f.write(table + "\n")
     if figure and data:
-        plot(data, figure, half_area)
+        plot(data, figure, label or proxy_label())
     return table
 
 
-def plot(data: dict[str, dict[int, list[tuple[int, float, float]]]], figure: str, half_area: float = HALF_AREA) -> None:
+def plot(data: dict[str, dict[int, list[tuple[int, float, float]]]], figure: str, label: str) -> None:
     """Held-out proxy and gold against iterations: thin lines per seed, the mean over the seeds that
     reached each evaluation (thick) and their min-max band."""
     import matplotlib
@@ -204,7 +237,7 @@ def plot(data: dict[str, dict[int, list[tuple[int, float, float]]]], figure: str
                     label=f"{name} (mean of {len(runs)} seed{'s' if len(runs) > 1 else ''}, min-max band)")
     for ax, j in zip(axes, (1, 2)):  # the untrained model's score (the same for every run and seed)
         ax.axhline(statistics.fmean(c[0][j] for runs in data.values() for c in runs.values()), color="grey", lw=0.8, ls="--")
-    axes[0].set_title(f"proxy: {PROXY}, half_area {half_area:g} (held-out; dashed = start)")
+    axes[0].set_title(f"proxy: {label} (held-out; dashed = start)", fontsize=8 if len(label) > 40 else None)
     axes[1].set_title("gold: shapes judge (held-out; dashed = start)")
     for ax in axes:
         ax.set_xlabel("iteration")
@@ -230,9 +263,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-prompts", type=int, default=None, help="held-out images per evaluation (default 60)")
     p.add_argument("--proxy-half-area", type=float, default=HALF_AREA,
                    help=f"the proxy's half_area (default {HALF_AREA}: painting a quarter of the image pays)")
+    p.add_argument("--proxy-judge-weight", type=float, default=0.0,
+                   help="weight of the judge's partial credit in the proxy (default 0: the colour-area score alone); "
+                        "above 0 the proxy is a weighted_sum of both, advantages normalised per reward")
+    p.add_argument("--proxy-area-weight", type=float, default=1.0,
+                   help="weight of the colour-area score in that weighted_sum (default 1)")
     args = p.parse_args(argv)
     if args.proxy_half_area <= 0:
         p.error(f"--proxy-half-area must be positive, got {args.proxy_half_area}")
+    if args.proxy_judge_weight < 0 or args.proxy_area_weight <= 0:
+        p.error(f"--proxy-judge-weight must be >= 0 and --proxy-area-weight > 0, got {args.proxy_judge_weight} "
+                f"and {args.proxy_area_weight}")
+    proxy = dict(half_area=args.proxy_half_area, judge_weight=args.proxy_judge_weight, area_weight=args.proxy_area_weight)
+    label = proxy_label(**proxy)
     seeds = [int(s) for s in args.seeds.split(",")]
     configs = args.configs.split(",")
     unknown = [c for c in configs if c not in CONFIGS]
@@ -248,9 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         todo = [(n, s) for s in seeds for n in configs if len(curves(args.out, n, s)) < evals]  # skip finished runs
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             for _ in pool.map(lambda job: run(job[0], job[1], args.steps, args.eval_every, args.out, overrides,
-                                                   args.eval_prompts, args.proxy_half_area), todo):
-                report(args.out, seeds, None, configs, args.proxy_half_area)
-    print(report(args.out, seeds, args.figure, configs, args.proxy_half_area))
+                                                   args.eval_prompts, **proxy), todo):
+                report(args.out, seeds, None, configs, label)
+    print(report(args.out, seeds, args.figure, configs, label))
     return 0
 
 

@@ -94,6 +94,28 @@ def test_proxy_half_area_reaches_every_configuration(tmp_path, capsys):
     assert "--proxy-half-area must be positive" in capsys.readouterr().err
 
 
+def test_proxy_with_a_judge_component_replaces_the_reward_keys(tmp_path, capsys):
+    cmds = {name: reward_hacking.command(name, 1, 40, 5, str(tmp_path), judge_weight=1.0, area_weight=4.0)
+            for name in reward_hacking.CONFIGS}
+    for name in ("unguarded", "guarded"):  # one proxy for both, the judge's partial credit in it, not the strict judge
+        cmd = cmds[name]
+        assert "reward.name=weighted_sum" in cmd and "reward.name=shapes_color" not in cmd
+        options = [a for a in cmd if a.startswith("reward.options=")]
+        assert options == ["reward.options={rewards: {area: {reward: shapes_color, weight: 4.0, half_area: 0.25}, "
+                           "partial: {reward: shapes, weight: 1.0, partial: true}}}"]
+        assert "advantages.per_reward=true" in cmd and "evaluation.gold_reward.name=shapes" in cmd
+    assert "loss.beta=0" in cmds["unguarded"] and "loss.ratio_norm=true" in cmds["guarded"]
+    # the guarded+judge configuration keeps its own reward (the strict judge mixed in)
+    assert cmds["guarded+judge"] == reward_hacking.command("guarded+judge", 1, 40, 5, str(tmp_path))
+    # weight 0 (the default) is the colour-area proxy alone
+    assert "reward.name=shapes_color" in reward_hacking.command("guarded", 1, 40, 5, str(tmp_path), judge_weight=0.0)
+    assert reward_hacking.proxy_label(0.25, 1.0, 4.0) == "4 x shapes_color, half_area 0.25 + 1 x judge partial credit"
+    for bad in (["--proxy-judge-weight", "-1"], ["--proxy-judge-weight", "1", "--proxy-area-weight", "0"]):
+        with pytest.raises(SystemExit):
+            reward_hacking.main([*bad, "--out", str(tmp_path), "--plot-only"])
+        assert "--proxy-judge-weight must be >= 0 and --proxy-area-weight > 0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("item", ["guarded", "guarded:loss.beta", "nope:loss.beta=0", "loss.beta=0"])
 def test_set_rejects_malformed_or_unknown_config(item, tmp_path, capsys):
     with pytest.raises(SystemExit):

@@ -1,0 +1,40 @@
+"""bench/video_failures.py: the per-frame outcome of a clause and the shares it tallies."""
+from __future__ import annotations
+
+import os
+import sys
+from collections import namedtuple
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import video_failures  # noqa: E402
+
+sys.path.pop(0)
+
+Det = namedtuple("Det", "label color")
+RED_SQUARE = {"class": "square", "color": "red"}
+
+
+def test_frame_outcome_in_the_documented_order():
+    outcome = video_failures.frame_outcome
+    assert outcome([Det("square", "red"), Det("circle", "blue")], RED_SQUARE) == "ok"
+    assert outcome([Det("square", "red")] * 2, RED_SQUARE) == "too many"
+    assert outcome([Det("square", "red")], {"class": "square", "count": 3}) == "too few"
+    assert outcome([Det("square", "blue")], RED_SQUARE) == "wrong colour"
+    assert outcome([Det("circle", "red")], RED_SQUARE) == "other class only"
+    assert outcome([], RED_SQUARE) == "nothing detected"
+    assert outcome([Det("triangle", "green")] * 2, {"class": "triangle", "count": 2}) == "ok"  # no colour asked
+
+
+def test_tally_shares_per_class_and_what_was_found_instead():
+    frames = {"a": [Det("circle", "red")], "b": [Det("square", "red")], "c": []}
+    clips = [([np.array("a"), np.array("b")], {"include": [RED_SQUARE]}),
+             ([np.array("a"), np.array("c")], {"include": [{"class": "circle"}]})]
+    out = video_failures.tally(clips, lambda f: frames[str(f)])
+    assert out["clause_frames"] == 4
+    assert out["outcomes"] == {"ok": 0.5, "other class only": 0.25, "nothing detected": 0.25}
+    assert out["per_class"]["square"] == {"clause_frames": 2, "ok": 0.5, "other class only": 0.5}
+    assert out["per_class"]["circle"] == {"clause_frames": 2, "ok": 0.5, "nothing detected": 0.5}
+    assert out["detected_instead"] == {"square": {"circle": 1}}
