@@ -16,6 +16,12 @@ each (include clause, frame) into one outcome, checked in this order:
 
 Prints one JSON line: the share of each outcome over all clause-frames, the same per asked class, and, for
 ``other class only``, which classes were detected instead (counts).
+
+``--swap-seeds N`` adds a same-noise test of the text conditioning: for noise seeds 0..N-1 and four
+(colour, motion) pairs, the clip of ``"a video of a {colour} {shape} {motion}"`` for each of the four shapes
+from the same noise, and for each of four colours (``square``, moving left). ``swap`` reports the mean absolute
+pixel difference (in [0, 1]) between clips whose prompts differ only in the shape word, the same for the colour
+word, and the class of the best detection of every frame per asked shape.
 """
 from __future__ import annotations
 
@@ -65,6 +71,46 @@ def tally(clips_and_rows, detect) -> dict:
             "detected_instead": {c: dict(n.most_common()) for c, n in sorted(instead.items())}}
 
 
+SWAP_SHAPES = ("circle", "square", "triangle", "diamond")
+SWAP_COLOURS = ("red", "blue", "green", "yellow")
+SWAP_PAIRS = (("red", "moving left"), ("blue", "moving down"), ("green", "moving right"), ("yellow", "moving up"))
+
+
+def mean_pairwise_difference(clips) -> float:
+    """Mean absolute difference over every pair of same-shaped float arrays."""
+    import itertools
+
+    import numpy as np
+
+    pairs = list(itertools.combinations(range(len(clips)), 2))
+    if not pairs:
+        raise ValueError("need at least two clips to compare")
+    return float(np.mean([np.abs(np.asarray(clips[a], np.float64) - np.asarray(clips[b], np.float64)).mean()
+                          for a, b in pairs]))
+
+
+def swap_test(sample, detect, seeds: int) -> dict:
+    """The same-noise word-swap test. ``sample(prompts, seed) -> float clips [N, T, H, W, 3]`` in [0, 1], every
+    clip from the same noise; ``detect(uint8 frame) -> detections``, best first."""
+    import numpy as np
+
+    shape_diffs, colour_diffs = [], []
+    seen = {s: Counter() for s in SWAP_SHAPES}
+    for seed in range(seeds):
+        for colour, motion in SWAP_PAIRS:
+            clips = sample([f"a video of a {colour} {s} {motion}" for s in SWAP_SHAPES], seed)
+            shape_diffs.append(mean_pairwise_difference(clips))
+            for shape, clip in zip(SWAP_SHAPES, clips):
+                for frame in clip:
+                    found = detect((np.asarray(frame) * 255).round().astype(np.uint8))
+                    seen[shape][found[0].label if found else "none"] += 1
+        colour_diffs.append(mean_pairwise_difference(
+            sample([f"a video of a {c} square moving left" for c in SWAP_COLOURS], seed)))
+    return {"shape_word_difference": round(float(np.mean(shape_diffs)), 4),
+            "colour_word_difference": round(float(np.mean(colour_diffs)), 4),
+            "detected_per_asked_shape": {s: dict(c.most_common()) for s, c in seen.items()}}
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pipeline", default="shapes-cogvideox")
@@ -72,6 +118,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's recorded one)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--swap-seeds", type=int, default=0, help="noise seeds of the same-noise word-swap test (0: skip)")
     args = p.parse_args(argv)
 
     import diffalign  # noqa: F401  (compat shim before torchvision)
@@ -94,9 +141,20 @@ def main(argv=None) -> dict:
     with torch.no_grad():
         clips = generate(pipe, [r["prompt"] for r in rows], seed=args.seed, batch_size=args.batch_size, video=True,
                          **settings)
+    def detect(frame):
+        return [d for d in detect_shapes(frame) if d.score >= THRESHOLD]
+
     out = {"pipeline": args.pipeline, "clips": len(rows), "seed": args.seed, "guidance": settings["guidance_scale"],
-           **tally([(c[0], r) for c, r in zip(clips, rows)],
-                   lambda frame: [d for d in detect_shapes(frame) if d.score >= THRESHOLD])}
+           **tally([(c[0], r) for c, r in zip(clips, rows)], detect)}
+    if args.swap_seeds:
+        call = {k: v for k, v in settings.items()}
+
+        def sample(prompts, seed):
+            generators = [torch.Generator().manual_seed(seed) for _ in prompts]
+            with torch.no_grad():
+                return pipe(prompts, generator=generators, output_type="np", **call).frames
+
+        out["swap"] = swap_test(sample, detect, args.swap_seeds)
     print(json.dumps(out))
     return out
 

@@ -38,3 +38,23 @@ def test_tally_shares_per_class_and_what_was_found_instead():
     assert out["per_class"]["square"] == {"clause_frames": 2, "ok": 0.5, "other class only": 0.5}
     assert out["per_class"]["circle"] == {"clause_frames": 2, "ok": 0.5, "nothing detected": 0.5}
     assert out["detected_instead"] == {"square": {"circle": 1}}
+
+
+def test_swap_test_compares_same_noise_clips_and_tallies_the_best_detection():
+    assert video_failures.mean_pairwise_difference([np.zeros((2, 2)), np.ones((2, 2)), np.full((2, 2), 0.5)]) \
+        == (1.0 + 0.5 + 0.5) / 3
+    calls = []
+
+    def sample(prompts, seed):  # shape prompts: clips that differ by 0.1 per shape; colour prompts: by 0.3
+        calls.append((tuple(prompts), seed))
+        step = 0.1 if "square moving left" not in prompts[0] or "red square" not in prompts[0] else 0.3
+        return np.stack([np.full((2, 4, 4, 3), step * i) for i in range(len(prompts))])
+
+    out = video_failures.swap_test(sample, lambda frame: [Det("circle", "red")], seeds=1)
+    assert calls[0] == (("a video of a red circle moving left", "a video of a red square moving left",
+                         "a video of a red triangle moving left", "a video of a red diamond moving left"), 0)
+    assert calls[-1][0][1] == "a video of a blue square moving left" and len(calls) == 5
+    # pairwise mean of |i - j| * step over 4 clips = step * 10 / 6
+    assert out["shape_word_difference"] == round(0.1 * 10 / 6, 4)
+    assert out["colour_word_difference"] == round(0.3 * 10 / 6, 4)
+    assert out["detected_per_asked_shape"]["triangle"] == {"circle": 8}  # 4 pairs x 2 frames
