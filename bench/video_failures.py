@@ -89,9 +89,11 @@ def mean_pairwise_difference(clips) -> float:
                           for a, b in pairs]))
 
 
-def swap_test(sample, detect, seeds: int) -> dict:
+def swap_test(sample, detect, seeds: int, encode=None) -> dict:
     """The same-noise word-swap test. ``sample(prompts, seed) -> float clips [N, T, H, W, 3]`` in [0, 1], every
-    clip from the same noise; ``detect(uint8 frame) -> detections``, best first."""
+    clip from the same noise; ``detect(uint8 frame) -> detections``, best first. With ``encode(prompts) -> float
+    array [N, ...]`` (the pipeline's prompt embeddings) also the mean L2 distance between the embeddings of
+    prompts that differ only in the shape word, and only in the colour word (pair and colours as the clips)."""
     import numpy as np
 
     shape_diffs, colour_diffs = [], []
@@ -106,9 +108,20 @@ def swap_test(sample, detect, seeds: int) -> dict:
                     seen[shape][found[0].label if found else "none"] += 1
         colour_diffs.append(mean_pairwise_difference(
             sample([f"a video of a {c} square moving left" for c in SWAP_COLOURS], seed)))
-    return {"shape_word_difference": round(float(np.mean(shape_diffs)), 4),
-            "colour_word_difference": round(float(np.mean(colour_diffs)), 4),
-            "detected_per_asked_shape": {s: dict(c.most_common()) for s, c in seen.items()}}
+    out = {"shape_word_difference": round(float(np.mean(shape_diffs)), 4),
+           "colour_word_difference": round(float(np.mean(colour_diffs)), 4),
+           "detected_per_asked_shape": {s: dict(c.most_common()) for s, c in seen.items()}}
+    if encode is not None:
+        import itertools
+
+        def spread(prompts):
+            e = np.asarray(encode(prompts), np.float64).reshape(len(prompts), -1)
+            return float(np.mean([np.linalg.norm(e[a] - e[b]) for a, b in itertools.combinations(range(len(e)), 2)]))
+
+        colour, motion = SWAP_PAIRS[0]
+        out["shape_word_embedding_distance"] = round(spread([f"a video of a {colour} {s} {motion}" for s in SWAP_SHAPES]), 3)
+        out["colour_word_embedding_distance"] = round(spread([f"a video of a {c} square moving left" for c in SWAP_COLOURS]), 3)
+    return out
 
 
 def main(argv=None) -> dict:
@@ -154,7 +167,14 @@ def main(argv=None) -> dict:
             with torch.no_grad():
                 return pipe(prompts, generator=generators, output_type="np", **call).frames
 
-        out["swap"] = swap_test(sample, detect, args.swap_seeds)
+        def encode(prompts):
+            with torch.no_grad():
+                embeds, _ = pipe.encode_prompt(prompts, do_classifier_free_guidance=False, device="cpu",
+                                               **({"max_sequence_length": call["max_sequence_length"]}
+                                                  if "max_sequence_length" in call else {}))
+            return embeds.float().numpy()
+
+        out["swap"] = swap_test(sample, detect, args.swap_seeds, encode)
     print(json.dumps(out))
     return out
 

@@ -58,3 +58,17 @@ def test_swap_test_compares_same_noise_clips_and_tallies_the_best_detection():
     assert out["shape_word_difference"] == round(0.1 * 10 / 6, 4)
     assert out["colour_word_difference"] == round(0.3 * 10 / 6, 4)
     assert out["detected_per_asked_shape"]["triangle"] == {"circle": 8}  # 4 pairs x 2 frames
+
+
+def test_swap_test_embedding_distances():
+    def sample(prompts, seed):
+        return np.zeros((len(prompts), 1, 2, 2, 3))
+
+    def encode(prompts):  # shape prompts 1 apart along one axis, colour prompts 2 apart
+        scale = 2.0 if prompts[0] == "a video of a red square moving left" else 1.0
+        return np.array([[scale * i, 0.0] for i in range(len(prompts))])
+
+    out = video_failures.swap_test(sample, lambda frame: [], seeds=1, encode=encode)
+    assert out["shape_word_embedding_distance"] == round(10 / 6, 3)
+    assert out["colour_word_embedding_distance"] == round(2 * 10 / 6, 3)
+    assert out["detected_per_asked_shape"]["circle"] == {"none": 4}
