@@ -226,7 +226,8 @@ def _write_grid(path: str, before: dict, after: dict | None) -> None:
     canvas.save(path)
 
 
-def plot_training(metrics_path: str, out_path: str) -> None:
+def plot_training(metrics_path: str, out_path: str, keys: tuple[str, str] = ("loss", "implicit_acc")) -> None:
+    """Two panels of a run's logged ``keys`` against the step (raw and smoothed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -235,10 +236,10 @@ def plot_training(metrics_path: str, out_path: str) -> None:
     from diffalign.train.metrics import read_metrics
 
     rows = read_metrics(metrics_path)
-    steps = [r["step"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, key in zip(axes, ("loss", "implicit_acc")):
-        values = [r.get(key) for r in rows]
+    for ax, key in zip(axes, keys):
+        values = [r.get(key) for r in rows if r.get(key) is not None]
+        steps = [r["step"] for r in rows if r.get(key) is not None]
         ax.plot(steps, values, lw=0.8, alpha=0.5)
         if len(values) >= 10:
             k = max(1, len(values) // 20)

@@ -1,12 +1,15 @@
-"""``diffalign demo [video]``: the ``demo`` command; ``video`` aligns the shipped ``shapes-cogvideox`` with DenseDPO from the temporal judge.
+"""``diffalign demo [video]``: the ``demo`` command; ``video`` aligns a shipped moving-shapes pipeline with the
+temporal judge: ``shapes-cogvideox`` with DenseDPO (default), plain video DPO or DDPO, or ``shapes-wan`` with
+Flow-GRPO (``--method``).
 
 1. the video eval job (temporal judge) on held-out moving-shapes prompts (before);
-2. preference pairs on TRAIN prompts labelled by the judge: DenseDPO pairs (two partially noised
-   copies of a rendered clip, labels per segment; default) or, with ``--method dpo``, plain video
+2. offline methods: preference pairs on TRAIN prompts labelled by the judge: DenseDPO pairs (two partially
+   noised copies of a rendered clip, labels per segment; default) or, with ``--method dpo``, plain video
    Diffusion-DPO pairs (two clips from independent noise, whole-clip labels), up to ``--pairs``
    labelled pairs either way;
 3. a LoRA trained on them with the offline trainer (recipe ``shapes_video_dense_dpo`` or
-   ``shapes_video_dpo``);
+   ``shapes_video_dpo``), or online with the judge as reward (``--method ddpo``: ``shapes_video_ddpo`` on
+   shapes-cogvideox; ``--method flow_grpo``: ``shapes_video_flow_grpo`` on shapes-wan);
 4. the LoRA loaded into a plain diffusers pipeline, the same eval job again (after).
 
 Writes to ``OUT`` (default ``outputs/demo-video``): ``summary.json`` (before/after per category),
@@ -24,8 +27,13 @@ import time
 from diffalign import demo
 
 DEFAULT_OUT = os.path.join("outputs", "demo-video")
-METHODS = {"dense_dpo": "shapes_video_dense_dpo", "dpo": "shapes_video_dpo"}
+METHODS = {"dense_dpo": "shapes_video_dense_dpo", "dpo": "shapes_video_dpo", "ddpo": "shapes_video_ddpo",
+           "flow_grpo": "shapes_video_flow_grpo"}
 """``--method`` -> its training recipe."""
+PIPELINES = {"dense_dpo": "cogvideox", "dpo": "cogvideox", "ddpo": "cogvideox", "flow_grpo": "wan"}
+"""``--method`` -> the shipped moving-shapes pipeline it trains (``shapes-<family>``)."""
+ONLINE = ("ddpo", "flow_grpo")
+"""Methods trained online with the judge as reward (no preference pairs)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     demo.add_arguments(p)
     group = p.add_argument_group("diffalign demo video")
     group.add_argument("--method", default="dense_dpo", choices=sorted(METHODS),
-                       help="video: DenseDPO pairs (default) or plain video Diffusion-DPO pairs")
+                       help="video: DenseDPO pairs (default), plain video Diffusion-DPO pairs, DDPO (shapes-cogvideox) "
+                            "or Flow-GRPO (shapes-wan) with the judge as reward")
     group.add_argument("--pairs", type=int, default=96, help="video: labelled preference pairs to train on")
     group.add_argument("--eval-videos-per-category", type=int, default=24,
                        help="video: held-out clips judged per category (one per prompt)")
@@ -57,8 +66,10 @@ def run_video(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     t0 = time.time()
     out = args.out or DEFAULT_OUT
+    family = PIPELINES[args.method]
+    name = f"shapes-{family}"
     try:
-        path = shapes.pretrained_path("cogvideox")
+        path = shapes.pretrained_path(family)
     except FileNotFoundError as e:
         print(f"diffalign demo video: {e}\n(see docs/video.md for the training status)")
         return 1
@@ -70,10 +81,10 @@ def run_video(args: argparse.Namespace) -> int:
     os.makedirs(out, exist_ok=True)
     rows = sample_video_rows(args.eval_videos_per_category, seed=args.seed, split="test")
     base = demo.load_pipeline(DiffusionPipeline, path, channels_last=False)
-    print(f"shapes-cogvideox: video eval job on {len(rows)} held-out prompts ({sampling['num_inference_steps']} steps, "
+    print(f"{name}: video eval job on {len(rows)} held-out prompts ({sampling['num_inference_steps']} steps, "
           f"guidance {sampling['guidance_scale']}, {sampling['num_frames']} frames)")
-    before = _video_eval(os.path.join(out, "eval_before"), base, rows, sampling, args, "shapes-cogvideox")
-    report = {"pipeline": "shapes-cogvideox", "sampling": sampling, "seed": args.seed, "eval_prompts": len(rows),
+    before = _video_eval(os.path.join(out, "eval_before"), base, rows, sampling, args, name)
+    report = {"pipeline": name, "sampling": sampling, "seed": args.seed, "eval_prompts": len(rows),
               "before": video_scores(before)}
     if args.eval_only:
         demo.save_json(os.path.join(out, "summary.json"), report)
@@ -81,37 +92,49 @@ def run_video(args: argparse.Namespace) -> int:
         print(f"wrote {out} in {time.time() - t0:.0f}s")
         return 0
 
-    # 2. judged pairs on training prompts
-    pairs_dir = demo.fresh_dir(os.path.join(out, "pairs"))  # the demo owns its folder
-    records = make_pairs(args.method, base, pairs_dir, args.pairs, args.seed + 1, sampling, args.batch_size)
-    from diffalign.shapes.video.dense_pairs import labelled_pairs
-
-    n_pairs = labelled_pairs(records)
-    print(f"{args.method} pairs: {n_pairs} labelled of {len(records)} made [{time.time() - t0:.0f}s]")
-    if not n_pairs:
-        raise RuntimeError("the judge found no preference among the pairs; raise --pairs")
-
-    # 3. the LoRA with the offline trainer
     from diffalign.config import load_config
-    from diffalign.train.offline import OfflineConfig, OfflinePreferenceTrainer
-    from diffalign.train_command import recipe_path
+    from diffalign.train_command import recipe_path, trainer_class
 
     train_dir = os.path.join(out, "train")
-    overrides = [f"output_dir={train_dir}", f"data.path={os.path.join(pairs_dir, 'pairs.jsonl')}", f"model.pretrained={path}",
-                 f"seed={args.seed}",
-                 f"cache.dir={os.path.join(out, 'cache')}", "overwrite=true", "progress_bar=false", *args.overrides[1:]]
-    cfg = load_config(OfflineConfig, recipe_path(args.recipe or METHODS[args.method]), overrides)
-    result = OfflinePreferenceTrainer(cfg).train()
-    print(f"trained {cfg.method} for {cfg.max_steps} steps [{time.time() - t0:.0f}s]")
+    common = [f"output_dir={train_dir}", f"model.pretrained={path}", f"seed={args.seed}", "overwrite=true",
+              "progress_bar=false"]
+    recipe = recipe_path(args.recipe or METHODS[args.method])
+    if args.method in ONLINE:
+        # 2-3. online: the judge is the reward; rollouts on TRAIN prompts, the LoRA from the recipe's trainer
+        cls = trainer_class(recipe, args.overrides[1:])
+        cfg = load_config(cls.config_class, recipe, [*common, *args.overrides[1:]])
+        result = cls(cfg).train()
+        n_pairs, records, plot_keys = 0, [], ("reward_mean", "loss")
+        print(f"trained {args.method} for {cfg.max_steps} iterations [{time.time() - t0:.0f}s]")
+    else:
+        # 2. judged pairs on training prompts
+        pairs_dir = demo.fresh_dir(os.path.join(out, "pairs"))  # the demo owns its folder
+        records = make_pairs(args.method, base, pairs_dir, args.pairs, args.seed + 1, sampling, args.batch_size)
+        from diffalign.shapes.video.dense_pairs import labelled_pairs
+
+        n_pairs = labelled_pairs(records)
+        print(f"{args.method} pairs: {n_pairs} labelled of {len(records)} made [{time.time() - t0:.0f}s]")
+        if not n_pairs:
+            raise RuntimeError("the judge found no preference among the pairs; raise --pairs")
+
+        # 3. the LoRA with the offline trainer
+        from diffalign.train.offline import OfflineConfig, OfflinePreferenceTrainer
+
+        overrides = [*common, f"data.path={os.path.join(pairs_dir, 'pairs.jsonl')}",
+                     f"cache.dir={os.path.join(out, 'cache')}", *args.overrides[1:]]
+        cfg = load_config(OfflineConfig, recipe, overrides)
+        result = OfflinePreferenceTrainer(cfg).train()
+        plot_keys = ("loss", "implicit_acc")
+        print(f"trained {cfg.method} for {cfg.max_steps} steps [{time.time() - t0:.0f}s]")
 
     # 4. the LoRA in a plain diffusers pipeline, same held-out prompts and seeds
     tuned = demo.load_pipeline(DiffusionPipeline, path, channels_last=False)
     tuned.load_lora_weights(result.output_dir)
-    after = _video_eval(os.path.join(out, "eval_after"), tuned, rows, sampling, args, f"shapes-cogvideox+{args.method}")
+    after = _video_eval(os.path.join(out, "eval_after"), tuned, rows, sampling, args, f"{name}+{args.method}")
     report.update({"after": video_scores(after), "method": args.method, "pairs": n_pairs, "pairs_made": len(records),
                    "train_steps": cfg.max_steps, "seconds": round(time.time() - t0, 1)})
     demo.save_json(os.path.join(out, "summary.json"), report)
-    demo.plot_training(result.metrics_path, os.path.join(out, "training.png"))
+    demo.plot_training(result.metrics_path, os.path.join(out, "training.png"), keys=plot_keys)
     table = demo.format_scores({"before": report["before"], "after": report["after"]}, [*VIDEO_CATEGORIES, "score", "accuracy", "travel"])
     _write_report(os.path.join(out, "report.md"), report, table)
     print(table)
@@ -148,8 +171,10 @@ def _video_eval(out: str, pipe, rows, sampling: dict, args, name: str) -> dict:
 
 
 def _write_report(path: str, report: dict, table: str) -> None:
-    lines = [f"# diffalign demo video: {report['method']} on shapes-cogvideox", "",
-             f"{report['pairs']} labelled pairs, {report['train_steps']} steps, {report['seconds']:.0f} s; held-out "
+    trained = (f"{report['train_steps']} iterations with the judge as reward" if report["method"] in ONLINE
+               else f"{report['pairs']} labelled pairs, {report['train_steps']} steps")
+    lines = [f"# diffalign demo video: {report['method']} on {report['pipeline']}", "",
+             f"{trained}, {report['seconds']:.0f} s; held-out "
              f"mean judge score per category (one clip per prompt, {report['eval_prompts']} prompts).", "",
              "```", table, "```", "",
              "Clips: [before](eval_before/report.html), [after](eval_after/report.html); training: training.png."]

@@ -1,4 +1,5 @@
-"""`diffalign demo video`: DenseDPO (or plain video DPO) on the shipped shapes-cogvideox pipeline.
+"""`diffalign demo video`: DenseDPO, plain video DPO or DDPO on the shipped shapes-cogvideox pipeline, Flow-GRPO on
+shapes-wan.
 
 The plumbing is tested here on a tiny pipeline trained for two steps; the gains themselves (full
 runs over seeds) are measured and recorded in docs/video.md."""
@@ -21,7 +22,9 @@ def test_demo_video_is_dispatched_with_its_options(monkeypatch):
     (args,) = seen
     assert (args.method, args.pairs, args.eval_videos_per_category) == ("dpo", 3, 2)
     assert args.overrides == ["video", "max_steps=2"] and args.out is None and args.recipe is None
-    assert demo_video.METHODS == {"dense_dpo": "shapes_video_dense_dpo", "dpo": "shapes_video_dpo"}
+    assert demo_video.METHODS == {"dense_dpo": "shapes_video_dense_dpo", "dpo": "shapes_video_dpo",
+                                  "ddpo": "shapes_video_ddpo", "flow_grpo": "shapes_video_flow_grpo"}
+    assert demo_video.PIPELINES["flow_grpo"] == "wan" and demo_video.PIPELINES["dense_dpo"] == "cogvideox"
     # without `video` the image demo runs
     monkeypatch.setattr(demo, "run", lambda args: seen.append(("image", args.overrides)) or 0)
     assert main(["demo", "--eval-only", "max_steps=2"]) == 0 and seen[-1] == ("image", ["max_steps=2"])
@@ -88,3 +91,38 @@ def test_demo_video_end_to_end_on_a_tiny_pipeline(tmp_path, monkeypatch, tiny_vi
     pairs = [json.loads(line) for line in open(out / "pairs" / "pairs.jsonl")]
     assert all(os.path.exists(out / "pairs" / p["video_0"]) for p in pairs)
     assert "travel" in (out / "report.md").read_text() and (out / "training.png").stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_wan_pipeline(tmp_path_factory):
+    """A random-init tiny shapes-wan folder (the pretraining script's --tiny architecture)."""
+    from diffalign.shapes.pretrain import build_pipeline
+    from diffalign.shapes.pretraining.loop import save_fp16
+
+    out = str(tmp_path_factory.mktemp("pretrained") / "shapes-wan")
+    settings = {"num_inference_steps": 3, "guidance_scale": 5.0, "height": 32, "width": 32, "num_frames": 9,
+                "max_sequence_length": 32}
+    return save_fp16(build_pipeline("wan", seed=0, tiny=True), out, extra_json={"diffalign_sampling.json": settings})
+
+
+@pytest.mark.slow
+def test_demo_video_flow_grpo_trains_shapes_wan_online(tmp_path, monkeypatch, tiny_wan_pipeline, tiny_video_pipeline):
+    """``--method flow_grpo`` trains the shapes-wan folder (not shapes-cogvideox) with the judge as reward, no pairs."""
+    from diffalign import shapes
+
+    asked = []
+    monkeypatch.setattr(shapes, "pretrained_path",
+                        lambda family: asked.append(family) or {"wan": tiny_wan_pipeline, "cogvideox": tiny_video_pipeline}[family])
+    out = tmp_path / "demo-video"
+    code = main(["demo", "--out", str(out), "--threads", "1", "--batch-size", "4", "--eval-videos-per-category", "1",
+                 "--method", "flow_grpo", "video", "max_steps=2", "sampling.batch_size=4", "sampling.num_batches=1",
+                 "sampling.num_inference_steps=3", "evaluation.every_steps=0"])
+    assert code == 0 and asked == ["wan"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pipeline"] == "shapes-wan" and summary["method"] == "flow_grpo" and summary["train_steps"] == 2
+    assert set(summary["before"]) == set(summary["after"]) == {*VIDEO_CATEGORIES, "score", "accuracy", "travel"}
+    assert not (out / "pairs").exists() and (out / "train" / "pytorch_lora_weights.safetensors").exists()
+    results = [json.loads(line) for line in open(out / "eval_after" / "results.jsonl")]
+    assert [r["tag"] for r in results] == list(VIDEO_CATEGORIES)
+    assert "iterations with the judge as reward" in (out / "report.md").read_text()
+    assert (out / "training.png").stat().st_size > 0

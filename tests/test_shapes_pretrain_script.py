@@ -337,6 +337,74 @@ def test_cogvideox_object_weight_is_the_weighted_mean_of_the_squared_error():
     assert not torch.allclose(weighted, plain)
 
 
-def test_object_weight_is_refused_outside_cogvideox(tmp_path):
-    with pytest.raises(SystemExit, match="--object-weight is for --family cogvideox"):
+def test_object_weight_is_refused_outside_the_video_families(tmp_path):
+    with pytest.raises(SystemExit, match="--object-weight is for the video families"):
         main(["--family", "sd", "--out", str(tmp_path / "o"), "--tiny", "--steps", "1", "--object-weight", "2"])
+
+
+@pytest.mark.slow
+def test_tiny_wan_training_run_saves_a_wan_pipeline_with_normalised_latents(tmp_path):
+    """``--family wan``: the Wan2.1 classes (``AutoencoderKLWan`` with 2x spatial / 2x temporal compression,
+    ``WanTransformer3DModel``, UMT5) train and save a plain ``WanPipeline`` folder whose VAE records per-channel
+    ``latents_mean`` / ``latents_std``, whose latent pool is normalised by them, and whose recorded size and
+    text length the Wan adapter takes."""
+    from diffusers import DiffusionPipeline
+
+    from diffalign.pipelines.wan import WanAdapter
+    from diffalign.shapes.pretraining.autoencoder import encode_latents
+    from diffalign.shapes.pretraining.data import VideoBatches
+
+    out, ckpt = str(tmp_path / "shapes-wan"), str(tmp_path / "ckpt")
+    main(["--family", "wan", "--out", out, "--checkpoint-dir", ckpt, "--tiny", "--steps", "2", "--vae-steps", "2",
+          "--vae-batch-size", "2", "--batch-size", "4", "--threads", "1", "--latent-pool", "8",
+          "--t5-tokens", "32,512", "--video-patch-size", "2"])
+    log = [json.loads(line) for line in open(os.path.join(ckpt, "log.jsonl"))]
+    assert all(np.isfinite([r["loss"] for r in log if r.get("stage") in ("vae", "denoiser") and "loss" in r]))
+    assert json.load(open(os.path.join(out, "diffalign_sampling.json"))) == {
+        "num_inference_steps": 20, "guidance_scale": 5.0, "height": 32, "width": 32, "num_frames": 9,
+        "max_sequence_length": 32}
+    assert _stored_dtypes(os.path.join(out, "transformer", "diffusion_pytorch_model.safetensors")) == {"F16"}
+    pipe = DiffusionPipeline.from_pretrained(out, torch_dtype=torch.float32)
+    assert type(pipe).__name__ == "WanPipeline" and type(pipe.vae).__name__ == "AutoencoderKLWan"
+    assert (pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal) == (2, 2)
+    # the recorded statistics normalise fresh clips' latents to about zero mean, unit std per channel
+    clips, _ = VideoBatches(16, seed=5, size=32, num_frames=9, caption_dropout=0.0)(0)
+    z = encode_latents(pipe.vae, clips, torch.Generator().manual_seed(0))
+    assert z.shape == (16, 4, 5, 16, 16)
+    per_channel = z.transpose(0, 1).flatten(1)
+    assert per_channel.mean(1).abs().max() < 0.3 and ((per_channel.std(1) - 1).abs() < 0.3).all()
+    adapter = WanAdapter.from_pretrained(out)
+    assert adapter.max_sequence_length == 32 and adapter.default_size() == (32, 32, 9)
+    assert adapter.latent_shape(32, 32, 9) == (5, 4, 16, 16)
+    pipe.set_progress_bar_config(disable=True)
+    frames = pipe(["a video of a red circle moving left", ""], num_frames=9, height=32, width=32,
+                  num_inference_steps=2, max_sequence_length=32, generator=torch.Generator().manual_seed(0),
+                  output_type="np").frames
+    assert np.asarray(frames).shape == (2, 9, 32, 32, 3) and np.isfinite(frames).all()
+
+
+def test_wan_flow_loss_is_the_adapters_training_error_and_weighs_objects():
+    from diffalign.pipelines.conditioning import PromptEmbeds
+    from diffalign.pipelines.wan import WanAdapter
+    from diffalign.shapes.pretrain import build_pipeline
+    from diffalign.shapes.pretraining.objectives import object_latent_mask, wan_flow_loss
+
+    pipe = build_pipeline("wan", seed=0, tiny=True)
+    adapter = WanAdapter(pipe)
+    adapter.max_sequence_length = 16
+    latents = 0.1 * torch.randn(2, pipe.transformer.config.in_channels, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    latents[:, :, :, 2:5, 2:5] += 2.0
+    captions = ["a video of a red circle moving left", ""]
+    with torch.no_grad():
+        plain = wan_flow_loss(pipe, latents, captions, torch.Generator().manual_seed(5), adapter=adapter)
+        weighted = wan_flow_loss(pipe, latents, captions, torch.Generator().manual_seed(5), adapter=adapter,
+                                 object_weight=3.0)
+        embeds, _ = pipe.encode_prompt(prompt=captions, do_classifier_free_guidance=False, max_sequence_length=16)
+        frames = latents.permute(0, 2, 1, 3, 4)
+        errors, parts = adapter.training_errors(frames, PromptEmbeds({"prompt_embeds": embeds}),
+                                                generator=torch.Generator().manual_seed(5))
+    squared = (parts["prediction"] - parts["target"]).float() ** 2
+    w = (1 + 3.0 * object_latent_mask(frames)).expand_as(squared)
+    by_hand = ((squared * w).flatten(1).sum(1) / w.flatten(1).sum(1)).mean()
+    assert torch.allclose(plain, errors.mean()) and torch.allclose(weighted, by_hand)
+    assert not torch.allclose(weighted, plain)

@@ -18,13 +18,15 @@ from diffalign.pipelines.checkpointing import checkpoint_blocks_value
 from diffalign.utils.dtypes import dtype_name
 
 #: pipelines embedded in the package: name -> family.
-EMBEDDED = {"shapes-sd": "sd", "shapes-sd3": "sd3", "shapes-flux2": "flux2", "shapes-cogvideox": "cogvideox"}
+EMBEDDED = {"shapes-sd": "sd", "shapes-sd3": "sd3", "shapes-flux2": "flux2", "shapes-cogvideox": "cogvideox",
+            "shapes-wan": "wan"}
 EMBEDDED_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
 
 
 @dataclass
 class ModelConfig:
-    #: hub id, local diffusers folder, or an embedded shapes pipeline: ``shapes-sd`` / ``shapes-sd3`` / ``shapes-flux2``.
+    #: hub id, local diffusers folder, or an embedded shapes pipeline: ``shapes-sd`` / ``shapes-sd3`` / ``shapes-flux2`` /
+    #: ``shapes-cogvideox`` / ``shapes-wan``.
     pretrained: str = "shapes-sd"
     #: model family (``sd``, ``sdxl``, ``sd3``, ``flux``, ``flux2``, ``qwenimage``, ``zimage``, ``cogvideox``, ``wan``); detected from model_index.json if unset.
     family: Optional[str] = choice(None, FAMILIES.names)

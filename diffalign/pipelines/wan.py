@@ -53,6 +53,14 @@ class WanAdapter(VideoFactorsMixin, FlowMatchFamilyMixin, PipelineAdapter):
             )
 
     # ------------------------------------------------------------------ sizes
+    def apply_recorded_settings(self, settings: dict) -> None:
+        """Also take the folder's recorded ``height`` / ``width`` / ``num_frames`` as the default size: a Wan
+        transformer's config does not record one (shapes-wan's 32x32 clips of 9 frames)."""
+        super().apply_recorded_settings(settings)
+        if settings.get("height") and settings.get("width"):
+            frames = int(settings.get("num_frames") or self.default_video_size[2])
+            self.default_video_size = (int(settings["height"]), int(settings["width"]), frames)
+
     def default_size(self) -> tuple[int, int, int]:
         return self.default_video_size
 

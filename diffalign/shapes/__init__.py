@@ -16,8 +16,8 @@
 - the moving-shapes world (:mod:`.video`): ``video_prompts(split)``, ``render_video(metadata,
   num_frames=, size=, seed=)`` (uint8 [T, H, W, 3]) and the temporal judge ``judge_video(frames,
   metadata)`` (``correct``, ``score``, per-window ``segments``, ``temporal`` quality figures);
-- ``pretrained_path("sd" | "sd3" | "cogvideox")``: the shipped pretrained shapes pipelines (``cogvideox``:
-  the moving-shapes text-to-video pipeline).
+- ``pretrained_path("sd" | "sd3" | "flux2" | "cogvideox" | "wan")``: the shipped pretrained shapes pipelines
+  (``cogvideox`` and ``wan``: the moving-shapes text-to-video pipelines).
 """
 from __future__ import annotations
 
@@ -42,12 +42,12 @@ from diffalign.shapes.scene import Scene, ShapeObject, scene_detections, scene_f
 from diffalign.shapes.video import VIDEO_CATEGORIES, judge_video, render_video, summarize_video, video_prompts
 from diffalign.shapes.vocab import BACKGROUND, CATEGORIES, COLOR_NAMES, COLORS, RELATIONS, SHAPES
 
-PRETRAINED_FAMILIES = ("sd", "sd3", "flux2", "cogvideox")
+PRETRAINED_FAMILIES = ("sd", "sd3", "flux2", "cogvideox", "wan")
 
 
 def pretrained_path(family: str) -> str:
     """Folder of the shipped pretrained shapes pipeline ``shapes-<family>`` (``"sd"``, ``"sd3"``, ``"flux2"`` or the
-    moving-shapes video pipeline ``"cogvideox"``),
+    moving-shapes video pipelines ``"cogvideox"`` and ``"wan"``),
     loadable with ``DiffusionPipeline.from_pretrained``. Raises ``FileNotFoundError`` if absent."""
     from diffalign.pipelines.models import embedded_path
 

@@ -6,9 +6,11 @@
     python -m diffalign.shapes.pretrain --family flux2 --out OUT \
         --vae-from diffalign/pretrained/shapes-sd3
     python -m diffalign.shapes.pretrain --family cogvideox --out diffalign/pretrained/shapes-cogvideox
+    python -m diffalign.shapes.pretrain --family wan --out diffalign/pretrained/shapes-wan
 
 Stages: (1) the VAE learns to reconstruct renders (or is taken from ``--vae-from``) and its latents
-are normalised (``cogvideox``: the causal 3D VAE on moving-shapes clips); (2) the denoiser and text encoder(s) train jointly on TRAIN-split prompts (``cogvideox``: the moving-shapes TRAIN split) with 10%
+are normalised (``cogvideox`` and ``wan``: the causal 3D VAE on moving-shapes clips); (2) the denoiser and text
+encoder(s) train jointly on TRAIN-split prompts (the video families: the moving-shapes TRAIN split) with 10%
 empty captions (for classifier-free guidance); EMA weights are saved as fp16 safetensors in a plain
 diffusers folder that ``DiffusionPipeline.from_pretrained`` loads. See docs/shapes.md.
 """
@@ -26,6 +28,7 @@ from diffusers.utils import logging as diffusers_logging
 
 from diffalign.shapes.pretraining.autoencoder import (
     copy_autoencoder_kl,
+    normalise_channel_latents,
     normalise_flux2_latents,
     normalise_latents,
     reconstruction_error,
@@ -37,6 +40,7 @@ from diffalign.shapes.pretraining.components import (
     FLUX2_TEXT_TOKENS,
     VIDEO_SIZE,
     build_cogvideox_pipeline,
+    build_wan_pipeline,
     build_flux2_pipeline,
     build_sd3_pipeline,
     build_sd_pipeline,
@@ -46,7 +50,13 @@ from diffalign.shapes.pretraining.components import (
 )
 from diffalign.shapes.pretraining.data import LatentPool, ShapesBatches, VideoBatches
 from diffalign.shapes.pretraining.loop import JsonlLog, LoopConfig, save_fp16, train_denoiser
-from diffalign.shapes.pretraining.objectives import cogvideox_loss, flux2_flow_loss, sd3_flow_loss, sd_denoising_loss
+from diffalign.shapes.pretraining.objectives import (
+    cogvideox_loss,
+    flux2_flow_loss,
+    sd3_flow_loss,
+    sd_denoising_loss,
+    wan_flow_loss,
+)
 from diffalign.shapes.sampling import SAMPLING_FILE
 
 TINY = {
@@ -54,7 +64,9 @@ TINY = {
     "sd3": dict(layers=1, heads=2, head_dim=8, text_hidden=8, vae_channels=(8, 8, 16)),  # T5 width 16
     "flux2": dict(layers=1, single_layers=1, heads=2, head_dim=8, text_hidden=8, vae_channels=(8, 8, 16)),
     "cogvideox": dict(layers=1, heads=1, head_dim=16, vae_channels=(8, 8, 8), latent_channels=4),
+    "wan": dict(layers=1, heads=1, head_dim=16, vae_base_dim=4, latent_channels=4, text_width=16, text_layers=1),
 }
+VIDEO_FAMILIES = ("cogvideox", "wan")
 """Architecture overrides of ``--tiny`` (smoke tests of this script)."""
 
 
@@ -64,7 +76,7 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m diffalign.shapes.pretrain", description=__doc__.split("\n\n")[0])
-    p.add_argument("--family", choices=("sd", "sd3", "flux2", "cogvideox"), required=True)
+    p.add_argument("--family", choices=("sd", "sd3", "flux2", "cogvideox", "wan"), required=True)
     p.add_argument("--out", required=True, help="folder of the final fp16 pipeline")
     p.add_argument("--checkpoint-dir", default=None, help="EMA checkpoints (default: OUT-checkpoints)")
     p.add_argument("--steps", type=int, default=3000, help="denoiser steps")
@@ -127,7 +139,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-BUILDERS = {"sd": build_sd_pipeline, "sd3": build_sd3_pipeline, "flux2": build_flux2_pipeline, "cogvideox": build_cogvideox_pipeline}
+BUILDERS = {"sd": build_sd_pipeline, "sd3": build_sd3_pipeline, "flux2": build_flux2_pipeline, "cogvideox": build_cogvideox_pipeline,
+            "wan": build_wan_pipeline}
 
 
 def build_pipeline(family: str, seed: int, tiny: bool, **overrides):
@@ -136,9 +149,9 @@ def build_pipeline(family: str, seed: int, tiny: bool, **overrides):
 
 def training_batches(family: str, batch_size: int, seed: int, caption_dropout: float = 0.1, layout: str = "random",
                      num_frames: int | None = None):
-    """Rendered training data of ``family``: shapes scenes, or moving-shapes clips for ``cogvideox``
+    """Rendered training data of ``family``: shapes scenes, or moving-shapes clips for the video families
     (``num_frames``, default :data:`VIDEO_FRAMES`)."""
-    if family == "cogvideox":
+    if family in VIDEO_FAMILIES:
         return VideoBatches(batch_size, seed=seed, size=VIDEO_SIZE, num_frames=num_frames or VIDEO_FRAMES,
                             caption_dropout=caption_dropout)
     return ShapesBatches(batch_size, seed=seed, caption_dropout=caption_dropout, layout=layout)
@@ -166,7 +179,7 @@ def load_trained_weights(pipe, folder: str) -> list[str]:
 
 def prepare_vae(pipe, args, log) -> None:
     """Train the pipeline's VAE (or copy a trained one) and normalise its latents."""
-    probe, _ = training_batches(args.family, 64 if args.family == "cogvideox" else 256, args.seed + 7919, 0.0)(0)
+    probe, _ = training_batches(args.family, 64 if args.family in VIDEO_FAMILIES else 256, args.seed + 7919, 0.0)(0)
     if args.vae_from:
         if args.family == "flux2":  # the shapes AutoencoderKL's weights in FLUX.2's AutoencoderKLFlux2
             from diffusers import AutoencoderKL
@@ -187,6 +200,9 @@ def prepare_vae(pipe, args, log) -> None:
     if args.family == "flux2":
         normalise_flux2_latents(pipe.vae, probe)
         stats = {"bn_mean": pipe.vae.bn.running_mean.tolist(), "bn_var": pipe.vae.bn.running_var.tolist()}
+    elif args.family == "wan":
+        normalise_channel_latents(pipe.vae, probe)
+        stats = {"latents_mean": pipe.vae.config.latents_mean, "latents_std": pipe.vae.config.latents_std}
     else:
         normalise_latents(pipe.vae, probe, centred=args.family == "sd3")
         stats = {"scaling_factor": pipe.vae.config.scaling_factor, "shift_factor": pipe.vae.config.shift_factor}
@@ -195,10 +211,10 @@ def prepare_vae(pipe, args, log) -> None:
 
 def sampling_settings(args) -> dict:
     """The sampling settings recorded next to the weights (read by ``sampling_defaults``)."""
-    size = VIDEO_SIZE if args.family == "cogvideox" else IMAGE_SIZE
-    frames = {"num_frames": VIDEO_FRAMES} if args.family == "cogvideox" else {}
+    size = VIDEO_SIZE if args.family in VIDEO_FAMILIES else IMAGE_SIZE
+    frames = {"num_frames": VIDEO_FRAMES} if args.family in VIDEO_FAMILIES else {}
     tokens = {"max_sequence_length": FLUX2_TEXT_TOKENS} if args.family == "flux2" else {}
-    if args.family == "cogvideox" and min(t5_token_choices(args)) < COGVIDEOX_TEXT_TOKENS:
+    if args.family in VIDEO_FAMILIES and min(t5_token_choices(args)) < PIPELINE_TEXT_TOKENS[args.family]:
         tokens = {"max_sequence_length": min(t5_token_choices(args))}
     return {"num_inference_steps": args.sample_steps, "guidance_scale": args.sample_guidance,
             "height": size, "width": size, **frames, **tokens}
@@ -206,13 +222,17 @@ def sampling_settings(args) -> dict:
 
 COGVIDEOX_TEXT_TOKENS = 226
 """``CogVideoXPipeline``'s default ``max_sequence_length``."""
+PIPELINE_TEXT_TOKENS = {"cogvideox": COGVIDEOX_TEXT_TOKENS, "wan": 512}
+"""The video pipelines' default ``max_sequence_length`` (``WanPipeline``: 512)."""
 
 
 def t5_token_choices(args) -> list[int]:
     """``--t5-tokens`` as a list, with the family's default."""
     if args.t5_tokens:
         return _ints(args.t5_tokens)
-    return [COGVIDEOX_TEXT_TOKENS] if args.family == "cogvideox" else [16] * 7 + [256]
+    if args.family in VIDEO_FAMILIES:
+        return [PIPELINE_TEXT_TOKENS[args.family]]
+    return [16] * 7 + [256]
 
 
 def loss_for(family: str, t5_tokens: list[int], snr_gamma: float | None = None, object_weight: float = 0.0):
@@ -230,6 +250,17 @@ def loss_for(family: str, t5_tokens: list[int], snr_gamma: float | None = None, 
             return cogvideox_loss(pipe, latents, captions, generator, adapter=adapter, object_weight=object_weight)
 
         return video_loss
+    if family == "wan":
+        adapters = {}
+
+        def wan_loss(pipe, latents, captions, generator):
+            from diffalign.pipelines.wan import WanAdapter
+
+            adapter = adapters.setdefault(id(pipe), WanAdapter(pipe))
+            adapter.max_sequence_length = choices.choice(t5_tokens)
+            return wan_flow_loss(pipe, latents, captions, generator, adapter=adapter, object_weight=object_weight)
+
+        return wan_loss
     if family == "flux2":
         return functools.partial(flux2_flow_loss, tokens=FLUX2_TEXT_TOKENS)
 
@@ -241,8 +272,8 @@ def loss_for(family: str, t5_tokens: list[int], snr_gamma: float | None = None, 
 
 def main(argv=None) -> str:
     args = parse_args(argv)
-    if args.object_weight and args.family != "cogvideox":
-        raise SystemExit(f"--object-weight is for --family cogvideox, not {args.family}")
+    if args.object_weight and args.family not in VIDEO_FAMILIES:
+        raise SystemExit(f"--object-weight is for the video families {VIDEO_FAMILIES}, not {args.family}")
     if args.object_weight < 0:
         raise SystemExit(f"--object-weight must be >= 0, got {args.object_weight}")
     diffusers_logging.set_verbosity_error()  # fp16 casting notices on every checkpoint
@@ -256,11 +287,11 @@ def main(argv=None) -> str:
     overrides = {"prediction_type": args.prediction_type} if args.family == "sd" else {}
     if args.family == "cogvideox" and args.video_vae_channels:
         overrides["vae_channels"] = tuple(_ints(args.video_vae_channels))
-    if args.family == "cogvideox" and args.video_patch_size:
+    if args.family in VIDEO_FAMILIES and args.video_patch_size:
         overrides["patch_size"] = args.video_patch_size
-    if args.family == "cogvideox" and args.video_layers:
+    if args.family in VIDEO_FAMILIES and args.video_layers:
         overrides["layers"] = args.video_layers
-    if args.family == "cogvideox" and args.video_heads:
+    if args.family in VIDEO_FAMILIES and args.video_heads:
         overrides["heads"] = args.video_heads
     if args.family == "cogvideox" and args.video_temporal_compression:
         overrides["temporal_compression"] = args.video_temporal_compression
@@ -277,7 +308,7 @@ def main(argv=None) -> str:
                         max_minutes=args.max_minutes, seed=args.seed, extra_json={SAMPLING_FILE: sampling_settings(args)})
     if args.latent_pool:
         source = (VideoBatches(64, seed=args.seed + 104729, size=VIDEO_SIZE, num_frames=VIDEO_FRAMES, caption_dropout=0.0)
-                  if args.family == "cogvideox" else None)
+                  if args.family in VIDEO_FAMILIES else None)
         batches = LatentPool(pipe.vae, args.latent_pool, args.batch_size, seed=args.seed, log=log, layout=args.layout,
                              source=source)
     else:

@@ -21,8 +21,8 @@ TINY_WAN_VAE_CONFIG: dict[str, Any] = dict(
 )
 
 
-def tiny_umt5(seed: int, d_model: int = TEXT_WIDTH):
-    """``(tokenizer, UMT5EncoderModel)`` over the tiny offline T5 tokenizer."""
+def tiny_umt5(seed: int, d_model: int = TEXT_WIDTH, num_layers: int = 1):
+    """``(tokenizer, UMT5EncoderModel)`` over the tiny offline T5 tokenizer (``num_layers`` blocks)."""
     from transformers import UMT5Config, UMT5EncoderModel
 
     from diffalign.pipelines.tokenizers import t5_tokenizer
@@ -30,7 +30,7 @@ def tiny_umt5(seed: int, d_model: int = TEXT_WIDTH):
     tokenizer = t5_tokenizer()
     torch.manual_seed(seed)
     config = UMT5Config(vocab_size=len(tokenizer), d_model=d_model, d_kv=d_model // 4, d_ff=2 * d_model,
-                        num_layers=1, num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0,
+                        num_layers=num_layers, num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0,
                         feed_forward_proj="gated-gelu", pad_token_id=tokenizer.pad_token_id,
                         eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
     return tokenizer, UMT5EncoderModel(config).eval()

@@ -78,6 +78,16 @@ def latent_stats(vae: AutoencoderKL, images: torch.Tensor) -> tuple[float, float
     return z.mean().item(), z.std().item(), z.pow(2).mean().sqrt().item()
 
 
+@torch.no_grad()
+def normalise_channel_latents(vae, clips: torch.Tensor) -> None:
+    """Write per-channel ``latents_mean`` / ``latents_std`` (over the posterior samples of ``clips``) into a
+    Wan-style VAE's config, the statistics ``WanPipeline`` un-normalises its latents with, so the pipeline's
+    latents ``(z - mean) / std`` have zero mean and unit variance per channel."""
+    z = vae.encode(clips).latent_dist.sample()
+    dims = [d for d in range(z.ndim) if d != 1]
+    vae.register_to_config(latents_mean=z.mean(dims).tolist(), latents_std=z.std(dims).tolist())
+
+
 def normalise_latents(vae: AutoencoderKL, images: torch.Tensor, centred: bool) -> None:
     """Write ``scaling_factor`` (and ``shift_factor`` when ``centred``, as SD3 does) into the VAE
     config so that the pipeline's latents have zero mean / unit variance (``centred``) or unit RMS
@@ -100,6 +110,11 @@ def encode_latents(
     if hasattr(vae, "bn"):  # FLUX.2's AutoencoderKLFlux2: 2x2 patchify, then its batch-norm statistics
         mean, std = flux2_latent_norm(vae)
         return (patchify_latents(z) - mean) / std
+    if vae.config.get("latents_mean") is not None:  # Wan-style VAEs: per-channel statistics in the config
+        shape = (1, -1) + (1,) * (z.ndim - 2)
+        mean = torch.tensor(vae.config.latents_mean, dtype=z.dtype).view(shape)
+        std = torch.tensor(vae.config.latents_std, dtype=z.dtype).view(shape)
+        return (z - mean) / std
     shift = vae.config.shift_factor or 0.0
     return (z - shift) * vae.config.scaling_factor
 

@@ -208,6 +208,44 @@ def build_cogvideox_pipeline(
     )
 
 
+WAN_FLOW_SHIFT = 2.0
+"""shapes-wan's flow-matching shift (shapes-sd3's; Wan2.1 uses 3.0 at 480p)."""
+
+
+def build_wan_pipeline(
+    seed: int = 0, layers: int = 4, heads: int = 4, head_dim: int = 16, vae_base_dim: int = 16,
+    latent_channels: int = LATENT_CHANNELS, patch_size: int = 2, text_width: int = 32, text_layers: int = 2,
+):
+    """A random-init ``WanPipeline`` of the shapes-wan architecture (real Wan2.1 classes, small widths):
+    32x32 clips of :data:`VIDEO_FRAMES` frames; a causal ``AutoencoderKLWan`` with two levels
+    (``base_dim`` ``vae_base_dim``, 2x spatial and 2x temporal compression: 9 frames -> 5 latent frames of
+    16x16, ``latent_channels`` channels; ``latents_mean`` / ``latents_std`` are set by the pretraining
+    script); a ``layers``-block ``WanTransformer3DModel`` of ``heads`` x ``head_dim`` width with spatial
+    patch ``patch_size`` (2: 8x8x5 = 320 video tokens) and cross-attention to a ``text_layers``-block UMT5
+    encoder of width ``text_width`` over the small real T5 tokenizer; a ``FlowMatchEulerDiscreteScheduler``
+    with shift :data:`WAN_FLOW_SHIFT`."""
+    from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
+
+    from diffalign.pipelines.tiny.wan import tiny_umt5
+
+    torch.manual_seed(seed)
+    width = heads * head_dim
+    transformer = WanTransformer3DModel(
+        patch_size=(1, patch_size, patch_size), num_attention_heads=heads, attention_head_dim=head_dim,
+        in_channels=latent_channels, out_channels=latent_channels, text_dim=text_width, freq_dim=64,
+        ffn_dim=4 * width, num_layers=layers, rope_max_seq_len=64,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKLWan(
+        base_dim=vae_base_dim, z_dim=latent_channels, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[True],
+        latents_mean=[0.0] * latent_channels, latents_std=[1.0] * latent_channels,
+        scale_factor_temporal=2, scale_factor_spatial=2,
+    )
+    tokenizer, text_encoder = tiny_umt5(seed + 2, d_model=text_width, num_layers=text_layers)
+    return WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                       scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=WAN_FLOW_SHIFT))
+
+
 def denoiser(pipe) -> torch.nn.Module:
     """The pipeline's denoising network (``unet`` or ``transformer``)."""
     return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer

@@ -118,11 +118,14 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.vae:
-        from diffusers import AutoencoderKLCogVideoX
+        from diffusers import AutoModel
 
-        vae = AutoencoderKLCogVideoX.from_pretrained(args.pipeline, subfolder="vae", torch_dtype=torch.float32).eval()
+        from diffalign.pipelines.generation import read_sampling_file
+
+        vae = AutoModel.from_pretrained(args.pipeline, subfolder="vae", torch_dtype=torch.float32).eval()
+        size = read_sampling_file(args.pipeline).get("height") or vae.config.sample_height
         start = time.time()
-        summary = vae_reconstruction_score(vae, args.per_category, args.seed, args.split, size=vae.config.sample_height)
+        summary = vae_reconstruction_score(vae, args.per_category, args.seed, args.split, size=size)
         record = {"pipeline": args.pipeline, "vae_reconstructions": True, "split": args.split,
                   "per_category": args.per_category, "seed": args.seed, "score": round(summary["score"], 4),
                   "overall": round(summary["overall"], 4),
@@ -132,12 +135,14 @@ def main(argv=None) -> dict:
         return record
     pipe = DiffusionPipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
-    from diffalign.pipelines.generation import read_sampling_file
+    from diffalign.pipelines.generation import is_video_pipeline, read_sampling_file
 
     tokens = args.max_sequence_length or read_sampling_file(args.pipeline).get("max_sequence_length")
     extra = {} if tokens is None else {"max_sequence_length": int(tokens)}
     start = time.time()
-    if type(pipe).__name__ == "CogVideoXPipeline":
+    if is_video_pipeline(pipe):
+        recorded = read_sampling_file(args.pipeline)  # a Wan transformer records no clip size; its folder does
+        extra.update({k: int(recorded[k]) for k in ("height", "width") if recorded.get(k)})
         summary = evaluate_video_pipeline(pipe, args.per_category, args.seed, args.split, args.steps, args.guidance, **extra)
         summary = {"score": summary["score"], "overall": summary["overall"],
                    **{f"{tag}_score": c["score"] for tag, c in summary["categories"].items()},

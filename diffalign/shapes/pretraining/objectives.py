@@ -69,6 +69,17 @@ def object_latent_mask(latents: torch.Tensor, threshold: float = OBJECT_LATENT_D
     return ((latents - background).float().pow(2).mean(2, keepdim=True).sqrt() > threshold).float()
 
 
+def object_weighted_loss(errors: torch.Tensor, parts: dict, frames: torch.Tensor, object_weight: float) -> torch.Tensor:
+    """The mean of a video adapter's per-sample ``errors``, or with ``object_weight=k > 0`` the squared error of
+    ``parts`` (``prediction``, ``target``) with the object positions of ``frames`` [B, F, C, h, w]
+    (:func:`object_latent_mask`) weighed ``1 + k``, normalised by the weights' sum per clip."""
+    if not object_weight:
+        return errors.mean()
+    weight = (1 + object_weight * object_latent_mask(frames)).expand_as(parts["target"])
+    squared = (parts["prediction"].float() - parts["target"].float()) ** 2
+    return ((squared * weight).flatten(1).sum(1) / weight.flatten(1).sum(1)).mean()
+
+
 def cogvideox_loss(pipe, latents: torch.Tensor, captions: list[str], generator: torch.Generator, adapter=None,
                    object_weight: float = 0.0) -> torch.Tensor:
     """v-prediction loss of a ``CogVideoXPipeline`` on VAE-layout latents [B, C, F, h, w], through
@@ -90,11 +101,27 @@ def cogvideox_loss(pipe, latents: torch.Tensor, captions: list[str], generator: 
                                    max_sequence_length=adapter.max_sequence_length, device=latents.device)
     frames = latents.permute(0, 2, 1, 3, 4)
     errors, parts = adapter.training_errors(frames, PromptEmbeds({"prompt_embeds": embeds}), generator=generator)
-    if not object_weight:
-        return errors.mean()
-    weight = (1 + object_weight * object_latent_mask(frames)).expand_as(parts["target"])
-    squared = (parts["prediction"].float() - parts["target"].float()) ** 2
-    return ((squared * weight).flatten(1).sum(1) / weight.flatten(1).sum(1)).mean()
+    return object_weighted_loss(errors, parts, frames, object_weight)
+
+
+def wan_flow_loss(pipe, latents: torch.Tensor, captions: list[str], generator: torch.Generator, adapter=None,
+                  object_weight: float = 0.0) -> torch.Tensor:
+    """Rectified-flow velocity loss of a ``WanPipeline`` on VAE-layout latents [B, C, F, h, w] (normalised with
+    the VAE's ``latents_mean`` / ``latents_std``), through the project's one training forward
+    (:meth:`WanAdapter.training_errors`: the adapter's flow schedule and sigma sampling). The prompts go through
+    the pipeline's own ``encode_prompt`` at the adapter's ``max_sequence_length`` with gradients, so the UMT5
+    encoder trains with the transformer. ``object_weight``: as :func:`cogvideox_loss`."""
+    from diffalign.pipelines.conditioning import PromptEmbeds
+    from diffalign.pipelines.wan import WanAdapter
+
+    if object_weight < 0:
+        raise ValueError(f"object_weight must be >= 0, got {object_weight}")
+    adapter = adapter or WanAdapter(pipe)
+    embeds, _ = pipe.encode_prompt(prompt=captions, do_classifier_free_guidance=False,
+                                   max_sequence_length=adapter.max_sequence_length, device=latents.device)
+    frames = latents.permute(0, 2, 1, 3, 4)
+    errors, parts = adapter.training_errors(frames, PromptEmbeds({"prompt_embeds": embeds}), generator=generator)
+    return object_weighted_loss(errors, parts, frames, object_weight)
 
 
 def flux2_flow_loss(pipe, latents: torch.Tensor, captions: list[str], generator: torch.Generator, tokens: int) -> torch.Tensor:
