@@ -34,18 +34,24 @@ PIPELINES = {"dense_dpo": "cogvideox", "dpo": "cogvideox", "ddpo": "cogvideox", 
 """``--method`` -> the shipped moving-shapes pipeline it trains (``shapes-<family>``)."""
 ONLINE = ("ddpo", "flow_grpo")
 """Methods trained online with the judge as reward (no preference pairs)."""
+DEFAULT_METHOD = "ddpo"
+"""The one measured to raise the held-out judge score on shapes-cogvideox (docs/video.md, "diffalign demo video")."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``diffalign demo``'s options, then the video demo's own (in a group of their own)."""
     demo.add_arguments(p)
     group = p.add_argument_group("diffalign demo video")
-    group.add_argument("--method", default="dense_dpo", choices=sorted(METHODS),
-                       help="video: DenseDPO pairs (default), plain video Diffusion-DPO pairs, DDPO (shapes-cogvideox) "
-                            "or Flow-GRPO (shapes-wan) with the judge as reward")
+    group.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS),
+                       help="video: DDPO on shapes-cogvideox with the judge as reward (default: the method that gains "
+                            "most per CPU minute, docs/video.md), DenseDPO pairs, plain video Diffusion-DPO pairs, or "
+                            "Flow-GRPO on shapes-wan")
     group.add_argument("--pairs", type=int, default=96, help="video: labelled preference pairs to train on")
     group.add_argument("--eval-videos-per-category", type=int, default=24,
                        help="video: held-out clips judged per category (one per prompt)")
+    group.add_argument("--pipeline", default=None,
+                       help="video: a pipeline folder of the method's family to align instead of the shipped one "
+                            "(e.g. a checkpoint of `python -m diffalign.shapes.pretrain`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,11 +74,17 @@ def run_video(args: argparse.Namespace) -> int:
     out = args.out or DEFAULT_OUT
     family = PIPELINES[args.method]
     name = f"shapes-{family}"
-    try:
-        path = shapes.pretrained_path(family)
-    except FileNotFoundError as e:
-        print(f"diffalign demo video: {e}\n(see docs/video.md for the training status)")
-        return 1
+    if args.pipeline:
+        path, name = args.pipeline, os.path.basename(os.path.normpath(args.pipeline))
+        if not os.path.isfile(os.path.join(path, "model_index.json")):
+            print(f"diffalign demo video: --pipeline {path}: no model_index.json there (not a diffusers pipeline folder)")
+            return 1
+    else:
+        try:
+            path = shapes.pretrained_path(family)
+        except FileNotFoundError as e:
+            print(f"diffalign demo video: {e}\n(see docs/video.md for the training status)")
+            return 1
     settings = sampling_defaults(path)
     sampling = {"num_inference_steps": args.steps or settings["num_inference_steps"],
                 "guidance_scale": settings["guidance_scale"] if args.guidance is None else args.guidance,
@@ -96,7 +108,7 @@ def run_video(args: argparse.Namespace) -> int:
     from diffalign.train_command import recipe_path, trainer_class
 
     train_dir = os.path.join(out, "train")
-    common = [f"output_dir={train_dir}", f"model.pretrained={path}", f"seed={args.seed}", "overwrite=true",
+    common = [f"output_dir={train_dir}", f"model.pretrained={os.path.abspath(path)}", f"seed={args.seed}", "overwrite=true",
               "progress_bar=false"]
     recipe = recipe_path(args.recipe or METHODS[args.method])
     if args.method in ONLINE:
@@ -120,7 +132,7 @@ def run_video(args: argparse.Namespace) -> int:
         # 3. the LoRA with the offline trainer
         from diffalign.train.offline import OfflineConfig, OfflinePreferenceTrainer
 
-        overrides = [*common, f"data.path={os.path.join(pairs_dir, 'pairs.jsonl')}",
+        overrides = [*common, f"data.path={os.path.join(pairs_dir, 'pairs.jsonl')}", f"data.resolution={sampling['height']}",
                      f"cache.dir={os.path.join(out, 'cache')}", *args.overrides[1:]]
         cfg = load_config(OfflineConfig, recipe, overrides)
         result = OfflinePreferenceTrainer(cfg).train()

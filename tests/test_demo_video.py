@@ -1,5 +1,5 @@
-"""`diffalign demo video`: DenseDPO, plain video DPO or DDPO on the shipped shapes-cogvideox pipeline, Flow-GRPO on
-shapes-wan.
+"""`diffalign demo video`: DDPO (the default), DenseDPO or plain video DPO on the shipped shapes-cogvideox pipeline,
+Flow-GRPO on shapes-wan.
 
 The plumbing is tested here on a tiny pipeline trained for two steps; the gains themselves (full
 runs over seeds) are measured and recorded in docs/video.md."""
@@ -25,6 +25,8 @@ def test_demo_video_is_dispatched_with_its_options(monkeypatch):
     assert demo_video.METHODS == {"dense_dpo": "shapes_video_dense_dpo", "dpo": "shapes_video_dpo",
                                   "ddpo": "shapes_video_ddpo", "flow_grpo": "shapes_video_flow_grpo"}
     assert demo_video.PIPELINES["flow_grpo"] == "wan" and demo_video.PIPELINES["dense_dpo"] == "cogvideox"
+    # the default is the method measured to gain on shapes-cogvideox (DDPO, docs/video.md)
+    assert main(["demo", "video"]) == 0 and seen[-1].method == "ddpo"
     # without `video` the image demo runs
     monkeypatch.setattr(demo, "run", lambda args: seen.append(("image", args.overrides)) or 0)
     assert main(["demo", "--eval-only", "max_steps=2"]) == 0 and seen[-1] == ("image", ["max_steps=2"])
@@ -72,12 +74,20 @@ def tiny_video_pipeline(tmp_path_factory):
 def test_demo_video_end_to_end_on_a_tiny_pipeline(tmp_path, monkeypatch, tiny_video_pipeline, method):
     from diffalign import shapes
 
-    monkeypatch.setattr(shapes, "pretrained_path", lambda family: tiny_video_pipeline)
+    if method == "dpo":  # --pipeline: a folder of the family instead of the shipped one
+        monkeypatch.setattr(shapes, "pretrained_path", lambda family: pytest.fail("--pipeline ignored"))
+        where = ["--pipeline", tiny_video_pipeline]
+    else:
+        monkeypatch.setattr(shapes, "pretrained_path", lambda family: tiny_video_pipeline)
+        where = []
     out = tmp_path / "demo-video"
     code = main(["demo", "--out", str(out), "--threads", "1", "--batch-size", "4", "--eval-videos-per-category", "1",
-                 "--pairs", "2", "--method", method, "video", "max_steps=2", "batch_size=2"])
+                 "--pairs", "2", "--method", method, *where, "video", "max_steps=2", "batch_size=2"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["pipeline"] == "shapes-cogvideox"
+    # the trainer loads the very folder evaluated (a relative "shapes-cogvideox" would name the shipped one)
+    assert f"pretrained: {os.path.abspath(tiny_video_pipeline)}" in (out / "train" / "config.yaml").read_text()
     keys = {*VIDEO_CATEGORIES, "score", "accuracy", "travel"}
     assert set(summary["before"]) == set(summary["after"]) == keys
     assert summary["method"] == method and summary["train_steps"] == 2 and 1 <= summary["pairs"] <= summary["pairs_made"]
@@ -126,3 +136,31 @@ def test_demo_video_flow_grpo_trains_shapes_wan_online(tmp_path, monkeypatch, ti
     assert [r["tag"] for r in results] == list(VIDEO_CATEGORIES)
     assert "iterations with the judge as reward" in (out / "report.md").read_text()
     assert (out / "training.png").stat().st_size > 0
+
+
+def test_demo_video_pipeline_option_needs_a_pipeline_folder(tmp_path, capsys):
+    code = main(["demo", "--out", str(tmp_path / "out"), "--pipeline", str(tmp_path), "video"])
+    assert code == 1
+    assert f"--pipeline {tmp_path}: no model_index.json" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_demo_video_default_is_ddpo_on_shapes_cogvideox(tmp_path, monkeypatch, tiny_video_pipeline):
+    """No ``--method``: DDPO on the shapes-cogvideox folder with the judge as reward, held-out before and after."""
+    from diffalign import shapes
+
+    asked = []
+    monkeypatch.setattr(shapes, "pretrained_path", lambda family: asked.append(family) or tiny_video_pipeline)
+    out = tmp_path / "demo-video"
+    code = main(["demo", "--out", str(out), "--threads", "1", "--eval-videos-per-category", "1", "video",
+                 "max_steps=1", "batch_size=4", "sampling.batch_size=4", "sampling.num_batches=1",
+                 "sampling.num_inference_steps=3", "evaluation.every_steps=0", "tracker_min_count=2",
+                 "tracker_buffer_size=4"])
+    assert code == 0 and asked == ["cogvideox"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "ddpo" and summary["pipeline"] == "shapes-cogvideox" and summary["train_steps"] == 1
+    assert summary["before"]["score"] >= 0 and set(summary["after"]) == {*VIDEO_CATEGORIES, "score", "accuracy", "travel"}
+    assert not (out / "pairs").exists() and (out / "train" / "pytorch_lora_weights.safetensors").exists()
+    records = [json.loads(line) for line in open(out / "train" / "logs" / "metrics.jsonl")]
+    assert len(records) == 1 and "reward_mean" in records[0]  # one iteration, no evaluation

@@ -185,6 +185,13 @@ def test_video_batches_are_balanced_train_clips_deterministic_and_fresh():
     # every category is drawn, not in proportion to its size (passing holds 4320 of 5900 prompts)
     tags = [tag_of[c] for step in range(6) for c in batches(step)[1]]
     assert set(tags) == set(VIDEO_CATEGORIES) and tags.count("passing") < 30
+    # canonical layouts: the same rows and captions, each clip on its prompt's fixed slots
+    canonical = VideoBatches(batch_size=10, seed=3, size=32, num_frames=5, caption_dropout=0.0, layout="canonical")
+    canon_clips, canon_captions = canonical(7)
+    assert canon_captions == captions and not torch.equal(canon_clips, clips)
+    assert torch.equal(canon_clips, canonical(7)[0])
+    with pytest.raises(ValueError, match="unknown layout 'grid'"):
+        VideoBatches(batch_size=2, layout="grid")
 
 
 @pytest.mark.slow
@@ -408,3 +415,18 @@ def test_wan_flow_loss_is_the_adapters_training_error_and_weighs_objects():
     by_hand = ((squared * w).flatten(1).sum(1) / w.flatten(1).sum(1)).mean()
     assert torch.allclose(plain, errors.mean()) and torch.allclose(weighted, by_hand)
     assert not torch.allclose(weighted, plain)
+
+
+def test_video_size_reaches_the_clips_the_configs_and_the_recorded_settings():
+    from diffalign.shapes.pretrain import build_pipeline, parse_args, sampling_settings, training_batches
+
+    args = parse_args(["--family", "cogvideox", "--out", "x", "--video-size", "48"])
+    assert (args.video_size, args.layout) == (48, "canonical")
+    settings = sampling_settings(args)
+    assert (settings["height"], settings["width"], settings["num_frames"]) == (48, 48, 9)
+    assert parse_args(["--family", "cogvideox", "--out", "x"]).video_size == 32
+    pipe = build_pipeline("cogvideox", seed=0, tiny=True, size=48)  # tiny VAE: f=4
+    assert pipe.transformer.config.sample_height == pipe.transformer.config.sample_width == 12
+    assert pipe.vae.config.sample_height == 48
+    batches = training_batches("cogvideox", 2, seed=0, layout="canonical", size=48, num_frames=5)
+    assert (batches.size, batches.layout) == (48, "canonical")

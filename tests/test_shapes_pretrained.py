@@ -157,3 +157,15 @@ def test_shapes_flux2_flow_grpo_recipe_targets_the_shipped_pipeline():
     # the settings of the measured gain (docs/shapes.md, "Flow-GRPO on shapes-flux2")
     assert cfg.prompts.categories == ["position", "two_object", "counting", "color_attr"]
     assert (cfg.reward.name, dict(cfg.reward.options), cfg.group_size, cfg.loss.beta) == ("shapes", {"partial": True}, 8, 0.05)
+
+
+def test_a_local_pipeline_folder_wins_over_the_embedded_name(tmp_path, monkeypatch):
+    from diffalign.pipelines.models import embedded_path, resolve_pretrained
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_pretrained("shapes-cogvideox") == embedded_path("shapes-cogvideox")
+    (tmp_path / "shapes-cogvideox").mkdir()  # a folder without model_index.json is not a pipeline
+    assert resolve_pretrained("shapes-cogvideox") == embedded_path("shapes-cogvideox")
+    (tmp_path / "shapes-cogvideox" / "model_index.json").write_text("{}")
+    assert resolve_pretrained("shapes-cogvideox") == "shapes-cogvideox"
+    assert resolve_pretrained("org/some-model") == "org/some-model"

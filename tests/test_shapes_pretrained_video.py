@@ -2,8 +2,9 @@
 held-out temporal-judge score at the shipped settings with a fixed seed (numbers in docs/video.md).
 
 The issue asks for a held-out mean judge score of roughly 0.25-0.65; the shipped pipeline (f=2 3D VAE, 13,075
-steps of 32 clips; docs/video.md) measures 0.235 at its recorded settings (16 prompts per category, seed 0,
-guidance 8, 32 T5 tokens). The test asserts that state on 8 prompts per category so that a regression shows."""
+steps of 32 clips placed anywhere, then 9,533 on canonical clip layouts; docs/video.md) measures 0.497 at its
+recorded settings (16 prompts per category, mean of seeds 0-2, guidance 8, 32 T5 tokens). The test asserts that
+state on 8 prompts per category (0.488 at seed 0) so that a regression shows."""
 import os
 
 import numpy as np
@@ -14,7 +15,7 @@ import diffalign  # noqa: F401  (compat shim first)
 from diffalign.shapes import pretrained_path
 from diffalign.shapes.sampling import sampling_defaults
 
-SCORE_RANGE = (0.18, 0.65)
+SCORE_RANGE = (0.35, 0.70)
 """The asserted range of the held-out mean judge score (8 prompts per category, seed 0, the recorded settings)."""
 SIZE_BUDGET = 15 * 1024 * 1024
 

@@ -94,8 +94,12 @@ def embedded_path(name: str) -> str:
 
 
 def resolve_pretrained(name: str) -> str:
-    """``shapes-sd`` / ``shapes-sd3`` / ``shapes-flux2`` -> the embedded folder; anything else is a hub id or a path."""
-    return embedded_path(name) if name in EMBEDDED else name
+    """``shapes-sd`` / ``shapes-sd3`` / ``shapes-flux2`` / ... -> the embedded folder; anything else is a hub id or a
+    path. A local pipeline folder of the same name (one with a ``model_index.json``) wins over the embedded one, as a
+    local folder wins over a hub id in ``from_pretrained``."""
+    if name in EMBEDDED and not os.path.isfile(os.path.join(name, "model_index.json")):
+        return embedded_path(name)
+    return name
 
 
 def load_model(cfg: ModelConfig, device="cpu", dtype: torch.dtype = torch.float32, run_device=None) -> PipelineAdapter:

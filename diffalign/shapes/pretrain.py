@@ -85,7 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--layout", default="canonical", choices=("canonical", "random"),
                    help="scene layouts of the denoiser's training data (canonical: objects on fixed slots in the "
-                        "order the prompt names them, see diffalign/shapes/layouts.py; random: anywhere)")
+                        "order the prompt names them, see diffalign/shapes/layouts.py and, for clips, "
+                        "diffalign/shapes/video/layouts.py; random: anywhere)")
     p.add_argument("--latent-pool", type=int, default=40000,
                    help="encode this many rendered scenes once and train on random batches of them (0: render and "
                         "encode fresh scenes every step)")
@@ -128,6 +129,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--video-layers", type=int, default=None, help="cogvideox: transformer blocks (default 4)")
     p.add_argument("--video-heads", type=int, default=None,
                    help="cogvideox: attention heads of 16 channels (default 4: width 64)")
+    p.add_argument("--video-size", type=int, default=VIDEO_SIZE,
+                   help="video families: side of the training clips in pixels (recorded as the sampling size; the "
+                        "judge reads small diamonds and triangles as circles at 32 px once they are blurred, and is "
+                        "robust at 48)")
     p.add_argument("--vae-frames", type=int, default=None,
                    help="cogvideox: frames of the VAE's training clips (1 + 4k; default: the pipeline's 9). The causal "
                         "3D VAE decodes in chunks of 2 latent frames anyway, so 5-frame clips train it at about half "
@@ -148,12 +153,12 @@ def build_pipeline(family: str, seed: int, tiny: bool, **overrides):
 
 
 def training_batches(family: str, batch_size: int, seed: int, caption_dropout: float = 0.1, layout: str = "random",
-                     num_frames: int | None = None):
+                     num_frames: int | None = None, size: int | None = None):
     """Rendered training data of ``family``: shapes scenes, or moving-shapes clips for the video families
-    (``num_frames``, default :data:`VIDEO_FRAMES`)."""
+    (``num_frames``, default :data:`VIDEO_FRAMES`, of ``size`` pixels, default :data:`VIDEO_SIZE`)."""
     if family in VIDEO_FAMILIES:
-        return VideoBatches(batch_size, seed=seed, size=VIDEO_SIZE, num_frames=num_frames or VIDEO_FRAMES,
-                            caption_dropout=caption_dropout)
+        return VideoBatches(batch_size, seed=seed, size=size or VIDEO_SIZE, num_frames=num_frames or VIDEO_FRAMES,
+                            caption_dropout=caption_dropout, layout=layout)
     return ShapesBatches(batch_size, seed=seed, caption_dropout=caption_dropout, layout=layout)
 
 
@@ -179,7 +184,8 @@ def load_trained_weights(pipe, folder: str) -> list[str]:
 
 def prepare_vae(pipe, args, log) -> None:
     """Train the pipeline's VAE (or copy a trained one) and normalise its latents."""
-    probe, _ = training_batches(args.family, 64 if args.family in VIDEO_FAMILIES else 256, args.seed + 7919, 0.0)(0)
+    probe, _ = training_batches(args.family, 64 if args.family in VIDEO_FAMILIES else 256, args.seed + 7919, 0.0,
+                                size=args.video_size)(0)
     if args.vae_from:
         if args.family == "flux2":  # the shapes AutoencoderKL's weights in FLUX.2's AutoencoderKLFlux2
             from diffusers import AutoencoderKL
@@ -192,10 +198,11 @@ def prepare_vae(pipe, args, log) -> None:
         pipe.vae.eval().requires_grad_(False)
         if args.vae_decoder_steps:
             train_vae(pipe.vae, training_batches(args.family, args.vae_batch_size, args.seed + 2, 0.0,
-                                                 num_frames=args.vae_frames),
+                                                 num_frames=args.vae_frames, size=args.video_size),
                       args.vae_decoder_steps, lr=args.vae_lr, log=log, decoder_only=True)
     else:
-        train_vae(pipe.vae, training_batches(args.family, args.vae_batch_size, args.seed + 1, 0.0, num_frames=args.vae_frames),
+        train_vae(pipe.vae, training_batches(args.family, args.vae_batch_size, args.seed + 1, 0.0, num_frames=args.vae_frames,
+                                             size=args.video_size),
                   args.vae_steps, lr=args.vae_lr, log=log)
     if args.family == "flux2":
         normalise_flux2_latents(pipe.vae, probe)
@@ -211,7 +218,7 @@ def prepare_vae(pipe, args, log) -> None:
 
 def sampling_settings(args) -> dict:
     """The sampling settings recorded next to the weights (read by ``sampling_defaults``)."""
-    size = VIDEO_SIZE if args.family in VIDEO_FAMILIES else IMAGE_SIZE
+    size = args.video_size if args.family in VIDEO_FAMILIES else IMAGE_SIZE
     frames = {"num_frames": VIDEO_FRAMES} if args.family in VIDEO_FAMILIES else {}
     tokens = {"max_sequence_length": FLUX2_TEXT_TOKENS} if args.family == "flux2" else {}
     if args.family in VIDEO_FAMILIES and min(t5_token_choices(args)) < PIPELINE_TEXT_TOKENS[args.family]:
@@ -293,6 +300,8 @@ def main(argv=None) -> str:
         overrides["layers"] = args.video_layers
     if args.family in VIDEO_FAMILIES and args.video_heads:
         overrides["heads"] = args.video_heads
+    if args.family == "cogvideox":
+        overrides["size"] = args.video_size
     if args.family == "cogvideox" and args.video_temporal_compression:
         overrides["temporal_compression"] = args.video_temporal_compression
     pipe = build_pipeline(args.family, args.seed, args.tiny, **overrides)
@@ -307,12 +316,13 @@ def main(argv=None) -> str:
                         train_text_encoder=not args.freeze_text_encoder, checkpoint_every=args.checkpoint_every,
                         max_minutes=args.max_minutes, seed=args.seed, extra_json={SAMPLING_FILE: sampling_settings(args)})
     if args.latent_pool:
-        source = (VideoBatches(64, seed=args.seed + 104729, size=VIDEO_SIZE, num_frames=VIDEO_FRAMES, caption_dropout=0.0)
+        source = (VideoBatches(64, seed=args.seed + 104729, size=args.video_size, num_frames=VIDEO_FRAMES, caption_dropout=0.0,
+                               layout=args.layout)
                   if args.family in VIDEO_FAMILIES else None)
         batches = LatentPool(pipe.vae, args.latent_pool, args.batch_size, seed=args.seed, log=log, layout=args.layout,
                              source=source)
     else:
-        batches = training_batches(args.family, args.batch_size, args.seed, layout=args.layout)
+        batches = training_batches(args.family, args.batch_size, args.seed, layout=args.layout, size=args.video_size)
     ema, modules = train_denoiser(pipe, batches, loss_for(args.family, t5_token_choices(args), args.snr_gamma, args.object_weight), config, ckpt_dir, log)
     save_fp16(pipe, args.out, ema, modules, config.extra_json)
     log({"stage": "done", "out": args.out, "wall_s": round(time.time() - start, 1)})

@@ -184,19 +184,20 @@ VIDEO_FRAMES = 9
 
 def build_cogvideox_pipeline(
     seed: int = 0, layers: int = 4, heads: int = 4, head_dim: int = 16, vae_channels=(16, 32, 32),
-    latent_channels: int = LATENT_CHANNELS, temporal_compression: int = 2, patch_size: int = 2,
+    latent_channels: int = LATENT_CHANNELS, temporal_compression: int = 2, patch_size: int = 2, size: int = VIDEO_SIZE,
 ):
     """A random-init ``CogVideoXPipeline`` of the shapes-cogvideox architecture, built by the tiny
     CogVideoX builder (:func:`diffalign.pipelines.tiny.cogvideox.build`: rotary 3D-attention DiT,
     causal ``AutoencoderKLCogVideoX``, tiny T5 with the small real T5 tokenizer, CogVideoX-2B's
     scheduler) with wider settings: 32x32 clips of :data:`VIDEO_FRAMES` frames, an f=4 spatial /
     ``temporal_compression``x temporal VAE with ``latent_channels`` channels (9 frames -> 5 latent
-    frames of 8x8) and a ``layers``-block transformer of ``heads`` x ``head_dim`` width."""
+    frames of 8x8) and a ``layers``-block transformer of ``heads`` x ``head_dim`` width. ``size``: the clips' side in
+    pixels (the transformer's and VAE's recorded sample size)."""
     from diffalign.pipelines.tiny.cogvideox import build
 
     spatial = 2 ** (len(vae_channels) - 1)
     return build(
-        seed, sample_size=VIDEO_SIZE // spatial, sample_frames=VIDEO_FRAMES,
+        seed, sample_size=size // spatial, sample_frames=VIDEO_FRAMES,
         transformer=dict(num_attention_heads=heads, attention_head_dim=head_dim, time_embed_dim=heads * head_dim,
                          num_layers=layers, in_channels=latent_channels, out_channels=latent_channels,
                          temporal_compression_ratio=temporal_compression, patch_size=patch_size),
@@ -204,7 +205,7 @@ def build_cogvideox_pipeline(
                  down_block_types=("CogVideoXDownBlock3D",) * len(vae_channels),
                  up_block_types=("CogVideoXUpBlock3D",) * len(vae_channels),
                  temporal_compression_ratio=temporal_compression, norm_num_groups=min(8, vae_channels[0]),
-                 sample_height=VIDEO_SIZE, sample_width=VIDEO_SIZE, scaling_factor=1.0),
+                 sample_height=size, sample_width=size, scaling_factor=1.0),
     )
 
 

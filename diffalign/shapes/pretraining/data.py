@@ -69,10 +69,15 @@ class VideoBatches:
     size: int = 32
     num_frames: int = 9
     caption_dropout: float = 0.1
+    layout: str = "random"
+    """``"random"`` (:func:`~diffalign.shapes.video.video_scene_for_row`) or ``"canonical"``
+    (:func:`~diffalign.shapes.video.layouts.canonical_video_scene_for_row`)."""
 
     def __post_init__(self):
         from diffalign.shapes.video import VIDEO_CATEGORIES, video_prompts
 
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout!r}; expected one of {', '.join(LAYOUTS)}")
         self.rows = [video_prompts("train", [tag]) for tag in VIDEO_CATEGORIES]
 
     def __call__(self, step: int) -> tuple[torch.Tensor, list[str]]:
@@ -81,7 +86,15 @@ class VideoBatches:
         rng = np.random.default_rng([self.seed, step])
         groups = rng.integers(len(self.rows), size=self.batch_size)
         rows = [self.rows[g][int(rng.integers(len(self.rows[g])))] for g in groups]
-        clips = [render_video(row, num_frames=self.num_frames, size=self.size, seed=int(rng.integers(2**31))) for row in rows]
+        if self.layout == "random":
+            clips = [render_video(row, num_frames=self.num_frames, size=self.size, seed=int(rng.integers(2**31)))
+                     for row in rows]
+        else:
+            from diffalign.shapes.video import render_frames
+            from diffalign.shapes.video.layouts import canonical_video_scene_for_row
+
+            clips = [render_frames(canonical_video_scene_for_row(row, int(rng.integers(2**31))), self.num_frames, self.size)
+                     for row in rows]
         drop = rng.random(len(rows)) < self.caption_dropout
         captions = ["" if d else row["prompt"] for row, d in zip(rows, drop)]
         return clips_to_tensor(clips), captions
