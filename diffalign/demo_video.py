@@ -1,15 +1,16 @@
 """``diffalign demo [video]``: the ``demo`` command; ``video`` aligns a shipped moving-shapes pipeline with the
-temporal judge: ``shapes-cogvideox`` with DenseDPO (default), plain video DPO or DDPO, or ``shapes-wan`` with
-Flow-GRPO (``--method``).
+temporal judge: ``shapes-cogvideox`` with DDPO (default), DenseDPO, plain video DPO or VADER-style reward
+gradients, or ``shapes-wan`` with Flow-GRPO (``--method``).
 
 1. the video eval job (temporal judge) on held-out moving-shapes prompts (before);
-2. offline methods: preference pairs on TRAIN prompts labelled by the judge: DenseDPO pairs (two partially
-   noised copies of a rendered clip, labels per segment; default) or, with ``--method dpo``, plain video
-   Diffusion-DPO pairs (two clips from independent noise, whole-clip labels), up to ``--pairs``
-   labelled pairs either way;
+2. offline methods: preference pairs on TRAIN prompts labelled by the judge: DenseDPO pairs (``--method
+   dense_dpo``: two partially noised copies of a rendered clip, labels per segment) or plain video
+   Diffusion-DPO pairs (``--method dpo``: two clips from independent noise, whole-clip labels), up to
+   ``--pairs`` labelled pairs either way;
 3. a LoRA trained on them with the offline trainer (recipe ``shapes_video_dense_dpo`` or
-   ``shapes_video_dpo``), or online with the judge as reward (``--method ddpo``: ``shapes_video_ddpo`` on
-   shapes-cogvideox; ``--method flow_grpo``: ``shapes_video_flow_grpo`` on shapes-wan);
+   ``shapes_video_dpo``), or online (no pairs): ``--method ddpo`` (``shapes_video_ddpo``, the judge as
+   reward), ``--method vader`` (``shapes_video_vader``, the gradient of the differentiable motion reward)
+   on shapes-cogvideox, ``--method flow_grpo`` (``shapes_video_flow_grpo``, the judge as reward) on shapes-wan;
 4. the LoRA loaded into a plain diffusers pipeline, the same eval job again (after).
 
 Writes to ``OUT`` (default ``outputs/demo-video``): ``summary.json`` (before/after per category),
@@ -28,12 +29,13 @@ from diffalign import demo
 
 DEFAULT_OUT = os.path.join("outputs", "demo-video")
 METHODS = {"dense_dpo": "shapes_video_dense_dpo", "dpo": "shapes_video_dpo", "ddpo": "shapes_video_ddpo",
-           "flow_grpo": "shapes_video_flow_grpo"}
+           "vader": "shapes_video_vader", "flow_grpo": "shapes_video_flow_grpo"}
 """``--method`` -> its training recipe."""
-PIPELINES = {"dense_dpo": "cogvideox", "dpo": "cogvideox", "ddpo": "cogvideox", "flow_grpo": "wan"}
+PIPELINES = {"dense_dpo": "cogvideox", "dpo": "cogvideox", "ddpo": "cogvideox", "vader": "cogvideox", "flow_grpo": "wan"}
 """``--method`` -> the shipped moving-shapes pipeline it trains (``shapes-<family>``)."""
-ONLINE = ("ddpo", "flow_grpo")
-"""Methods trained online with the judge as reward (no preference pairs)."""
+ONLINE = ("ddpo", "vader", "flow_grpo")
+"""Methods trained online on rewards (no preference pairs): the judge (DDPO, Flow-GRPO) or the differentiable motion
+reward (``vader``: reward gradient through the last denoising step, the judge logged beside it)."""
 DEFAULT_METHOD = "ddpo"
 """The one measured to raise the held-out judge score on shapes-cogvideox (docs/video.md, "diffalign demo video")."""
 
@@ -44,8 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("diffalign demo video")
     group.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS),
                        help="video: DDPO on shapes-cogvideox with the judge as reward (default: the method that gains "
-                            "most per CPU minute, docs/video.md), DenseDPO pairs, plain video Diffusion-DPO pairs, or "
-                            "Flow-GRPO on shapes-wan")
+                            "most per CPU minute, docs/video.md), DenseDPO pairs, plain video Diffusion-DPO pairs, "
+                            "VADER-style reward gradients, or Flow-GRPO on shapes-wan")
     group.add_argument("--pairs", type=int, default=96, help="video: labelled preference pairs to train on")
     group.add_argument("--eval-videos-per-category", type=int, default=24,
                        help="video: held-out clips judged per category (one per prompt)")
@@ -144,7 +146,7 @@ def run_video(args: argparse.Namespace) -> int:
     tuned.load_lora_weights(result.output_dir)
     after = _video_eval(os.path.join(out, "eval_after"), tuned, rows, sampling, args, f"{name}+{args.method}")
     report.update({"after": video_scores(after), "method": args.method, "pairs": n_pairs, "pairs_made": len(records),
-                   "train_steps": cfg.max_steps, "seconds": round(time.time() - t0, 1)})
+                   "train_steps": cfg.max_steps, "reward": _reward_name(cfg), "seconds": round(time.time() - t0, 1)})
     demo.save_json(os.path.join(out, "summary.json"), report)
     demo.plot_training(result.metrics_path, os.path.join(out, "training.png"), keys=plot_keys)
     table = demo.format_scores({"before": report["before"], "after": report["after"]}, [*VIDEO_CATEGORIES, "score", "accuracy", "travel"])
@@ -182,9 +184,22 @@ def _video_eval(out: str, pipe, rows, sampling: dict, args, name: str) -> dict:
                    info={"pipeline": name})
 
 
+def _reward_name(cfg) -> str:
+    """The trained-on reward as written in a recipe (name and options), or "" for the offline methods."""
+    reward = getattr(cfg, "reward", None)
+    if reward is None:
+        return ""
+    options = ", ".join(f"{k}={v}" for k, v in sorted(reward.options.items()))
+    return f"{reward.name}({options})" if options else reward.name
+
+
 def _write_report(path: str, report: dict, table: str) -> None:
-    trained = (f"{report['train_steps']} iterations with the judge as reward" if report["method"] in ONLINE
-               else f"{report['pairs']} labelled pairs, {report['train_steps']} steps")
+    if report["method"] == "vader":
+        trained = f"{report['train_steps']} updates along the reward's gradient ({report['reward']})"
+    elif report["method"] in ONLINE:
+        trained = f"{report['train_steps']} iterations with the judge as reward"
+    else:
+        trained = f"{report['pairs']} labelled pairs, {report['train_steps']} steps"
     lines = [f"# diffalign demo video: {report['method']} on {report['pipeline']}", "",
              f"{trained}, {report['seconds']:.0f} s; held-out "
              f"mean judge score per category (one clip per prompt, {report['eval_prompts']} prompts).", "",

@@ -23,8 +23,10 @@ def test_demo_video_is_dispatched_with_its_options(monkeypatch):
     assert (args.method, args.pairs, args.eval_videos_per_category) == ("dpo", 3, 2)
     assert args.overrides == ["video", "max_steps=2"] and args.out is None and args.recipe is None
     assert demo_video.METHODS == {"dense_dpo": "shapes_video_dense_dpo", "dpo": "shapes_video_dpo",
-                                  "ddpo": "shapes_video_ddpo", "flow_grpo": "shapes_video_flow_grpo"}
+                                  "ddpo": "shapes_video_ddpo", "vader": "shapes_video_vader",
+                                  "flow_grpo": "shapes_video_flow_grpo"}
     assert demo_video.PIPELINES["flow_grpo"] == "wan" and demo_video.PIPELINES["dense_dpo"] == "cogvideox"
+    assert demo_video.PIPELINES["vader"] == "cogvideox" and "vader" in demo_video.ONLINE
     # the default is the method measured to gain on shapes-cogvideox (DDPO, docs/video.md)
     assert main(["demo", "video"]) == 0 and seen[-1].method == "ddpo"
     # without `video` the image demo runs
@@ -164,3 +166,23 @@ def test_demo_video_default_is_ddpo_on_shapes_cogvideox(tmp_path, monkeypatch, t
     assert not (out / "pairs").exists() and (out / "train" / "pytorch_lora_weights.safetensors").exists()
     records = [json.loads(line) for line in open(out / "train" / "logs" / "metrics.jsonl")]
     assert len(records) == 1 and "reward_mean" in records[0]  # one iteration, no evaluation
+
+
+@pytest.mark.slow
+def test_demo_video_vader_trains_on_the_reward_gradient(tmp_path, monkeypatch, tiny_video_pipeline):
+    """``--method vader``: the differentiable motion reward's gradient (recipe shapes_video_vader) on the
+    shapes-cogvideox folder, no pairs; the reward and its options are in the summary and the report."""
+    from diffalign import shapes
+
+    monkeypatch.setattr(shapes, "pretrained_path", lambda family: tiny_video_pipeline)
+    out = tmp_path / "demo-video"
+    code = main(["demo", "--out", str(out), "--threads", "1", "--eval-videos-per-category", "1", "--method", "vader",
+                 "video", "max_steps=1", "gradient_accumulation_steps=1", "sampling.batch_size=2",
+                 "sampling.num_inference_steps=3", "evaluation.every_steps=0"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "vader" and summary["train_steps"] == 1
+    assert summary["reward"] == "shapes_video_motion(shape_weight=2.0)"
+    records = [json.loads(line) for line in open(out / "train" / "logs" / "metrics.jsonl")]
+    assert len(records) == 1 and records[0]["grad_norm"] > 0
+    assert "1 updates along the reward's gradient (shapes_video_motion(shape_weight=2.0))" in (out / "report.md").read_text()

@@ -58,7 +58,7 @@ CENTROID_DROP = {"circle": 0.0, "square": 0.0, "triangle": 1 / 6, "diamond": 0.0
 """(centroid y - box centre y) / size: the upward triangle's centroid sits 1/6 below its box centre."""
 
 # each template blur followed by the image's binomial smoothing, as one kernel
-_TEMPLATE_KERNELS = [
+TEMPLATE_KERNELS = [
     np.convolve(gaussian_kernel(s), BINOMIAL_KERNEL) if s > 0 else BINOMIAL_KERNEL for s in TEMPLATE_BLURS
 ]
 _PALETTE_LAB = srgb_to_lab(np.array([COLORS[c] for c in COLOR_NAMES], dtype=np.float64) / 255.0)
@@ -100,7 +100,7 @@ def _fit_shape(alpha: np.ndarray, shape: str) -> tuple[float, tuple[float, float
     box = (mx - size / 2, cy - size / 2, mx + size / 2, cy + size / 2)
     sharp = shape_coverage(shape, box, h, w)
     best = -np.inf
-    for kernel in _TEMPLATE_KERNELS:
+    for kernel in TEMPLATE_KERNELS:
         template = separable_filter(sharp, kernel)
         score = 1.0 - np.abs(alpha - template).sum() / (alpha.sum() + template.sum())
         best = max(best, float(score))
