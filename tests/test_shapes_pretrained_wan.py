@@ -11,9 +11,10 @@ import diffalign  # noqa: F401  (compat shim first)
 from diffalign.shapes import pretrained_path
 from diffalign.shapes.sampling import sampling_defaults
 
-SCORE_RANGE = (0.08, 0.65)
+SCORE_RANGE = (0.15, 0.65)
 """The asserted range of the held-out mean judge score (8 prompts per category, seed 0, the recorded settings):
-measured 0.122 when shipped (docs/video.md), a weak base; the range catches a broken pipeline (near 0)."""
+measured 0.257 for the weights shipped 2026-12-07 (`wanC`, continued on canonical clip layouts; 0.122 for the
+previous `wanB`; docs/video.md), a weak base; the range catches a broken pipeline or the old weights."""
 SIZE_BUDGET = 15 * 1024 * 1024
 
 
@@ -65,8 +66,8 @@ def test_shapes_wan_loads_with_plain_diffusers_and_makes_moving_clips():
     assert frames.shape == (8, 9, 32, 32, 3) and np.isfinite(frames).all()
     clips = np.clip(np.round(frames * 255), 0, 255).astype(np.uint8)
     travel = [judge_video(c, r)["temporal"]["motion"] for c, r in zip(clips, rows)]
-    # objects travel (in units of the side), not a still image: 0.21 on these 8 when shipped (a weak base whose
-    # detections drop out in some clips, so a few travel little)
+    # objects travel (in units of the side), not a still image: 0.34 on these 8 with the current weights (0.21 with
+    # the previous ones; a weak base whose detections drop out in some clips, so a few travel little)
     assert np.mean(travel) > 0.1 and max(travel) > 0.3, travel
     assert all(np.abs(c[0].astype(int) - c[-1].astype(int)).mean() > 1.0 for c in clips)
 
