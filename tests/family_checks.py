@@ -89,17 +89,20 @@ def check_noise_and_target(family: str, prediction_type: str) -> None:
     assert ts.min() == 0 and ts.max() == 999 and abs(ts.float().mean().item() - 499.5) < 15
 
 
-def check_matches_pipeline_call(family: str, guidance_scale: float, **overrides) -> None:
-    """Adapter conditioning + guided forward + DDIM steps reproduce the pipeline's own __call__."""
+def check_matches_pipeline_call(family: str, guidance_scale: float, size: tuple[int, int] = (32, 32),
+                                **overrides) -> None:
+    """Adapter conditioning + guided forward + DDIM steps reproduce the pipeline's own __call__
+    (at ``size`` = (height, width); 32 is the tiny pipelines' default)."""
     adapter = build_tiny_adapter(family, **overrides)
     pipe = adapter.pipe
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    start = torch.randn(1, *adapter.latent_shape(32, 32), generator=seeded(7))
+    height, width = size
+    start = torch.randn(1, *adapter.latent_shape(height, width), generator=seeded(7))
     expected = pipe(PROMPTS[0], latents=start.clone(), num_inference_steps=2, guidance_scale=guidance_scale,
-                    output_type="latent").images
+                    height=height, width=width, output_type="latent").images
     with torch.no_grad():  # the chain every trainer and sampler uses, deterministic (DDIM eta 0)
         chain = sample(adapter, PROMPTS[:1], num_inference_steps=2, guidance_scale=guidance_scale,
-                       noise_level=0.0, latents=start.clone(), decode=False)
+                       noise_level=0.0, latents=start.clone(), height=height, width=width, decode=False)
     torch.testing.assert_close(chain.final, expected, rtol=1e-4, atol=1e-5)
     assert torch.equal(chain.log_probs, torch.zeros(1, 2))
 

@@ -110,14 +110,21 @@ def test_full_training_step_path_reaches_the_lora_parameters():
     torch.testing.assert_close(two, torch.stack([frame_errors[:, :2].mean(1), frame_errors[:, 2]], 1))
 
 
-def test_forward_matches_the_pipeline_transformer_call_with_rotary_embeddings():
+@pytest.mark.parametrize("size", [None, (16, 24)])
+def test_forward_matches_the_pipeline_transformer_call_with_rotary_embeddings(size):
+    """At the default size and at a non-square one (CogVideoX's 480x720 in miniature: the rotary
+    tables are sized from the latents, as the pipeline sizes them from height and width)."""
     adapter = build_tiny_adapter("cogvideox")
     latents, _, _ = fixed_inputs(adapter)
+    call = {}
+    if size is not None:
+        call = dict(height=size[0], width=size[1])
+        latents = torch.randn(latents.shape[0], *adapter.latent_shape(*size, 9), generator=torch.Generator().manual_seed(3))
     captured = []
     hook = adapter.denoiser.register_forward_hook(lambda m, args, kwargs, out: captured.append((kwargs, out[0])),
                                                   with_kwargs=True)
     with torch.no_grad():
-        adapter.pipe(PROMPTS, num_inference_steps=2, guidance_scale=1.0, latents=latents, output_type="latent")
+        adapter.pipe(PROMPTS, num_inference_steps=2, guidance_scale=1.0, latents=latents, output_type="latent", **call)
     hook.remove()
     kwargs, pipeline_out = captured[0]
     assert kwargs["image_rotary_emb"] is not None

@@ -24,6 +24,23 @@ def test_adapter_reproduces_pipeline_call(guidance):
     fc.check_matches_pipeline_call("sdxl", guidance)
 
 
+def test_adapter_reproduces_pipeline_call_at_another_size():
+    """At 48x64 (not the default 32x32) the pipeline conditions on time ids (48, 64, 0, 0, 48, 64);
+    the adapter's default ids follow the latents' size, so the chains agree (they differed by 0.31)."""
+    fc.check_matches_pipeline_call("sdxl", 4.0, size=(48, 64))
+
+
+def test_time_ids_follow_the_latent_size_unless_given():
+    adapter = build_tiny_adapter("sdxl")
+    cond = adapter.encode_prompt(fc.PROMPTS[:1])
+    sized = adapter.encode_prompt(fc.PROMPTS[:1], original_size=(64, 48), target_size=(32, 24))
+    mixed = torch.cat([cond["add_time_ids"], sized["add_time_ids"]])
+    x = torch.zeros(2, *adapter.latent_shape(48, 64))
+    assert adapter.time_ids_for(x, mixed).tolist() == [[48, 64, 0, 0, 48, 64], [64, 48, 0, 0, 32, 24]]
+    default = torch.zeros(1, *adapter.latent_shape(32, 32))
+    assert torch.equal(adapter.time_ids_for(default, cond["add_time_ids"]), cond["add_time_ids"])
+
+
 def test_sampler_step_and_chain():
     fc.check_sampler_step_and_chain("sdxl")
 

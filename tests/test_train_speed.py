@@ -142,6 +142,7 @@ def test_checkpoint_blocks_auto_rule_with_the_measured_settings():
 
     from diffalign.pipelines.checkpointing import (AUTO_MIN_POSITIONS, checkpoint_blocks_value,
                                                    resolve_checkpoint_blocks)
+    from diffalign.data import DataConfig
     from diffalign.train.offline import OfflinePreferenceTrainer
 
     unet = torch.nn.Module()
@@ -149,11 +150,12 @@ def test_checkpoint_blocks_auto_rule_with_the_measured_settings():
     sd15 = SimpleNamespace(latent_shape=lambda h, w, f=None: (4, h // 8, w // 8))  # the SD VAE's factor 8
 
     def positions(resolution, batch):
-        trainer = SimpleNamespace(adapter=sd15, data_config=SimpleNamespace(resolution=resolution, num_frames=None),
+        trainer = SimpleNamespace(adapter=sd15, data_config=DataConfig(resolution=resolution),
                                   config=SimpleNamespace(batch_size=batch))
         return OfflinePreferenceTrainer.latent_positions(trainer)
 
     assert (positions(128, 2), positions(256, 2), positions(512, 16)) == (512, 2048, 65536)
+    assert positions((256, 128), 2) == 1024  # [height, width]: 2 x 32 x 16
     assert AUTO_MIN_POSITIONS == 1024
     assert resolve_checkpoint_blocks("auto", False, unet, positions(128, 2)) is None
     assert resolve_checkpoint_blocks("auto", False, unet, positions(128, 4)) == ["down_blocks.0", "up_blocks.3"]

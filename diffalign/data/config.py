@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from diffalign.config import choice
+from diffalign.config import apply_parsers, choice, parsed
 from diffalign.data.base import MEDIA, PreferenceDataset
 from diffalign.data.columns import PairColumns, RankedColumns, UnpairedColumns, VideoPairColumns, columns_from_mapping
 from diffalign.data.errors import DatasetError
 from diffalign.data.pairs import SOFT_LABEL_OF, TIE_POLICIES, PairDataset
 from diffalign.data.ranked import RankedDataset
 from diffalign.data.sources import FORMATS, MemorySource, open_source
-from diffalign.data.transforms import Preprocess
+from diffalign.data.transforms import Preprocess, resolution_value
 from diffalign.data.unpaired import PairsAsUnpaired, UnpairedDataset
 from diffalign.data.video_pairs import VideoPairDataset
 
@@ -47,7 +47,7 @@ class DataConfig:
     - ``media``: ``image`` or ``video`` (what the image columns of pairs/unpaired/ranked hold).
     - ``ties`` (pairs): ``drop`` | ``keep`` | ``error``; ``soft_label_of`` (pairs with a soft-label
       column): ``winner`` | ``image_0``; ``min_nontie_fraction`` (video_pairs).
-    - preprocessing: ``resolution`` (square side), ``random_crop``, ``random_flip``, ``num_frames``
+    - preprocessing: ``resolution`` (a square side, or ``[height, width]`` / ``"480x720"``), ``random_crop``, ``random_flip``, ``num_frames``
       (videos: keep the first N frames).
     """
 
@@ -61,10 +61,19 @@ class DataConfig:
     soft_label_of: str = choice("winner", SOFT_LABEL_OF)
     unpaired_from_pairs: bool = False
     min_nontie_fraction: float = 0.0
-    resolution: int = 512
+    resolution: Any = parsed(512, resolution_value)
     random_crop: bool = False
     random_flip: bool = False
     num_frames: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        apply_parsers(self)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The training ``(height, width)`` in pixels."""
+        r = self.resolution
+        return (r, r) if isinstance(r, int) else (r[0], r[1])
 
     def preprocess(self) -> Preprocess:
         return Preprocess(self.resolution, self.random_crop, self.random_flip, self.num_frames)

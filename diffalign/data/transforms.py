@@ -21,7 +21,29 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AugmentParams", "Preprocess", "augmentation_rng"]
+__all__ = ["AugmentParams", "Preprocess", "augmentation_rng", "resolution_value"]
+
+
+def resolution_value(value) -> int | tuple[int, int]:
+    """The config value of ``data.resolution``: a square side (``512``) or a ``(height, width)`` given as
+    ``[480, 720]`` or ``"480x720"`` (CogVideoX's 480x720, Wan's 480x832). A square ``[h, h]`` becomes
+    ``h``, so it keys the latent cache as the plain side does. Raises ``ValueError`` on anything else."""
+    given = value
+    if isinstance(value, str):
+        parts = value.lower().replace("x", " ").replace(",", " ").split()
+        try:
+            value = [int(p) for p in parts] if len(parts) > 1 else int(value)
+        except ValueError:
+            raise ValueError(f"resolution must be a side (512) or height x width (480x720), got {given!r}") from None
+    if isinstance(value, (list, tuple)):
+        if len(value) == 1:
+            value = value[0]
+        elif len(value) != 2:
+            raise ValueError(f"resolution must be a side or [height, width], got {given!r}")
+    sides = list(value) if isinstance(value, (list, tuple)) else [value]
+    if any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in sides):
+        raise ValueError(f"resolution must be a positive side or [height, width] of positive integers, got {given!r}")
+    return sides[0] if len(sides) == 1 or sides[0] == sides[1] else (sides[0], sides[1])
 
 
 def augmentation_rng(seed: int, epoch: int, index: int) -> np.random.Generator:

@@ -18,7 +18,10 @@ class SDXLAdapter(SDAdapter):
     Conditioning keys: ``prompt_embeds`` (penultimate hidden states of both encoders, concatenated),
     ``pooled_prompt_embeds`` (the projected pooled output of ``text_encoder_2``) and
     ``add_time_ids`` ([B, 6]: original size, crop top-left, target size) so cached embeddings carry
-    the micro-conditioning. The VAE overflows in fp16: when ``vae.config.force_upcast`` is true it is
+    the micro-conditioning. Time ids left at their default (both sizes the default resolution, no
+    crop) follow the size of the latents they condition, as the pipeline's own ``original_size =
+    target_size = (height, width)``: samples and training steps at 512 px or 768x1344 get that size's
+    ids, not 1024's. Ids encoded with other sizes are kept as given. The VAE overflows in fp16: when ``vae.config.force_upcast`` is true it is
     kept in fp32 whatever dtype the rest of the pipeline uses.
     """
 
@@ -96,7 +99,7 @@ class SDXLAdapter(SDAdapter):
     def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: PromptEmbeds) -> torch.Tensor:
         added = {
             "text_embeds": cond["pooled_prompt_embeds"].to(self.dtype),
-            "time_ids": cond["add_time_ids"].to(self.dtype),
+            "time_ids": self.time_ids_for(noisy_latents, cond["add_time_ids"]).to(self.dtype),
         }
         return self.network(
             noisy_latents,
@@ -105,6 +108,18 @@ class SDXLAdapter(SDAdapter):
             added_cond_kwargs=added,
             return_dict=False,
         )[0]
+
+    def time_ids_for(self, latents: torch.Tensor, time_ids: torch.Tensor) -> torch.Tensor:
+        """``time_ids`` [B, 6] for ``latents`` of any size: rows left at the default resolution's ids
+        become ``(H, W, 0, 0, H, W)`` of the latents' pixel size (what the pipeline uses at that size)."""
+        size = (int(latents.shape[-2]) * self.pipe.vae_scale_factor, int(latents.shape[-1]) * self.pipe.vae_scale_factor)
+        side = self.default_resolution()
+        if size == (side, side):
+            return time_ids
+        default = self.add_time_ids(1, dtype=time_ids.dtype).to(time_ids.device)
+        sized = self.add_time_ids(1, size, size, dtype=time_ids.dtype).to(time_ids.device)
+        at_default = (time_ids == default).all(dim=-1, keepdim=True)
+        return torch.where(at_default, sized, time_ids)
 
     # ------------------------------------------------------------------ VAE precision
     def _upcast_vae(self) -> None:

@@ -114,7 +114,7 @@ class OfflinePreferenceTrainer(Trainer):
     def latent_positions(self) -> int | None:
         data = self.data_config
         try:
-            shape = self.adapter.latent_shape(data.resolution, data.resolution, data.num_frames)
+            shape = self.adapter.latent_shape(*data.size, data.num_frames)
         except (ValueError, NotImplementedError):
             return None
         return self.config.batch_size * math.prod(shape[1:])
