@@ -195,7 +195,8 @@ def test_every_shipped_recipe_parses_with_its_trainer_config():
     from diffalign.train_command import list_recipes, recipe_path, trainer_name
 
     names = list_recipes()
-    assert {"shapes_dpo", "cogvideox2b_dense_dpo", "cogvideox2b_ddpo_video", "cogvideox2b_vader_hps"} <= set(names)
+    assert {"shapes_dpo", "cogvideox2b_dense_dpo", "cogvideox5b_dense_dpo", "cogvideox2b_ddpo_video",
+            "cogvideox2b_vader_hps"} <= set(names)
     for name in names:
         path = recipe_path(name)
         cfg = load_config(get_trainer_class(trainer_name(path)).config_class, path)
