@@ -35,3 +35,56 @@ def test_gpu_attention_refuses_without_cuda():
     finally:
         sys.path.pop(0)
     assert gpu_attention.main([]) == 2
+
+
+def _gpu_video_memory():
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    try:
+        import gpu_video_memory
+    finally:
+        sys.path.pop(0)
+    return gpu_video_memory
+
+
+def test_gpu_video_memory_builds_the_published_cogvideox_sizes():
+    """The random-weight transformers it measures have the published sizes (counted on the meta device):
+    CogVideoX-2b 1.69 B parameters, CogVideoX-5b 5.57 B, and the recipes it runs exist."""
+    import torch
+    from diffusers import CogVideoXTransformer3DModel
+
+    import diffalign  # noqa: F401
+    from diffalign.train_command import list_recipes
+
+    bench = _gpu_video_memory()
+    counts = {}
+    for name, config in bench.TRANSFORMERS.items():
+        with torch.device("meta"):
+            counts[name] = sum(p.numel() for p in CogVideoXTransformer3DModel(**config).parameters()) / 1e9
+    assert round(counts["cogvideox-2b"], 2) == 1.69 and round(counts["cogvideox-5b"], 2) == 5.57
+    assert set(bench.RECIPE.values()) <= set(list_recipes())
+    assert bench.parse_size("480x720") == (480, 720) and bench.parse_size("512") == (512, 512)
+
+
+def test_gpu_video_memory_plans_and_refuses_without_cuda(capsys):
+    import torch
+
+    bench = _gpu_video_memory()
+    assert bench.main(["--dry-run"]) == 0
+    plan = capsys.readouterr().out.splitlines()
+    assert plan[0].startswith("cogvideox-2b: recipe cogvideox2b_dense_dpo, 49 frames of 480x720")
+    assert plan[1].startswith("cogvideox-5b: recipe cogvideox5b_dense_dpo")
+    if not torch.cuda.is_available():
+        assert bench.main([]) == 2
+
+
+@pytest.mark.slow  # the tiny CogVideoX through the product trainer, both recipes (~10 CPU s)
+def test_gpu_video_memory_smoke_trains_each_recipe_on_cpu(tmp_path):
+    out = tmp_path / "rows.json"
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gpu_video_memory.py"), "--smoke", "--json", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["recipe"] for r in rows] == ["cogvideox2b_dense_dpo", "cogvideox5b_dense_dpo"]
+    assert all((r["height"], r["width"], r["frames"]) == (16, 24, 9) for r in rows)
+    assert all(r["s_per_step"] > 0 and r["lora_params_m"] > 0 for r in rows)
