@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                             "most per CPU minute, docs/video.md), DenseDPO pairs, plain video Diffusion-DPO pairs, "
                             "VADER-style reward gradients, or Flow-GRPO on shapes-wan")
     group.add_argument("--pairs", type=int, default=96, help="video: labelled preference pairs to train on")
+    group.add_argument("--pair-margin", type=float, default=0.0,
+                       help="video, offline methods: count a preference only where the judge's scores differ by at "
+                            "least this much (whole clips for dpo, segments for dense_dpo); 0 keeps every non-tie")
     group.add_argument("--eval-videos-per-category", type=int, default=24,
                        help="video: held-out clips judged per category (one per prompt)")
     group.add_argument("--pipeline", default=None,
@@ -123,7 +126,8 @@ def run_video(args: argparse.Namespace) -> int:
     else:
         # 2. judged pairs on training prompts
         pairs_dir = demo.fresh_dir(os.path.join(out, "pairs"))  # the demo owns its folder
-        records = make_pairs(args.method, base, pairs_dir, args.pairs, args.seed + 1, sampling, args.batch_size)
+        records = make_pairs(args.method, base, pairs_dir, args.pairs, args.seed + 1, sampling, args.batch_size,
+                             margin=args.pair_margin)
         from diffalign.shapes.video.dense_pairs import labelled_pairs
 
         n_pairs = labelled_pairs(records)
@@ -146,6 +150,7 @@ def run_video(args: argparse.Namespace) -> int:
     tuned.load_lora_weights(result.output_dir)
     after = _video_eval(os.path.join(out, "eval_after"), tuned, rows, sampling, args, f"{name}+{args.method}")
     report.update({"after": video_scores(after), "method": args.method, "pairs": n_pairs, "pairs_made": len(records),
+                   "pair_margin": args.pair_margin,
                    "train_steps": cfg.max_steps, "reward": _reward_name(cfg), "seconds": round(time.time() - t0, 1)})
     demo.save_json(os.path.join(out, "summary.json"), report)
     demo.plot_training(result.metrics_path, os.path.join(out, "training.png"), keys=plot_keys)
@@ -157,12 +162,15 @@ def run_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_pairs(method: str, pipe, out: str, pairs: int, seed: int, sampling: dict, batch_size: int) -> list[dict]:
-    """``pairs`` labelled pairs on TRAIN prompts (balanced over the categories) for ``method``."""
+def make_pairs(method: str, pipe, out: str, pairs: int, seed: int, sampling: dict, batch_size: int,
+               margin: float = 0.0) -> list[dict]:
+    """``pairs`` labelled pairs on TRAIN prompts (balanced over the categories) for ``method``; ``margin``: the
+    least score difference that labels a clip (dpo) or segment (dense_dpo)."""
     from diffalign.shapes.video import make_dense_pairs, make_sampled_pairs, sample_video_rows
 
-    rows = sample_video_rows(max(4, pairs), seed=seed, split="train")  # far more than needed: stops at `pairs`
-    common = dict(num_frames=sampling["num_frames"], size=sampling["height"], max_pairs=pairs, seed=seed,
+    # far more than needed (three times that with a margin, which rejects most pairs): stops at `pairs`
+    rows = sample_video_rows(max(4, pairs) * (3 if margin > 0 else 1), seed=seed, split="train")
+    common = dict(num_frames=sampling["num_frames"], size=sampling["height"], max_pairs=pairs, seed=seed, margin=margin,
                   num_inference_steps=sampling["num_inference_steps"], guidance_scale=sampling["guidance_scale"],
                   **{k: sampling[k] for k in ("max_sequence_length",) if k in sampling})
     if method == "dense_dpo":

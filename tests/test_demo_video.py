@@ -29,6 +29,19 @@ def test_demo_video_is_dispatched_with_its_options(monkeypatch):
     assert demo_video.PIPELINES["vader"] == "cogvideox" and "vader" in demo_video.ONLINE
     # the default is the method measured to gain on shapes-cogvideox (DDPO, docs/video.md)
     assert main(["demo", "video"]) == 0 and seen[-1].method == "ddpo"
+    assert seen[-1].pair_margin == 0.0
+    assert main(["demo", "--method", "dpo", "--pair-margin", "0.2", "video"]) == 0 and seen[-1].pair_margin == 0.2
+    # the margin reaches the pair maker, with three times the rows to draw from
+    from diffalign.shapes import video as shapes_video
+
+    calls = []
+    for name in ("make_sampled_pairs", "make_dense_pairs"):
+        monkeypatch.setattr(shapes_video, name, lambda pipe, rows, out, _name=name, **kw: calls.append((_name, len(rows), kw)) or [])
+    sampling = {"num_frames": 9, "height": 32, "num_inference_steps": 3, "guidance_scale": 8.0}
+    demo_video.make_pairs("dpo", None, "unused", 6, 1, sampling, 4, margin=0.2)
+    demo_video.make_pairs("dense_dpo", None, "unused", 6, 1, sampling, 4)
+    assert [(c[0], c[1], c[2]["margin"], c[2]["max_pairs"]) for c in calls] == [
+        ("make_sampled_pairs", 6 * 3 * len(VIDEO_CATEGORIES), 0.2, 6), ("make_dense_pairs", 6 * len(VIDEO_CATEGORIES), 0.0, 6)]
     # without `video` the image demo runs
     monkeypatch.setattr(demo, "run", lambda args: seen.append(("image", args.overrides)) or 0)
     assert main(["demo", "--eval-only", "max_steps=2"]) == 0 and seen[-1] == ("image", ["max_steps=2"])
