@@ -47,8 +47,8 @@ class DataConfig:
     - ``media``: ``image`` or ``video`` (what the image columns of pairs/unpaired/ranked hold).
     - ``ties`` (pairs): ``drop`` | ``keep`` | ``error``; ``soft_label_of`` (pairs with a soft-label
       column): ``winner`` | ``image_0``; ``min_nontie_fraction`` (video_pairs).
-    - preprocessing: ``resolution`` (a square side, or ``[height, width]`` / ``"480x720"``), ``random_crop``, ``random_flip``, ``num_frames``
-      (videos: keep the first N frames).
+    - preprocessing: ``resolution`` (a square side, or ``[height, width]`` / ``"480x720"``),
+      ``random_crop``, ``random_flip``, ``num_frames`` (videos: keep the first N frames).
     """
 
     path: str = ""

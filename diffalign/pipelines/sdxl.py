@@ -21,8 +21,8 @@ class SDXLAdapter(SDAdapter):
     the micro-conditioning. Time ids left at their default (both sizes the default resolution, no
     crop) follow the size of the latents they condition, as the pipeline's own ``original_size =
     target_size = (height, width)``: samples and training steps at 512 px or 768x1344 get that size's
-    ids, not 1024's. Ids encoded with other sizes are kept as given. The VAE overflows in fp16: when ``vae.config.force_upcast`` is true it is
-    kept in fp32 whatever dtype the rest of the pipeline uses.
+    ids, not 1024's. Ids encoded with other sizes are kept as given. The VAE overflows in fp16: when
+    ``vae.config.force_upcast`` is true it is kept in fp32 whatever dtype the rest of the pipeline uses.
     """
 
     family = "sdxl"
