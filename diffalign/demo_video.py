@@ -1,15 +1,17 @@
 """``diffalign demo [video]``: the ``demo`` command; ``video`` aligns a shipped moving-shapes pipeline with the
-temporal judge: ``shapes-cogvideox`` with DDPO (default), DenseDPO, plain video DPO or VADER-style reward
+temporal judge: ``shapes-cogvideox`` with DDPO (default), D3PO, DenseDPO, plain video DPO or VADER-style reward
 gradients, or ``shapes-wan`` with Flow-GRPO (``--method``).
 
 1. the video eval job (temporal judge) on held-out moving-shapes prompts (before);
 2. offline methods: preference pairs on TRAIN prompts labelled by the judge: DenseDPO pairs (``--method
    dense_dpo``: two partially noised copies of a rendered clip, labels per segment) or plain video
    Diffusion-DPO pairs (``--method dpo``: two clips from independent noise, whole-clip labels), up to
-   ``--pairs`` labelled pairs either way;
+   ``--pairs`` labelled pairs either way; ``--samples-per-prompt N`` draws N clips (copies) per pair and keeps the
+   judge's best against its worst; ``--pairs-from DIR`` trains on an earlier run's pairs instead;
 3. a LoRA trained on them with the offline trainer (recipe ``shapes_video_dense_dpo`` or
    ``shapes_video_dpo``), or online (no pairs): ``--method ddpo`` (``shapes_video_ddpo``, the judge as
-   reward), ``--method vader`` (``shapes_video_vader``, the gradient of the differentiable motion reward)
+   reward), ``--method d3po`` (``shapes_video_d3po``, the judge picking the preferred clip of each pair),
+   ``--method vader`` (``shapes_video_vader``, the gradient of the differentiable motion reward)
    on shapes-cogvideox, ``--method flow_grpo`` (``shapes_video_flow_grpo``, the judge as reward) on shapes-wan;
 4. the LoRA loaded into a plain diffusers pipeline, the same eval job again (after).
 
@@ -29,13 +31,15 @@ from diffalign import demo
 
 DEFAULT_OUT = os.path.join("outputs", "demo-video")
 METHODS = {"dense_dpo": "shapes_video_dense_dpo", "dpo": "shapes_video_dpo", "ddpo": "shapes_video_ddpo",
-           "vader": "shapes_video_vader", "flow_grpo": "shapes_video_flow_grpo"}
+           "d3po": "shapes_video_d3po", "vader": "shapes_video_vader", "flow_grpo": "shapes_video_flow_grpo"}
 """``--method`` -> its training recipe."""
-PIPELINES = {"dense_dpo": "cogvideox", "dpo": "cogvideox", "ddpo": "cogvideox", "vader": "cogvideox", "flow_grpo": "wan"}
+PIPELINES = {"dense_dpo": "cogvideox", "dpo": "cogvideox", "ddpo": "cogvideox", "d3po": "cogvideox",
+             "vader": "cogvideox", "flow_grpo": "wan"}
 """``--method`` -> the shipped moving-shapes pipeline it trains (``shapes-<family>``)."""
-ONLINE = ("ddpo", "vader", "flow_grpo")
-"""Methods trained online on rewards (no preference pairs): the judge (DDPO, Flow-GRPO) or the differentiable motion
-reward (``vader``: reward gradient through the last denoising step, the judge logged beside it)."""
+ONLINE = ("ddpo", "d3po", "vader", "flow_grpo")
+"""Methods trained online on rewards (no preference pairs): the judge (DDPO, Flow-GRPO; D3PO: the judge picks the
+preferred clip of each rollout pair) or the differentiable motion reward (``vader``: reward gradient through the
+last denoising step, the judge logged beside it)."""
 DEFAULT_METHOD = "ddpo"
 """The one measured to raise the held-out judge score on shapes-cogvideox (docs/video.md, "diffalign demo video")."""
 
@@ -46,12 +50,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("diffalign demo video")
     group.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS),
                        help="video: DDPO on shapes-cogvideox with the judge as reward (default: the method that gains "
-                            "most per CPU minute, docs/video.md), DenseDPO pairs, plain video Diffusion-DPO pairs, "
-                            "VADER-style reward gradients, or Flow-GRPO on shapes-wan")
+                            "most per CPU minute, docs/video.md), D3PO on judge-picked rollout pairs, DenseDPO pairs, plain "
+                            "video Diffusion-DPO pairs, VADER-style reward gradients, or Flow-GRPO on shapes-wan")
     group.add_argument("--pairs", type=int, default=96, help="video: labelled preference pairs to train on")
     group.add_argument("--pair-margin", type=float, default=0.0,
                        help="video, offline methods: count a preference only where the judge's scores differ by at "
                             "least this much (whole clips for dpo, segments for dense_dpo); 0 keeps every non-tie")
+    group.add_argument("--samples-per-prompt", type=int, default=2,
+                       help="video, offline methods: clips drawn per pair (dense_dpo: guided copies of one source); "
+                            "with more than 2 the judge's best-scored is paired against its worst-scored")
+    group.add_argument("--pairs-from", default=None, metavar="DIR",
+                       help="video, offline methods: train on the pairs of an earlier run (DIR/pairs.jsonl, e.g. "
+                            "OUT/pairs of a previous demo) instead of making new ones; they are read, not changed")
     group.add_argument("--eval-videos-per-category", type=int, default=24,
                        help="video: held-out clips judged per category (one per prompt)")
     group.add_argument("--pipeline", default=None,
@@ -74,6 +84,15 @@ def run_video(args: argparse.Namespace) -> int:
     from diffalign.shapes.sampling import sampling_defaults
     from diffalign.shapes.video import VIDEO_CATEGORIES, sample_video_rows
 
+    if args.samples_per_prompt < 2:
+        print(f"diffalign demo video: --samples-per-prompt must be at least 2 (a pair), got {args.samples_per_prompt}")
+        return 1
+    given_pairs = None
+    if args.pairs_from:  # checked before anything runs
+        if args.method in ONLINE:
+            print(f"diffalign demo video: --pairs-from is for the offline methods (dense_dpo, dpo), not {args.method}")
+            return 1
+        given_pairs = read_pairs(args.pairs_from)
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     t0 = time.time()
     out = args.out or DEFAULT_OUT
@@ -124,14 +143,18 @@ def run_video(args: argparse.Namespace) -> int:
         n_pairs, records, plot_keys = 0, [], ("reward_mean", "loss")
         print(f"trained {args.method} for {cfg.max_steps} iterations [{time.time() - t0:.0f}s]")
     else:
-        # 2. judged pairs on training prompts
-        pairs_dir = demo.fresh_dir(os.path.join(out, "pairs"))  # the demo owns its folder
-        records = make_pairs(args.method, base, pairs_dir, args.pairs, args.seed + 1, sampling, args.batch_size,
-                             margin=args.pair_margin)
+        # 2. judged pairs on training prompts (or an earlier run's, read where they are)
         from diffalign.shapes.video.dense_pairs import labelled_pairs
 
+        if args.pairs_from:
+            pairs_dir, records = args.pairs_from, given_pairs
+        else:
+            pairs_dir = demo.fresh_dir(os.path.join(out, "pairs"))  # the demo owns its folder
+            records = make_pairs(args.method, base, pairs_dir, args.pairs, args.seed + 1, sampling, args.batch_size,
+                                 margin=args.pair_margin, samples_per_prompt=args.samples_per_prompt)
         n_pairs = labelled_pairs(records)
-        print(f"{args.method} pairs: {n_pairs} labelled of {len(records)} made [{time.time() - t0:.0f}s]")
+        source = f"read from {pairs_dir}" if args.pairs_from else "made"
+        print(f"{args.method} pairs: {n_pairs} labelled of {len(records)} {source} [{time.time() - t0:.0f}s]")
         if not n_pairs:
             raise RuntimeError("the judge found no preference among the pairs; raise --pairs")
 
@@ -150,7 +173,8 @@ def run_video(args: argparse.Namespace) -> int:
     tuned.load_lora_weights(result.output_dir)
     after = _video_eval(os.path.join(out, "eval_after"), tuned, rows, sampling, args, f"{name}+{args.method}")
     report.update({"after": video_scores(after), "method": args.method, "pairs": n_pairs, "pairs_made": len(records),
-                   "pair_margin": args.pair_margin,
+                   "pairs_from": os.path.abspath(args.pairs_from) if args.pairs_from else None,
+                   "pair_margin": args.pair_margin, "samples_per_prompt": args.samples_per_prompt,
                    "train_steps": cfg.max_steps, "reward": _reward_name(cfg), "seconds": round(time.time() - t0, 1)})
     demo.save_json(os.path.join(out, "summary.json"), report)
     demo.plot_training(result.metrics_path, os.path.join(out, "training.png"), keys=plot_keys)
@@ -163,19 +187,41 @@ def run_video(args: argparse.Namespace) -> int:
 
 
 def make_pairs(method: str, pipe, out: str, pairs: int, seed: int, sampling: dict, batch_size: int,
-               margin: float = 0.0) -> list[dict]:
+               margin: float = 0.0, samples_per_prompt: int = 2) -> list[dict]:
     """``pairs`` labelled pairs on TRAIN prompts (balanced over the categories) for ``method``; ``margin``: the
-    least score difference that labels a clip (dpo) or segment (dense_dpo)."""
+    least score difference that labels a clip (dpo) or segment (dense_dpo); ``samples_per_prompt``: clips drawn per
+    pair (best against worst when more than 2)."""
     from diffalign.shapes.video import make_dense_pairs, make_sampled_pairs, sample_video_rows
 
     # far more than needed (three times that with a margin, which rejects most pairs): stops at `pairs`
     rows = sample_video_rows(max(4, pairs) * (3 if margin > 0 else 1), seed=seed, split="train")
     common = dict(num_frames=sampling["num_frames"], size=sampling["height"], max_pairs=pairs, seed=seed, margin=margin,
+                  samples_per_prompt=samples_per_prompt,
                   num_inference_steps=sampling["num_inference_steps"], guidance_scale=sampling["guidance_scale"],
                   **{k: sampling[k] for k in ("max_sequence_length",) if k in sampling})
     if method == "dense_dpo":
         return make_dense_pairs(pipe, rows, out, **common)
     return make_sampled_pairs(pipe, rows, out, batch_size=batch_size, **common)
+
+
+def read_pairs(folder: str) -> list[dict]:
+    """The records of ``folder/pairs.jsonl`` (``--pairs-from``), read by the data layer's jsonl source; a missing
+    file, a bad line or a row that is not a pair record is one error naming the folder and the line."""
+    from diffalign.data.errors import DatasetError
+    from diffalign.data.sources.jsonl import JsonlSource
+
+    path = os.path.join(folder, "pairs.jsonl")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--pairs-from {folder}: no pairs.jsonl there (the pairs/ folder of an earlier demo)")
+    try:
+        source = JsonlSource(path)
+    except DatasetError as e:
+        raise DatasetError(f"--pairs-from {folder}: {e}") from None
+    for i, row in enumerate(source.rows):
+        if "segment_labels" not in row:
+            raise DatasetError(f"--pairs-from {folder}: {source.where(i)}: not a pair record of `diffalign demo video` "
+                               "(no segment_labels)")
+    return source.rows
 
 
 def video_scores(summary: dict) -> dict:
@@ -204,6 +250,8 @@ def _reward_name(cfg) -> str:
 def _write_report(path: str, report: dict, table: str) -> None:
     if report["method"] == "vader":
         trained = f"{report['train_steps']} updates along the reward's gradient ({report['reward']})"
+    elif report["method"] == "d3po":
+        trained = f"{report['train_steps']} iterations, the judge picking the preferred clip of each pair"
     elif report["method"] in ONLINE:
         trained = f"{report['train_steps']} iterations with the judge as reward"
     else:

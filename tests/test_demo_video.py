@@ -23,10 +23,11 @@ def test_demo_video_is_dispatched_with_its_options(monkeypatch):
     assert (args.method, args.pairs, args.eval_videos_per_category) == ("dpo", 3, 2)
     assert args.overrides == ["video", "max_steps=2"] and args.out is None and args.recipe is None
     assert demo_video.METHODS == {"dense_dpo": "shapes_video_dense_dpo", "dpo": "shapes_video_dpo",
-                                  "ddpo": "shapes_video_ddpo", "vader": "shapes_video_vader",
+                                  "ddpo": "shapes_video_ddpo", "d3po": "shapes_video_d3po", "vader": "shapes_video_vader",
                                   "flow_grpo": "shapes_video_flow_grpo"}
     assert demo_video.PIPELINES["flow_grpo"] == "wan" and demo_video.PIPELINES["dense_dpo"] == "cogvideox"
     assert demo_video.PIPELINES["vader"] == "cogvideox" and "vader" in demo_video.ONLINE
+    assert demo_video.PIPELINES["d3po"] == "cogvideox" and "d3po" in demo_video.ONLINE
     # the default is the method measured to gain on shapes-cogvideox (DDPO, docs/video.md)
     assert main(["demo", "video"]) == 0 and seen[-1].method == "ddpo"
     assert seen[-1].pair_margin == 0.0
@@ -42,9 +43,34 @@ def test_demo_video_is_dispatched_with_its_options(monkeypatch):
     demo_video.make_pairs("dense_dpo", None, "unused", 6, 1, sampling, 4)
     assert [(c[0], c[1], c[2]["margin"], c[2]["max_pairs"]) for c in calls] == [
         ("make_sampled_pairs", 6 * 3 * len(VIDEO_CATEGORIES), 0.2, 6), ("make_dense_pairs", 6 * len(VIDEO_CATEGORIES), 0.0, 6)]
+    assert calls[0][2]["samples_per_prompt"] == 2  # plain DPO's two clips from independent noise by default
+    # best-vs-worst of N reaches the plain-DPO pair maker
+    assert main(["demo", "--method", "dpo", "--samples-per-prompt", "8", "video"]) == 0 and seen[-1].samples_per_prompt == 8
+    demo_video.make_pairs("dpo", None, "unused", 6, 1, sampling, 8, samples_per_prompt=8)
+    assert calls[-1][0] == "make_sampled_pairs" and calls[-1][2]["samples_per_prompt"] == 8
+    demo_video.make_pairs("dense_dpo", None, "unused", 6, 1, sampling, 8, samples_per_prompt=4)
+    assert calls[-1][0] == "make_dense_pairs" and calls[-1][2]["samples_per_prompt"] == 4
     # without `video` the image demo runs
     monkeypatch.setattr(demo, "run", lambda args: seen.append(("image", args.overrides)) or 0)
     assert main(["demo", "--eval-only", "max_steps=2"]) == 0 and seen[-1] == ("image", ["max_steps=2"])
+
+
+def test_pairs_from_and_samples_per_prompt_are_checked_before_anything_runs(tmp_path, monkeypatch, capsys):
+    from diffalign import shapes
+
+    monkeypatch.setattr(shapes, "pretrained_path", lambda family: pytest.fail("ran past a bad --pairs-from"))
+    assert main(["demo", "--method", "ddpo", "--pairs-from", str(tmp_path), "video"]) == 1
+    assert "--pairs-from is for the offline methods" in capsys.readouterr().out
+    assert main(["demo", "--method", "dpo", "--samples-per-prompt", "1", "video"]) == 1
+    assert "--samples-per-prompt must be at least 2 (a pair), got 1" in capsys.readouterr().out
+    assert main(["demo", "--method", "dpo", "--pairs-from", str(tmp_path / "nowhere"), "video"]) == 1
+    assert "no pairs.jsonl there" in capsys.readouterr().err
+    (tmp_path / "pairs.jsonl").write_text('{"caption": "a", "segment_labels": [1]}\n\n{"caption": \n')
+    assert main(["demo", "--method", "dpo", "--pairs-from", str(tmp_path), "video"]) == 1
+    assert f"--pairs-from {tmp_path}: pairs.jsonl line 3: invalid JSON" in capsys.readouterr().err
+    (tmp_path / "pairs.jsonl").write_text('{"caption": "a"}\n')
+    assert main(["demo", "--method", "dense_dpo", "--pairs-from", str(tmp_path), "video"]) == 1
+    assert "pairs.jsonl row 0 (line 1): not a pair record" in capsys.readouterr().err
 
 
 def test_video_scores_and_table():
@@ -116,6 +142,17 @@ def test_demo_video_end_to_end_on_a_tiny_pipeline(tmp_path, monkeypatch, tiny_vi
     pairs = [json.loads(line) for line in open(out / "pairs" / "pairs.jsonl")]
     assert all(os.path.exists(out / "pairs" / p["video_0"]) for p in pairs)
     assert "travel" in (out / "report.md").read_text() and (out / "training.png").stat().st_size > 0
+    if method == "dpo":  # --pairs-from: train again on the same pairs, read where they are and left unchanged
+        before = (out / "pairs" / "pairs.jsonl").read_bytes()
+        again = tmp_path / "again"
+        code = main(["demo", "--out", str(again), "--threads", "1", "--batch-size", "4", "--eval-videos-per-category", "1",
+                     "--method", method, *where, "--pairs-from", str(out / "pairs"), "video", "max_steps=1", "batch_size=2"])
+        assert code == 0
+        second = json.loads((again / "summary.json").read_text())
+        assert second["pairs_from"] == str(out / "pairs") and second["pairs"] == summary["pairs"]
+        assert second["before"] == summary["before"] and not (again / "pairs").exists()
+        assert (out / "pairs" / "pairs.jsonl").read_bytes() == before
+        assert str(out / "pairs" / "pairs.jsonl") in (again / "train" / "config.yaml").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +236,24 @@ def test_demo_video_vader_trains_on_the_reward_gradient(tmp_path, monkeypatch, t
     records = [json.loads(line) for line in open(out / "train" / "logs" / "metrics.jsonl")]
     assert len(records) == 1 and records[0]["grad_norm"] > 0
     assert "1 updates along the reward's gradient (shapes_video_motion(shape_weight=2.0))" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_demo_video_d3po_trains_on_judge_picked_pairs(tmp_path, monkeypatch, tiny_video_pipeline):
+    """``--method d3po``: rollout pairs sharing prompt and initial noise, the judge picking the preferred clip
+    (recipe shapes_video_d3po), on the shapes-cogvideox folder; no pairs folder, the LoRA evaluated after."""
+    from diffalign import shapes
+
+    monkeypatch.setattr(shapes, "pretrained_path", lambda family: tiny_video_pipeline)
+    out = tmp_path / "demo-video"
+    code = main(["demo", "--out", str(out), "--threads", "1", "--eval-videos-per-category", "1", "--method", "d3po",
+                 "video", "max_steps=1", "batch_size=2", "sampling.batch_size=4", "sampling.num_inference_steps=3",
+                 "evaluation.every_steps=0"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "d3po" and summary["train_steps"] == 1 and summary["reward"].startswith("shapes_video")
+    assert (out / "train" / "config.yaml").read_text().startswith("trainer: d3po")
+    records = [json.loads(line) for line in open(out / "train" / "logs" / "metrics.jsonl")]
+    assert len(records) == 1 and "tie_fraction" in records[0] and "reward_mean" in records[0]
+    assert not (out / "pairs").exists() and (out / "train" / "pytorch_lora_weights.safetensors").exists()
+    assert "1 iterations, the judge picking the preferred clip of each pair" in (out / "report.md").read_text()
