@@ -239,3 +239,10 @@ def test_vae_memory_switches_from_the_model_config(monkeypatch):
         assert torch.allclose(adapter.decode_latents(latents), plain.decode_latents(latents), atol=1e-5)
     with pytest.raises(ValueError, match=r"model.vae_slicing: the VAE of this pipeline \(SimpleNamespace\) has no enable_slicing\(\)"):
         use_vae_memory_switches(types.SimpleNamespace(vae=types.SimpleNamespace()), slicing=True)
+    # an adapter given to a trainer in Python gets the same switches from its model section
+    from diffalign.pipelines.models import configure_adapter
+
+    given = adapter_for(build_tiny_pipeline("cogvideox"))
+    assert not (given.vae.use_tiling or given.vae.use_slicing)
+    configure_adapter(given, ModelConfig(pretrained="tiny", vae_tiling=True, vae_slicing=True))
+    assert given.vae.use_tiling and given.vae.use_slicing

@@ -408,8 +408,12 @@ def test_training_at_a_non_square_size(tmp_path, data_dirs, family, method):
     auto-checkpointing estimate counts height x width, and a step trains the LoRA."""
     cfg = _config(tmp_path, data_dirs, family, method)
     cfg.data.resolution = (16, 24)
+    if family in VIDEO_FAMILIES:  # as the real-size video recipes: a given adapter gets the VAE switch too
+        cfg.model.vae_slicing = True  # (tiling needs the real VAE's tile sizes, not the tiny one's)
     trainer = OfflinePreferenceTrainer(cfg, adapter=_adapter(family))
     adapter = trainer.adapter
+    if family in VIDEO_FAMILIES:
+        assert adapter.vae.use_slicing
     latent = adapter.latent_shape(16, 24, VIDEO["frames"] if family in VIDEO_FAMILIES else None)
     assert latent[-1] * 2 == latent[-2] * 3  # the 2:3 aspect survives into latent space
     assert trainer.latent_positions() == cfg.batch_size * math.prod(latent[1:])

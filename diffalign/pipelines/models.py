@@ -116,13 +116,16 @@ def load_model(cfg: ModelConfig, device="cpu", dtype: torch.dtype = torch.float3
     adapter = load_adapter(resolve_pretrained(cfg.pretrained), family=cfg.family, **kwargs)
     if cfg.channels_last:
         use_channels_last(adapter.pipe)
-    use_vae_memory_switches(adapter.pipe, tiling=cfg.vae_tiling, slicing=cfg.vae_slicing)
     return configure_adapter(adapter, cfg)
 
 
 def configure_adapter(adapter: PipelineAdapter, cfg: ModelConfig) -> PipelineAdapter:
-    """Apply the model section's family settings (``embedded_guidance``, ``true_cfg``) to ``adapter``;
-    a setting the family does not have is a one-line ``ValueError``. Unset keys leave it as it is."""
+    """Apply the model section's settings that act on a loaded pipeline to ``adapter``: the VAE's tiling and
+    slicing switches (``vae_tiling`` / ``vae_slicing``, turned on when set) and the family settings
+    (``embedded_guidance``, ``true_cfg``). Trainers call it on an adapter given in Python too, so those keys hold
+    whichever way the model came. A setting the family does not have is a one-line ``ValueError``; unset keys
+    leave the adapter as it is."""
+    use_vae_memory_switches(adapter.pipe, tiling=cfg.vae_tiling, slicing=cfg.vae_slicing)
     for key in ("embedded_guidance", "true_cfg"):
         value = getattr(cfg, key)
         if value is None:
