@@ -150,7 +150,7 @@ def run_model(model: str, a, device, dtype, work: str) -> dict:
             "cache_build_s": round(cache_s, 1), "cache_peak_gb": round(cache_peak, 2) if cache_peak is not None else None}
 
 
-def hps_reward(work: str, smoke: bool, device, dtype):
+def hps_reward(work: str, smoke: bool, dtype):
     """The recipes' reward, ``video`` over HPSv2.1 with the recipe's frame options set by the trainer's config:
     a random-weight open_clip model of HPSv2.1's architecture (``smoke``: a tiny one) saved as the released file
     is, then loaded by the product's reward class."""
@@ -182,7 +182,7 @@ def run_online(name: str, a, device, dtype, work: str) -> dict:
     prompts = os.path.join(work, "prompts.txt")
     with open(prompts, "w", encoding="utf-8") as f:
         f.write("\n".join(PROMPTS) + "\n")
-    inner = hps_reward(work, a.smoke, device, dtype)
+    inner = hps_reward(work, a.smoke, dtype)
     overrides = [
         f"output_dir={os.path.join(work, 'out')}", "max_steps=1", "checkpointing_steps=0", "progress_bar=false",
         "overwrite=true", f"prompts.path={prompts}", f"sampling.height={height}", f"sampling.width={width}",

@@ -125,7 +125,8 @@ def configure_adapter(adapter: PipelineAdapter, cfg: ModelConfig) -> PipelineAda
     (``embedded_guidance``, ``true_cfg``). Trainers call it on an adapter given in Python too, so those keys hold
     whichever way the model came. A setting the family does not have is a one-line ``ValueError``; unset keys
     leave the adapter as it is."""
-    use_vae_memory_switches(adapter.pipe, tiling=cfg.vae_tiling, slicing=cfg.vae_slicing)
+    if cfg.vae_tiling or cfg.vae_slicing:
+        use_vae_memory_switches(adapter.pipe, tiling=cfg.vae_tiling, slicing=cfg.vae_slicing)
     for key in ("embedded_guidance", "true_cfg"):
         value = getattr(cfg, key)
         if value is None:
